@@ -1,0 +1,1 @@
+"""DynamoWave's command line and local runtime (gateway emulator, Lambda runner, event sources)."""

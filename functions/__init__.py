@@ -1,0 +1,1 @@
+"""DynamoWave Lambda functions: one thin handler per package over the shared `chat` domain core."""

@@ -1,0 +1,102 @@
+"""Table and queue definitions: the one place the CDK stack and the local runtime both read.
+
+Three tables (see docs/data-model.md for every access pattern and its cost):
+
+* ``connections``: one item per WebSocket connection, keyed by ``connectionId``.
+* ``rooms``: everything room-scoped except messages, in one table with a generic ``pk``/``sk``:
+  the room's seq counter and member count (``ROOM#r`` / ``META``), per-user presence counters
+  (``ROOM#r`` / ``USER#u``), sharded memberships (``ROOM#r#S#shard`` / ``CONN#id``), the shard
+  directory (``ROOM#r#SHARDS`` / ``shard``), idempotency records (``IDEM#user#room#clientMsgId`` /
+  ``IDEM``) and the janitor's resume cursor (``JANITOR`` / ``CURSOR``).
+* ``messages``: the room's history keyed by (``room``, ``seq``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+KeyType = Literal["S", "N"]
+
+
+@dataclass(frozen=True)
+class KeyAttribute:
+    name: str
+    type: KeyType
+
+
+@dataclass(frozen=True)
+class TableDefinition:
+    """A DynamoDB table: ``logical_name`` names the CDK construct and the local table's suffix."""
+
+    logical_name: str
+    partition_key: KeyAttribute
+    sort_key: KeyAttribute | None
+    ttl_attribute: str | None
+    description: str
+
+    def physical_name(self, prefix: str) -> str:
+        """The table name the local runtime uses (CDK lets CloudFormation name the real ones)."""
+        return f"{prefix}-{self.logical_name}"
+
+    def key_names(self) -> tuple[str, ...]:
+        if self.sort_key is None:
+            return (self.partition_key.name,)
+        return (self.partition_key.name, self.sort_key.name)
+
+
+CONNECTIONS = TableDefinition(
+    logical_name="connections",
+    partition_key=KeyAttribute("connectionId", "S"),
+    sort_key=None,
+    ttl_attribute="ttl",
+    description="Live WebSocket connections: user, display name, allowed rooms, joined rooms, "
+    "connectedAt, lastSeen, rate-limit state, TTL backstop.",
+)
+
+ROOMS = TableDefinition(
+    logical_name="rooms",
+    partition_key=KeyAttribute("pk", "S"),
+    sort_key=KeyAttribute("sk", "S"),
+    ttl_attribute="ttl",
+    description="Room counters, presence, sharded memberships, shard directory, idempotency records, "
+    "janitor cursor.",
+)
+
+MESSAGES = TableDefinition(
+    logical_name="messages",
+    partition_key=KeyAttribute("room", "S"),
+    sort_key=KeyAttribute("seq", "N"),
+    ttl_attribute="ttl",
+    description="Room history keyed by (room, seq).",
+)
+
+TABLES: tuple[TableDefinition, ...] = (CONNECTIONS, ROOMS, MESSAGES)
+
+
+@dataclass(frozen=True)
+class QueueDefinition:
+    logical_name: str
+    description: str
+
+    def physical_name(self, prefix: str) -> str:
+        return f"{prefix}-{self.logical_name}"
+
+
+FANOUT_QUEUE = QueueDefinition("fanout", "Fan-out jobs: one per membership shard of a room, or a retry list.")
+FANOUT_DLQ = QueueDefinition("fanout-dlq", "Fan-out jobs that failed maxReceiveCount times or ran out of attempts.")
+
+# SQS: visibility timeout must be at least 6x the consumer's timeout (AWS guidance for Lambda
+# event sources), so a slow invocation never lets a record reappear while it is still being worked.
+VISIBILITY_TIMEOUT_FACTOR = 6
+
+# Route keys of the WebSocket API (route selection expression: $request.body.action).
+ROUTE_SELECTION_EXPRESSION = "$request.body.action"
+ACTION_ROUTES: tuple[str, ...] = ("join", "leave", "sendmessage", "history", "typing", "ping")
+SYSTEM_ROUTES: tuple[str, ...] = ("$connect", "$disconnect", "$default")
+# Routes whose Lambda reply is sent back to the caller as a route response (two-way routes).
+TWO_WAY_ROUTES: tuple[str, ...] = ("$default", *ACTION_ROUTES)
+# The REQUEST authorizer's identity source: a missing token is refused with 401 before the
+# authorizer runs, exactly as API Gateway does.
+AUTHORIZER_IDENTITY_SOURCE = "route.request.querystring.token"
+TOKEN_QUERY_PARAMETER = "token"

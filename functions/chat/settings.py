@@ -1,0 +1,133 @@
+"""Typed configuration, parsed once from the environment (the same variables on AWS and locally).
+
+The CDK stack sets these on each function; the local runtime sets the same names. ``ENV`` lists
+every variable so neither side can drift from what the functions read.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+
+
+class ENV:
+    """Environment variable names read by the functions."""
+
+    CONNECTIONS_TABLE = "CONNECTIONS_TABLE"
+    ROOMS_TABLE = "ROOMS_TABLE"
+    MESSAGES_TABLE = "MESSAGES_TABLE"
+    FANOUT_QUEUE_URL = "FANOUT_QUEUE_URL"
+    FANOUT_DLQ_URL = "FANOUT_DLQ_URL"
+    # https://{apiId}.execute-api.{region}.amazonaws.com/{stage}; locally http://host:port/{stage}.
+    MANAGEMENT_API_ENDPOINT = "MANAGEMENT_API_ENDPOINT"
+    JWT_SECRET = "DYNAMOWAVE_JWT_SECRET"  # local development: the secret itself
+    JWT_SECRET_ARN = "JWT_SECRET_ARN"  # AWS: a Secrets Manager secret (cached)
+    MAX_TEXT_LENGTH = "MAX_TEXT_LENGTH"
+    RATE_LIMIT_PER_SECOND = "RATE_LIMIT_PER_SECOND"
+    RATE_LIMIT_BURST = "RATE_LIMIT_BURST"
+    SHARD_SIZE = "SHARD_SIZE"
+    IDLE_TIMEOUT_SECONDS = "IDLE_TIMEOUT_SECONDS"
+    MAX_CONNECTION_SECONDS = "MAX_CONNECTION_SECONDS"
+    IDEMPOTENCY_TTL_SECONDS = "IDEMPOTENCY_TTL_SECONDS"
+    MESSAGE_RETENTION_DAYS = "MESSAGE_RETENTION_DAYS"
+    FANOUT_POOL_SIZE = "FANOUT_POOL_SIZE"
+    FANOUT_MAX_ATTEMPTS = "FANOUT_MAX_ATTEMPTS"
+    POST_MAX_RETRIES = "POST_MAX_RETRIES"
+    POST_BACKOFF_BASE_MS = "POST_BACKOFF_BASE_MS"
+    POST_BACKOFF_CAP_MS = "POST_BACKOFF_CAP_MS"
+    JANITOR_BUDGET_SAFETY_MS = "JANITOR_BUDGET_SAFETY_MS"
+    MEMBERS_IN_JOINED = "MEMBERS_IN_JOINED"
+
+
+@dataclass(frozen=True)
+class Settings:
+    connections_table: str = "dynamowave-connections"
+    rooms_table: str = "dynamowave-rooms"
+    messages_table: str = "dynamowave-messages"
+    fanout_queue_url: str = ""
+    fanout_dlq_url: str = ""
+    management_api_endpoint: str = ""
+    jwt_secret: str = field(default="", repr=False)
+    jwt_secret_arn: str = ""
+    max_text_length: int = 4000
+    rate_limit_per_second: float = 10.0
+    rate_limit_burst: int = 20
+    # Members per membership shard: one fan-out job (one Query, one pool of posts) per shard.
+    shard_size: int = 250
+    idle_timeout_seconds: int = 600  # API Gateway: 10 minutes
+    max_connection_seconds: int = 7200  # API Gateway: 2 hours
+    idempotency_ttl_seconds: int = 86400
+    message_retention_days: int = 0  # 0 keeps history forever
+    fanout_pool_size: int = 32
+    fanout_max_attempts: int = 5
+    post_max_retries: int = 6
+    post_backoff_base_ms: int = 50
+    post_backoff_cap_ms: int = 2000
+    janitor_budget_safety_ms: int = 5000
+    members_in_joined: int = 500
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        d = cls()
+
+        def text(name: str, default: str) -> str:
+            return env.get(name, default) or default
+
+        def integer(name: str, default: int, minimum: int = 0) -> int:
+            raw = env.get(name)
+            if raw is None or raw == "":
+                return default
+            try:
+                value = int(raw)
+            except ValueError as exc:
+                raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+            if value < minimum:
+                raise ValueError(f"{name} must be >= {minimum}, got {value}")
+            return value
+
+        def number(name: str, default: float) -> float:
+            raw = env.get(name)
+            if raw is None or raw == "":
+                return default
+            try:
+                value = float(raw)
+            except ValueError as exc:
+                raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+            if value <= 0:
+                raise ValueError(f"{name} must be > 0, got {value}")
+            return value
+
+        return cls(
+            connections_table=text(ENV.CONNECTIONS_TABLE, d.connections_table),
+            rooms_table=text(ENV.ROOMS_TABLE, d.rooms_table),
+            messages_table=text(ENV.MESSAGES_TABLE, d.messages_table),
+            fanout_queue_url=text(ENV.FANOUT_QUEUE_URL, d.fanout_queue_url),
+            fanout_dlq_url=text(ENV.FANOUT_DLQ_URL, d.fanout_dlq_url),
+            management_api_endpoint=text(ENV.MANAGEMENT_API_ENDPOINT, d.management_api_endpoint),
+            jwt_secret=text(ENV.JWT_SECRET, d.jwt_secret),
+            jwt_secret_arn=text(ENV.JWT_SECRET_ARN, d.jwt_secret_arn),
+            max_text_length=integer(ENV.MAX_TEXT_LENGTH, d.max_text_length, 1),
+            rate_limit_per_second=number(ENV.RATE_LIMIT_PER_SECOND, d.rate_limit_per_second),
+            rate_limit_burst=integer(ENV.RATE_LIMIT_BURST, d.rate_limit_burst, 1),
+            shard_size=integer(ENV.SHARD_SIZE, d.shard_size, 1),
+            idle_timeout_seconds=integer(ENV.IDLE_TIMEOUT_SECONDS, d.idle_timeout_seconds, 1),
+            max_connection_seconds=integer(ENV.MAX_CONNECTION_SECONDS, d.max_connection_seconds, 1),
+            idempotency_ttl_seconds=integer(ENV.IDEMPOTENCY_TTL_SECONDS, d.idempotency_ttl_seconds, 60),
+            message_retention_days=integer(ENV.MESSAGE_RETENTION_DAYS, d.message_retention_days),
+            fanout_pool_size=integer(ENV.FANOUT_POOL_SIZE, d.fanout_pool_size, 1),
+            fanout_max_attempts=integer(ENV.FANOUT_MAX_ATTEMPTS, d.fanout_max_attempts, 1),
+            post_max_retries=integer(ENV.POST_MAX_RETRIES, d.post_max_retries),
+            post_backoff_base_ms=integer(ENV.POST_BACKOFF_BASE_MS, d.post_backoff_base_ms, 1),
+            post_backoff_cap_ms=integer(ENV.POST_BACKOFF_CAP_MS, d.post_backoff_cap_ms, 1),
+            janitor_budget_safety_ms=integer(ENV.JANITOR_BUDGET_SAFETY_MS, d.janitor_budget_safety_ms),
+            members_in_joined=integer(ENV.MEMBERS_IN_JOINED, d.members_in_joined, 1),
+        )
+
+
+@cache
+def get_settings() -> Settings:
+    """Settings for this process, parsed on first use (a Lambda cold start)."""
+    return Settings.from_env()
