@@ -84,7 +84,9 @@ class QueueDefinition:
 
 
 FANOUT_QUEUE = QueueDefinition("fanout", "Fan-out jobs: one per membership shard of a room, or a retry list.")
-FANOUT_DLQ = QueueDefinition("fanout-dlq", "Fan-out jobs that failed maxReceiveCount times or ran out of attempts.")
+FANOUT_DLQ = QueueDefinition(
+    "fanout-dlq", "Fan-out jobs that failed maxReceiveCount times or ran out of attempts."
+)
 
 # SQS: visibility timeout must be at least 6x the consumer's timeout (AWS guidance for Lambda
 # event sources), so a slow invocation never lets a record reappear while it is still being worked.

@@ -1,0 +1,49 @@
+"""API Gateway REQUEST authorizer for `$connect`: HS256 JWT from the `token` query parameter.
+
+Raising "Unauthorized" makes API Gateway answer 401; a Deny policy makes it answer 403. The
+identity goes to every route as `requestContext.authorizer` (userId, name, rooms).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.chat.auth import Identity, TokenRefused, verify_token
+from functions.chat.observability import is_warmup, observability
+from functions.chat.schema import TOKEN_QUERY_PARAMETER
+from functions.chat.secrets import jwt_secret
+
+logger, tracer, _ = observability("authorizer")
+
+
+def policy(principal_id: str, effect: str, resource: str, identity: Identity | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "principalId": principal_id,
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [{"Action": "execute-api:Invoke", "Effect": effect, "Resource": resource}],
+        },
+    }
+    if identity is not None:
+        response["context"] = identity.to_context()
+    return response
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if is_warmup(event):
+        return {"warmup": True}
+    token = (event.get("queryStringParameters") or {}).get(TOKEN_QUERY_PARAMETER)
+    if not token:
+        # API Gateway refuses a missing identity source itself; this covers a direct call.
+        raise Exception("Unauthorized")
+    try:
+        identity = verify_token(str(token), jwt_secret())
+    except TokenRefused as refused:
+        logger.info("token refused", extra={"reason": str(refused)})
+        return policy("anonymous", "Deny", event["methodArn"])
+    logger.append_keys(user_id=identity.user_id)
+    return policy(identity.user_id, "Allow", event["methodArn"], identity)

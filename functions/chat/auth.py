@@ -1,0 +1,112 @@
+"""JWT verification and minting (HS256, pyjwt). Pure, apart from the secret loader at the end.
+
+The algorithm is pinned: a token whose header says ``none``, ``RS256`` or anything but HS256 is
+refused before its signature is even considered (the alg-confusion attacks).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+import jwt
+
+from functions.chat.protocol import ROOM_PATTERN, USER_ID_PATTERN
+
+ALGORITHM: Final = "HS256"
+MAX_NAME_LENGTH: Final = 64
+MAX_ROOMS_IN_TOKEN: Final = 100
+
+
+class TokenRefused(Exception):
+    """The token is malformed, expired, not yet valid, wrongly signed or has bad claims."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is on a connection: the authorizer's context, passed to every route by API Gateway."""
+
+    user_id: str
+    name: str
+    rooms: tuple[str, ...] | None  # None: any room
+
+    def may_join(self, room: str) -> bool:
+        return self.rooms is None or room in self.rooms
+
+    def to_context(self) -> dict[str, str]:
+        """Authorizer context values must be strings, numbers or booleans: rooms travel as JSON."""
+        rooms = "*" if self.rooms is None else json.dumps(list(self.rooms))
+        return {"userId": self.user_id, "name": self.name, "rooms": rooms}
+
+    @classmethod
+    def from_context(cls, context: dict[str, Any]) -> Identity:
+        user_id = str(context.get("userId") or context.get("principalId") or "")
+        if not USER_ID_PATTERN.match(user_id):
+            raise TokenRefused("authorizer context has no valid userId")
+        raw_rooms = context.get("rooms", "*")
+        rooms: tuple[str, ...] | None
+        if raw_rooms in ("*", None, ""):
+            rooms = None
+        else:
+            parsed = json.loads(str(raw_rooms))
+            rooms = tuple(str(room) for room in parsed)
+        return cls(user_id=user_id, name=str(context.get("name") or user_id), rooms=rooms)
+
+
+def verify_token(token: str, secret: str) -> Identity:
+    """Return the token's identity or raise `TokenRefused` with a reason fit for logs."""
+    if not secret:
+        raise TokenRefused("no signing secret configured")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise TokenRefused(f"malformed token: {exc}") from None
+    if header.get("alg") != ALGORITHM:
+        raise TokenRefused(f"algorithm {header.get('alg')!r} is not allowed")
+    try:
+        # exp and nbf are verified when present; exp and sub must be present.
+        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]})
+    except jwt.PyJWTError as exc:
+        raise TokenRefused(f"invalid token: {exc}") from None
+    return identity_from_claims(claims)
+
+
+def identity_from_claims(claims: dict[str, Any]) -> Identity:
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not USER_ID_PATTERN.match(sub):
+        raise TokenRefused("'sub' must match ^[A-Za-z0-9_.@-]{1,64}$")
+    name = claims.get("name", sub)
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_LENGTH:
+        raise TokenRefused(f"'name' must be a non-empty string of at most {MAX_NAME_LENGTH} characters")
+    rooms = claims.get("rooms")
+    if rooms is not None:
+        if (
+            not isinstance(rooms, list)
+            or len(rooms) > MAX_ROOMS_IN_TOKEN
+            or not all(isinstance(room, str) and ROOM_PATTERN.match(room) for room in rooms)
+        ):
+            raise TokenRefused("'rooms' must be a list of valid room names")
+        return Identity(sub, name, tuple(dict.fromkeys(rooms)))
+    return Identity(sub, name, None)
+
+
+def mint_token(
+    secret: str,
+    user_id: str,
+    *,
+    name: str | None = None,
+    rooms: list[str] | None = None,
+    ttl_seconds: int = 3600,
+    now: float | None = None,
+) -> str:
+    """A token the authorizer accepts (for the CLI, the web client's dev endpoint and load tests)."""
+    issued = int(time.time() if now is None else now)
+    claims: dict[str, Any] = {"sub": user_id, "iat": issued, "exp": issued + ttl_seconds}
+    if name is not None:
+        claims["name"] = name
+    if rooms is not None:
+        claims["rooms"] = rooms
+    identity_from_claims(claims)  # refuse to mint what the authorizer would refuse
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)

@@ -1,0 +1,102 @@
+"""Cached factories: one boto3 client of each kind per process, built on first use.
+
+Handlers call these instead of constructing clients, so a warm Lambda reuses its connections.
+`reset()` forgets everything (tests and the local runtime call it after changing the
+environment).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.config import Config
+
+from functions.chat.gateway import ManagementApi
+from functions.chat.queue import JobQueue
+from functions.chat.service import ChatService
+from functions.chat.settings import Settings, get_settings
+from functions.chat.store import ChatStore
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_sqs import SQSClient
+
+
+@cache
+def _session() -> boto3.session.Session:
+    return boto3.session.Session()
+
+
+@cache
+def dynamodb_client() -> DynamoDBClient:
+    settings = get_settings()
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 4},
+        max_pool_connections=max(10, settings.fanout_pool_size),
+        connect_timeout=3,
+        read_timeout=5,
+    )
+    return _session().client("dynamodb", config=config)
+
+
+@cache
+def sqs_client() -> SQSClient:
+    config = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=10)
+    return _session().client("sqs", config=config)
+
+
+@cache
+def store() -> ChatStore:
+    return ChatStore(dynamodb_client(), get_settings())
+
+
+@cache
+def job_queue() -> JobQueue:
+    settings = get_settings()
+    return JobQueue(sqs_client(), settings.fanout_queue_url, settings.fanout_dlq_url)
+
+
+@cache
+def management_api(endpoint: str) -> ManagementApi:
+    """One client per endpoint, with a connection pool as large as the fan-out's thread pool."""
+    settings: Settings = get_settings()
+    config = Config(
+        retries={"total_max_attempts": 1},  # the fan-out does its own backoff; 410 is final
+        max_pool_connections=settings.fanout_pool_size,
+        connect_timeout=2,
+        read_timeout=5,
+    )
+    client = _session().client("apigatewaymanagementapi", endpoint_url=endpoint, config=config)
+    return ManagementApi(client)
+
+
+def management_endpoint(domain_name: str | None = None, stage: str | None = None) -> str:
+    """The configured endpoint, else the one API Gateway's event names (AWS only)."""
+    configured = get_settings().management_api_endpoint
+    if configured:
+        return configured
+    if not domain_name or not stage:
+        raise RuntimeError("MANAGEMENT_API_ENDPOINT is not set and the event names no domain")
+    return f"https://{domain_name}/{stage}"
+
+
+@cache
+def chat_service(endpoint: str) -> ChatService:
+    """The chat actions, replying to callers through the Management API at `endpoint`."""
+    return ChatService(store(), job_queue(), get_settings(), management_api(endpoint).post)
+
+
+def reset() -> None:
+    for factory in (
+        get_settings,
+        _session,
+        dynamodb_client,
+        sqs_client,
+        store,
+        job_queue,
+        management_api,
+        chat_service,
+    ):
+        factory.cache_clear()

@@ -1,0 +1,297 @@
+"""The client wire contract (docs/protocol.md): frame parsing, validation, replies and errors.
+
+Pure functions, no I/O. Every client frame is validated here into a typed request or refused
+with a `ProtocolError` that carries the protocol's error code; nothing downstream sees raw JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final
+
+USER_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+ROOM_PATTERN: Final = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+CLIENT_MSG_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# Lone surrogates are not Unicode scalar values: they cannot be stored as UTF-8.
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+MAX_FRAME_BYTES: Final = 32 * 1024  # API Gateway WebSocket frame limit
+MAX_MESSAGE_BYTES: Final = 128 * 1024  # API Gateway WebSocket message limit
+# Server replies are kept under the message limit with room to spare for the envelope.
+REPLY_BUDGET_BYTES: Final = 120 * 1024
+HISTORY_DEFAULT_LIMIT: Final = 50
+HISTORY_MAX_LIMIT: Final = 100
+JOIN_SINCE_LIMIT: Final = 100
+MAX_SEQ: Final = 2**53 - 1  # JSON-safe integer range for every client
+# Frames may not name an identity: it comes from the authorizer's context only.
+IDENTITY_FIELDS: Final = frozenset({"user", "userId", "sub", "name", "connectionId", "principalId"})
+
+
+class ErrorCode(StrEnum):
+    BAD_REQUEST = "bad_request"
+    UNKNOWN_ACTION = "unknown_action"
+    FORBIDDEN = "forbidden"
+    NOT_MEMBER = "not_member"
+    TOO_LARGE = "too_large"
+    RATE_LIMITED = "rate_limited"
+    INTERNAL = "internal"
+
+
+class ProtocolError(Exception):
+    """A refused frame: becomes an `error` frame for the caller; the connection stays open."""
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        action: str | None = None,
+        room: str | None = None,
+        client_msg_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.action = action
+        self.room = room
+        self.client_msg_id = client_msg_id
+
+    def frame(self) -> dict[str, Any]:
+        return error_frame(
+            self.code, self.message, action=self.action, room=self.room, client_msg_id=self.client_msg_id
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests (client -> server)
+
+
+@dataclass(frozen=True)
+class Join:
+    room: str
+    since: int | None
+
+
+@dataclass(frozen=True)
+class Leave:
+    room: str
+
+
+@dataclass(frozen=True)
+class SendMessage:
+    room: str
+    text: str
+    client_msg_id: str
+
+
+@dataclass(frozen=True)
+class History:
+    room: str
+    before: int | None
+    limit: int
+
+
+@dataclass(frozen=True)
+class Typing:
+    room: str
+
+
+@dataclass(frozen=True)
+class Ping:
+    pass
+
+
+Request = Join | Leave | SendMessage | History | Typing | Ping
+ACTIONS: Final = ("join", "leave", "sendmessage", "history", "typing", "ping")
+
+
+def _reject_constant(value: str) -> Any:
+    raise ValueError(f"{value} is not valid JSON")
+
+
+def parse_frame(body: str | None, *, max_text_length: int) -> Request:
+    """Parse one client frame into a typed request, or raise `ProtocolError`."""
+    if body is None or body == "":
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "empty frame: send a JSON object with an 'action'")
+    if len(body.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES:
+        raise ProtocolError(ErrorCode.TOO_LARGE, f"frame exceeds {MAX_FRAME_BYTES} bytes")
+    try:
+        data = json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "frame is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "frame must be a JSON object")
+    action = data.get("action")
+    if not isinstance(action, str):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "missing string field 'action'")
+    if action not in ACTIONS:
+        shown = action if len(action) <= 64 else action[:64] + "..."
+        raise ProtocolError(
+            ErrorCode.UNKNOWN_ACTION, f"unknown action {shown!r}; one of {', '.join(ACTIONS)}"
+        )
+    return _parse_action(action, data, max_text_length=max_text_length)
+
+
+def _parse_action(action: str, data: dict[str, Any], *, max_text_length: int) -> Request:
+    room = data.get("room") if isinstance(data.get("room"), str) else None
+    raw_id = data.get("clientMsgId")
+    client_msg_id = raw_id if isinstance(raw_id, str) and CLIENT_MSG_ID_PATTERN.match(raw_id) else None
+
+    def fail(code: ErrorCode, message: str) -> ProtocolError:
+        valid_room = room if room is not None and ROOM_PATTERN.match(room) else None
+        return ProtocolError(code, message, action=action, room=valid_room, client_msg_id=client_msg_id)
+
+    named = sorted(IDENTITY_FIELDS.intersection(data))
+    if named:
+        raise fail(ErrorCode.FORBIDDEN, f"identity comes from your token; remove {', '.join(named)}")
+    if action == "ping":
+        return Ping()
+
+    valid_room = _room(data.get("room"), fail)
+    if action == "join":
+        return Join(valid_room, _optional_int(data, "since", 0, fail))
+    if action == "leave":
+        return Leave(valid_room)
+    if action == "typing":
+        return Typing(valid_room)
+    if action == "history":
+        before = _optional_int(data, "before", 1, fail)
+        limit = _optional_int(data, "limit", 1, fail)
+        if limit is not None and limit > HISTORY_MAX_LIMIT:
+            raise fail(ErrorCode.BAD_REQUEST, f"'limit' must be 1..{HISTORY_MAX_LIMIT}")
+        return History(valid_room, before, HISTORY_DEFAULT_LIMIT if limit is None else limit)
+    # sendmessage
+    if client_msg_id is None:
+        raise fail(ErrorCode.BAD_REQUEST, "'clientMsgId' must match ^[A-Za-z0-9_-]{1,64}$")
+    text = data.get("text")
+    if not isinstance(text, str) or text == "":
+        raise fail(ErrorCode.BAD_REQUEST, "'text' must be a non-empty string")
+    if _SURROGATE.search(text):
+        raise fail(ErrorCode.BAD_REQUEST, "'text' contains an unpaired surrogate (invalid Unicode)")
+    if len(text) > max_text_length:
+        raise fail(ErrorCode.TOO_LARGE, f"'text' exceeds {max_text_length} characters")
+    return SendMessage(valid_room, text, client_msg_id)
+
+
+FailFn = Callable[[ErrorCode, str], ProtocolError]
+
+
+def _room(value: object, fail: FailFn) -> str:
+    if not isinstance(value, str) or not ROOM_PATTERN.match(value):
+        raise fail(ErrorCode.BAD_REQUEST, "'room' must match ^[A-Za-z0-9_.-]{1,64}$")
+    return value
+
+
+def _optional_int(data: dict[str, Any], key: str, minimum: int, fail: FailFn) -> int | None:
+    if key not in data or data[key] is None:
+        return None
+    value = data[key]
+    # bool is an int subclass in Python; floats with integral values (1.0) are accepted as JS sends them.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise fail(ErrorCode.BAD_REQUEST, f"'{key}' must be an integer")
+    if isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            raise fail(ErrorCode.BAD_REQUEST, f"'{key}' must be an integer")
+        value = int(value)
+    if value < minimum or value > MAX_SEQ:
+        raise fail(ErrorCode.BAD_REQUEST, f"'{key}' must be between {minimum} and {MAX_SEQ}")
+    return int(value)
+
+
+def validate_room(room: str) -> bool:
+    return bool(ROOM_PATTERN.match(room))
+
+
+# ---------------------------------------------------------------------------------------------
+# Replies and events (server -> client)
+
+
+def encode(frame: dict[str, Any]) -> str:
+    """Frames go out as compact UTF-8 JSON (non-ASCII kept as is: smaller than \\u escapes)."""
+    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+
+
+def frame_size(frame: dict[str, Any]) -> int:
+    return len(encode(frame).encode("utf-8"))
+
+
+def error_frame(
+    code: ErrorCode,
+    message: str,
+    *,
+    action: str | None = None,
+    room: str | None = None,
+    client_msg_id: str | None = None,
+) -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": "error", "code": str(code), "message": message}
+    if action is not None:
+        frame["action"] = action
+    if client_msg_id is not None:
+        frame["clientMsgId"] = client_msg_id
+    if room is not None:
+        frame["room"] = room
+    return frame
+
+
+def message_frame(message: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "message",
+        "room": message["room"],
+        "id": message["id"],
+        "seq": message["seq"],
+        "user": message["user"],
+        "name": message["name"],
+        "text": message["text"],
+        "ts": message["ts"],
+        "clientMsgId": message["clientMsgId"],
+    }
+
+
+def ack_frame(room: str, client_msg_id: str, message_id: str, seq: int) -> dict[str, Any]:
+    return {"type": "ack", "room": room, "clientMsgId": client_msg_id, "id": message_id, "seq": seq}
+
+
+def presence_frame(room: str, user: str, event: str) -> dict[str, Any]:
+    return {"type": "presence", "room": room, "user": user, "event": event}
+
+
+def typing_frame(room: str, user: str) -> dict[str, Any]:
+    return {"type": "typing", "room": room, "user": user}
+
+
+def pong_frame(ts: int) -> dict[str, Any]:
+    return {"type": "pong", "ts": ts}
+
+
+def left_frame(room: str) -> dict[str, Any]:
+    return {"type": "left", "room": room}
+
+
+def fit_messages(
+    envelope: dict[str, Any], messages: list[dict[str, Any]], *, keep: str, more: bool
+) -> tuple[list[dict[str, Any]], bool]:
+    """Trim `messages` so that the reply stays under the 128 KB message limit.
+
+    ``keep="oldest"`` keeps the lowest seqs (recovery with ``since``: the client asks again from
+    the last one it got); ``keep="newest"`` keeps the highest (history scroll-back). Trimming
+    sets ``more`` so the client knows to page on.
+    """
+    budget = REPLY_BUDGET_BYTES - frame_size({**envelope, "messages": [], "more": True})
+    ordered = messages if keep == "oldest" else list(reversed(messages))
+    kept: list[dict[str, Any]] = []
+    used = 0
+    for message in ordered:
+        size = frame_size(message) + 1
+        if used + size > budget:
+            more = True
+            break
+        kept.append(message)
+        used += size
+    if keep == "newest":
+        kept.reverse()
+    return kept, more

@@ -1,0 +1,51 @@
+"""SQS adapter: puts fan-out jobs on the queue (ten per SendMessageBatch) and on the DLQ."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from functions.chat.jobs import FanoutJob
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+BATCH_SIZE: Final = 10  # SendMessageBatch's limit
+BATCH_RETRIES: Final = 4
+
+
+class EnqueueFailed(Exception):
+    """Some jobs could not be put on the queue after retries (the caller fails its unit of work)."""
+
+
+class JobQueue:
+    def __init__(self, client: SQSClient, queue_url: str, dlq_url: str) -> None:
+        self._sqs = client
+        self._queue_url = queue_url
+        self._dlq_url = dlq_url
+
+    def enqueue(self, jobs: Sequence[FanoutJob]) -> int:
+        """Send every job, ten per request; entries SQS refuses are retried, then raise."""
+        return self._send(self._queue_url, [job.to_json() for job in jobs])
+
+    def dead_letter(self, jobs: Sequence[FanoutJob]) -> int:
+        return self._send(self._dlq_url, [job.to_json() for job in jobs])
+
+    def _send(self, queue_url: str, bodies: list[str]) -> int:
+        requests = 0
+        for start in range(0, len(bodies), BATCH_SIZE):
+            pending = {str(i): body for i, body in enumerate(bodies[start : start + BATCH_SIZE])}
+            for attempt in range(BATCH_RETRIES + 1):
+                entries: list[Any] = [{"Id": key, "MessageBody": body} for key, body in pending.items()]
+                response = self._sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+                requests += 1
+                failed = response.get("Failed") or []
+                pending = {f["Id"]: pending[f["Id"]] for f in failed if f["Id"] in pending}
+                if not pending:
+                    break
+                if attempt < BATCH_RETRIES:
+                    time.sleep(0.05 * 2**attempt)
+            if pending:
+                raise EnqueueFailed(f"{len(pending)} job(s) not accepted by {queue_url}")
+        return requests

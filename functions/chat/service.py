@@ -1,0 +1,269 @@
+"""The chat actions (PROTOCOL.md): what each route does, over the store, the queue and the gateway.
+
+No boto3 here and no Lambda event shapes: the ingress handler translates API Gateway events into
+calls on `ChatService`, and the service returns the frame to send back as the route response
+(or None). Fan-out work goes to SQS as `FanoutJob`s, one per non-empty membership shard.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from functions.chat import protocol
+from functions.chat.auth import Identity
+from functions.chat.gateway import PostError
+from functions.chat.jobs import FanoutJob
+from functions.chat.protocol import ErrorCode, ProtocolError
+from functions.chat.queue import EnqueueFailed, JobQueue
+from functions.chat.settings import Settings
+from functions.chat.store import ChatStore, ConnectionGone, NotMember, RateLimited, StoreBusy
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], int]
+Poster = Callable[[str, bytes], None]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class Outcome:
+    """What one frame did: the route response (if any) and figures for logs and metrics."""
+
+    reply: dict[str, Any] | None
+    action: str | None = None
+    jobs: int = 0
+    stored: bool = False
+    duplicate: bool = False
+    error: ErrorCode | None = None
+
+
+class ChatService:
+    def __init__(
+        self,
+        store: ChatStore,
+        queue: JobQueue,
+        settings: Settings,
+        post: Poster,
+        clock: Clock = now_ms,
+    ) -> None:
+        self._store = store
+        self._queue = queue
+        self._settings = settings
+        self._post = post
+        self._clock = clock
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def connect(self, connection_id: str, identity: Identity) -> None:
+        self._store.put_connection(
+            connection_id, identity.user_id, identity.name, identity.rooms, self._clock()
+        )
+
+    def disconnect(self, connection_id: str, correlation_id: str = "") -> int:
+        """Remove the connection and its memberships; announce users who left their last room."""
+        return self.remove_connection(connection_id, correlation_id)
+
+    def remove_connection(self, connection_id: str, correlation_id: str = "") -> int:
+        jobs: list[FanoutJob] = []
+        for left in self._store.remove_connection(connection_id):
+            if left.last_connection_of_user:
+                frame = protocol.presence_frame(left.room, left.user_id, "leave")
+                jobs.extend(self._room_jobs(left.room, frame, correlation_id))
+        if jobs:
+            self._queue.enqueue(jobs)
+        return len(jobs)
+
+    # -- frames ----------------------------------------------------------------------------------
+
+    def handle(
+        self, connection_id: str, identity: Identity, body: str | None, correlation_id: str
+    ) -> Outcome:
+        """Run one client frame; every refusal becomes the protocol's error frame."""
+        action: str | None = None
+        try:
+            request = protocol.parse_frame(body, max_text_length=self._settings.max_text_length)
+            action = type(request).__name__.lower()
+            return self._dispatch(connection_id, identity, request, correlation_id)
+        except ProtocolError as error:
+            return Outcome(error.frame(), action=error.action or action, error=error.code)
+
+    def _dispatch(
+        self, connection_id: str, identity: Identity, request: protocol.Request, correlation_id: str
+    ) -> Outcome:
+        match request:
+            case protocol.Ping():
+                self._touch(connection_id, "ping", None)
+                return Outcome(protocol.pong_frame(self._clock()), action="ping")
+            case protocol.Join():
+                return self._join(connection_id, identity, request, correlation_id)
+            case protocol.Leave():
+                return self._leave(connection_id, request, correlation_id)
+            case protocol.SendMessage():
+                return self._send(connection_id, identity, request)
+            case protocol.History():
+                return self._history(connection_id, request)
+            case protocol.Typing():
+                return self._typing(connection_id, identity, request, correlation_id)
+        raise AssertionError(f"unhandled request {request!r}")  # pragma: no cover
+
+    def _touch(self, connection_id: str, action: str, room: str | None, **context: Any) -> Any:
+        try:
+            return self._store.touch_connection(connection_id, self._clock(), member_of=room)
+        except RateLimited:
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                f"slow down: at most {self._settings.rate_limit_per_second:g} frames/s "
+                f"(burst {self._settings.rate_limit_burst})",
+                action=action,
+                room=room,
+                **context,
+            ) from None
+        except NotMember:
+            raise ProtocolError(
+                ErrorCode.NOT_MEMBER,
+                f"join {room!r} on this connection first",
+                action=action,
+                room=room,
+                **context,
+            ) from None
+        except ConnectionGone:
+            raise ProtocolError(
+                ErrorCode.INTERNAL,
+                "this connection is not registered; reconnect",
+                action=action,
+                room=room,
+                **context,
+            ) from None
+
+    def _join(
+        self, connection_id: str, identity: Identity, request: protocol.Join, correlation_id: str
+    ) -> Outcome:
+        room = request.room
+        if not identity.may_join(room):
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN, f"your token does not allow room {room!r}", action="join", room=room
+            )
+        connection = self._touch(connection_id, "join", None)
+        try:
+            result = self._store.join(connection, room, self._clock())
+        except ConnectionGone:
+            raise ProtocolError(
+                ErrorCode.INTERNAL, "this connection is not registered; reconnect", action="join"
+            ) from None
+        except StoreBusy:
+            raise ProtocolError(
+                ErrorCode.INTERNAL, "the room is busy; retry", action="join", room=room
+            ) from None
+        jobs = 0
+        if result.first_connection_of_user:
+            frame = protocol.presence_frame(room, identity.user_id, "join")
+            jobs = self._queue_jobs(self._room_jobs(room, frame, correlation_id))
+        if request.since is not None:
+            messages, more = self._store.messages_after(room, request.since, protocol.JOIN_SINCE_LIMIT)
+            keep = "oldest"
+        else:
+            messages, more = self._store.messages_before(room, None, protocol.HISTORY_DEFAULT_LIMIT)
+            keep = "newest"
+        seq, _ = self._store.room_counters(room, consistent=True)
+        members = self._store.online_users(room, self._settings.members_in_joined)
+        envelope = {"type": "joined", "room": room, "seq": seq, "members": members}
+        fitted, more = protocol.fit_messages(envelope, messages, keep=keep, more=more)
+        return Outcome({**envelope, "messages": fitted, "more": more}, action="join", jobs=jobs)
+
+    def _leave(self, connection_id: str, request: protocol.Leave, correlation_id: str) -> Outcome:
+        connection = self._touch(connection_id, "leave", None)
+        try:
+            result = self._store.leave(connection, request.room)
+        except StoreBusy:
+            raise ProtocolError(
+                ErrorCode.INTERNAL, "the room is busy; retry", action="leave", room=request.room
+            ) from None
+        jobs = 0
+        if result is not None and result.last_connection_of_user:
+            frame = protocol.presence_frame(request.room, result.user_id, "leave")
+            jobs = self._queue_jobs(self._room_jobs(request.room, frame, correlation_id))
+        return Outcome(protocol.left_frame(request.room), action="leave", jobs=jobs)
+
+    def _send(self, connection_id: str, identity: Identity, request: protocol.SendMessage) -> Outcome:
+        ids = {"client_msg_id": request.client_msg_id}
+        self._touch(connection_id, "sendmessage", request.room, **ids)
+        try:
+            stored = self._store.store_message(
+                request.room,
+                identity.user_id,
+                identity.name,
+                request.text,
+                request.client_msg_id,
+                self._clock(),
+            )
+        except StoreBusy:
+            raise ProtocolError(
+                ErrorCode.INTERNAL, "the room is busy; resend", action="sendmessage", room=request.room, **ids
+            ) from None
+        message = stored.item
+        # The ack goes out before any fan-out job exists, so the sender sees ack before message.
+        ack = protocol.ack_frame(request.room, request.client_msg_id, message["id"], int(message["seq"]))
+        self._post_quietly(connection_id, ack)
+        jobs = 0
+        if not stored.fanned_out:
+            frame = protocol.message_frame(message)
+            try:
+                jobs = self._queue_jobs(self._room_jobs(request.room, frame, message["id"]))
+            except EnqueueFailed:
+                # Stored and acked, not yet fanned out: a resend of the same clientMsgId gets the
+                # same ack and enqueues the fan-out then (the claim records it has not happened).
+                raise ProtocolError(
+                    ErrorCode.INTERNAL,
+                    "stored, but delivery could not start; resend the same clientMsgId",
+                    action="sendmessage",
+                    room=request.room,
+                    **ids,
+                ) from None
+            self._store.mark_fanned_out(identity.user_id, request.room, request.client_msg_id)
+        return Outcome(
+            None, action="sendmessage", jobs=jobs, stored=not stored.duplicate, duplicate=stored.duplicate
+        )
+
+    def _history(self, connection_id: str, request: protocol.History) -> Outcome:
+        self._touch(connection_id, "history", request.room)
+        messages, more = self._store.messages_before(request.room, request.before, request.limit)
+        envelope = {"type": "history", "room": request.room}
+        fitted, more = protocol.fit_messages(envelope, messages, keep="newest", more=more)
+        return Outcome({**envelope, "messages": fitted, "more": more}, action="history")
+
+    def _typing(
+        self, connection_id: str, identity: Identity, request: protocol.Typing, correlation_id: str
+    ) -> Outcome:
+        self._touch(connection_id, "typing", request.room)
+        frame = protocol.typing_frame(request.room, identity.user_id)
+        jobs = self._queue_jobs(self._room_jobs(request.room, frame, correlation_id, exclude=connection_id))
+        return Outcome(None, action="typing", jobs=jobs)
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _room_jobs(
+        self, room: str, frame: dict[str, Any], correlation_id: str, exclude: str | None = None
+    ) -> list[FanoutJob]:
+        return [
+            FanoutJob(room=room, frame=frame, shard=shard, exclude=exclude, correlation_id=correlation_id)
+            for shard in self._store.list_shards(room)
+        ]
+
+    def _queue_jobs(self, jobs: list[FanoutJob]) -> int:
+        if jobs:
+            self._queue.enqueue(jobs)
+        return len(jobs)
+
+    def _post_quietly(self, connection_id: str, frame: dict[str, Any]) -> None:
+        try:
+            self._post(connection_id, protocol.encode(frame).encode("utf-8"))
+        except PostError as error:
+            # The sender may have gone; the message is stored and fans out regardless.
+            logger.warning("reply to %s not delivered: %s", connection_id, error.detail)

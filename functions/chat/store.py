@@ -1,0 +1,701 @@
+"""DynamoDB adapter: every read and write of the chat's state (docs/data-model.md).
+
+Hot paths use GetItem, Query, UpdateItem and TransactWriteItems only; the one Scan
+(`scan_stale_connections`) belongs to the janitor. Multi-item changes (join, leave, store a
+message) are single transactions, so a refused or failed action leaves no partial state: either
+the membership, its counters and the presence counter all change, or none does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from functions.chat.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+META: Final = "META"
+CONSISTENT: Final = True
+_SERIALIZER: Final = TypeSerializer()
+_DESERIALIZER: Final = TypeDeserializer()
+# Optimistic seq assignment: concurrent senders in one room retry with jittered backoff.
+SEQ_MAX_ATTEMPTS: Final = 60
+
+
+class ConnectionGone(Exception):
+    """The connection has no record (it disconnected or was pruned)."""
+
+
+class NotMember(Exception):
+    """The connection has not joined the room it names."""
+
+
+class RateLimited(Exception):
+    """The connection exceeded its per-connection frame rate."""
+
+
+class StoreBusy(Exception):
+    """Seq assignment kept conflicting with other writers; the caller reports `internal`."""
+
+
+def room_pk(room: str) -> str:
+    return f"ROOM#{room}"
+
+
+def shard_pk(room: str, shard: str) -> str:
+    return f"ROOM#{room}#S#{shard}"
+
+
+def shard_directory_pk(room: str) -> str:
+    return f"ROOM#{room}#SHARDS"
+
+
+def presence_sk(user_id: str) -> str:
+    return f"USER#{user_id}"
+
+
+def idempotency_pk(user_id: str, room: str, client_msg_id: str) -> str:
+    return f"IDEM#{user_id}#{room}#{client_msg_id}"
+
+
+def shard_for(connection_id: str, members_before: int, shard_size: int) -> str:
+    """Membership shard for a new member, ``"<level>.<bucket>"``.
+
+    The level grows with the room (level k has 2**k buckets, chosen so a bucket holds about
+    `shard_size` members), and the bucket is a stable hash of the connection id. Small rooms live
+    in one shard (one fan-out job); a 100,000-member room spreads over a few hundred.
+    """
+    ratio = (members_before + 1) / shard_size
+    level = 0 if ratio <= 1 else math.ceil(math.log2(ratio))
+    digest = int.from_bytes(hashlib.blake2b(connection_id.encode(), digest_size=8).digest(), "big")
+    return f"{level}.{digest % (2**level)}"
+
+
+def serialize(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: _SERIALIZER.serialize(value) for key, value in item.items()}
+
+
+def deserialize(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: _plain(_DESERIALIZER.deserialize(value)) for key, value in item.items()}
+
+
+def _plain(value: Any) -> Any:
+    """Decimals become ints (every number we store is integral); sets become sorted lists."""
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | set):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _values(**values: Any) -> dict[str, Any]:
+    return {f":{key}": _SERIALIZER.serialize(value) for key, value in values.items()}
+
+
+def _cancellation_codes(error: ClientError) -> list[str]:
+    reasons = error.response.get("CancellationReasons") or []
+    return [str(reason.get("Code") or "None") for reason in reasons]
+
+
+def _is(error: ClientError, code: str) -> bool:
+    return str(error.response.get("Error", {}).get("Code")) == code
+
+
+@dataclass(frozen=True)
+class ConnectionRecord:
+    connection_id: str
+    user_id: str
+    name: str
+    joined: dict[str, str]  # room -> membership shard
+    connected_at: int
+    last_seen: int
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> ConnectionRecord:
+        return cls(
+            connection_id=str(item["connectionId"]),
+            user_id=str(item.get("userId", "")),
+            name=str(item.get("name", "")),
+            joined={str(k): str(v) for k, v in dict(item.get("joined") or {}).items()},
+            connected_at=int(item.get("connectedAt", 0)),
+            last_seen=int(item.get("lastSeen", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class Member:
+    connection_id: str
+    user_id: str
+
+
+@dataclass(frozen=True)
+class JoinResult:
+    shard: str
+    first_connection_of_user: bool
+    already_member: bool
+
+
+@dataclass(frozen=True)
+class LeaveResult:
+    room: str
+    user_id: str
+    last_connection_of_user: bool
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    item: dict[str, Any]  # room, seq, id, user, name, text, ts, clientMsgId
+    duplicate: bool
+    fanned_out: bool
+
+
+class ChatStore:
+    """The chat's tables. One instance per process, sharing one boto3 client."""
+
+    def __init__(self, client: DynamoDBClient, settings: Settings) -> None:
+        self._db = client
+        self._connections = settings.connections_table
+        self._rooms = settings.rooms_table
+        self._messages = settings.messages_table
+        self._settings = settings
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def put_connection(
+        self, connection_id: str, user_id: str, name: str, rooms: Sequence[str] | None, now_ms: int
+    ) -> None:
+        ttl = now_ms // 1000 + self._settings.max_connection_seconds + 3600  # TTL is only the backstop
+        item: dict[str, Any] = {
+            "connectionId": connection_id,
+            "userId": user_id,
+            "name": name,
+            "allowedRooms": "*" if rooms is None else list(rooms),
+            "joined": {},
+            "connectedAt": now_ms,
+            "lastSeen": now_ms,
+            "ttl": ttl,
+        }
+        self._db.put_item(TableName=self._connections, Item=serialize(item))
+
+    def get_connection(self, connection_id: str) -> ConnectionRecord | None:
+        response = self._db.get_item(
+            TableName=self._connections,
+            Key=serialize({"connectionId": connection_id}),
+            ConsistentRead=CONSISTENT,
+        )
+        item = response.get("Item")
+        return None if item is None else ConnectionRecord.from_item(deserialize(item))
+
+    def touch_connection(
+        self, connection_id: str, now_ms: int, *, member_of: str | None = None
+    ) -> ConnectionRecord:
+        """Refresh lastSeen and spend one token of the connection's rate limit, in one write.
+
+        The limiter is GCRA: the item keeps a theoretical arrival time ``tat`` (ms); a frame is
+        allowed while ``tat`` is at most ``burst - 1`` intervals ahead of now. With `member_of`,
+        the same condition requires a membership of that room on this connection, so a frame
+        that is refused (not a member, rate limited, gone) writes nothing. Usually one
+        conditional UpdateItem; a second only when the first guessed the limiter's case wrong.
+        Raises `ConnectionGone`, `NotMember` or `RateLimited`.
+        """
+        interval = max(1, round(1000.0 / self._settings.rate_limit_per_second))
+        limit = now_ms + (self._settings.rate_limit_burst - 1) * interval
+        key = serialize({"connectionId": connection_id})
+        membership, names = "", {}
+        if member_of is not None:
+            membership, names = " AND attribute_exists(joined.#room)", {"#room": member_of}
+        extra: dict[str, Any] = {"ExpressionAttributeNames": names} if names else {}
+        # Case 1: the bucket is full (tat in the past or never set): tat = now + interval.
+        try:
+            response = self._db.update_item(
+                TableName=self._connections,
+                Key=key,
+                UpdateExpression="SET lastSeen = :now, tat = :next",
+                ConditionExpression="attribute_exists(connectionId) AND (attribute_not_exists(tat) OR tat <= :now)"
+                + membership,
+                ExpressionAttributeValues=_values(now=now_ms, next=now_ms + interval),
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **extra,
+            )
+            return ConnectionRecord.from_item(deserialize(response["Attributes"]))
+        except ClientError as error:
+            if not _is(error, "ConditionalCheckFailedException"):
+                raise
+            old: Any = error.response.get("Item")
+        if not old:
+            raise ConnectionGone(connection_id)
+        previous = deserialize(old)
+        if member_of is not None and member_of not in (previous.get("joined") or {}):
+            raise NotMember(member_of)
+        if float(previous.get("tat", 0)) > limit:
+            raise RateLimited(connection_id)
+        # Case 2: tokens left: tat advances by one interval (conditional, so racing frames are counted).
+        try:
+            response = self._db.update_item(
+                TableName=self._connections,
+                Key=key,
+                UpdateExpression="SET lastSeen = :now, tat = tat + :interval",
+                ConditionExpression="attribute_exists(connectionId) AND tat > :now AND tat <= :limit"
+                + membership,
+                ExpressionAttributeValues=_values(now=now_ms, interval=interval, limit=limit),
+                ReturnValues="ALL_NEW",
+                **extra,
+            )
+        except ClientError as error:
+            if _is(error, "ConditionalCheckFailedException"):
+                raise RateLimited(connection_id) from None
+            raise
+        return ConnectionRecord.from_item(deserialize(response["Attributes"]))
+
+    def delete_connection_item(self, connection_id: str) -> None:
+        self._db.delete_item(TableName=self._connections, Key=serialize({"connectionId": connection_id}))
+
+    def scan_stale_connections(
+        self,
+        *,
+        idle_before_ms: int,
+        connected_before_ms: int,
+        start_key: dict[str, Any] | None,
+        page_size: int,
+    ) -> tuple[list[ConnectionRecord], dict[str, Any] | None]:
+        """One page of the janitor's Scan: connections idle or too old. Returns (page, next key)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._connections,
+            "FilterExpression": "lastSeen < :idle OR connectedAt < :old",
+            "ExpressionAttributeValues": _values(idle=idle_before_ms, old=connected_before_ms),
+            "Limit": page_size,
+        }
+        if start_key:
+            kwargs["ExclusiveStartKey"] = start_key
+        response = self._db.scan(**kwargs)
+        records = [ConnectionRecord.from_item(deserialize(item)) for item in response.get("Items", [])]
+        return records, response.get("LastEvaluatedKey")
+
+    # -- rooms: membership ---------------------------------------------------------------------
+
+    def room_counters(self, room: str, *, consistent: bool = False) -> tuple[int, int]:
+        """(latest seq, member count) of a room; (0, 0) for a room never joined."""
+        response = self._db.get_item(
+            TableName=self._rooms,
+            Key=serialize({"pk": room_pk(room), "sk": META}),
+            ConsistentRead=consistent,
+            ProjectionExpression="seq, members",
+        )
+        item = deserialize(response.get("Item") or {})
+        return int(item.get("seq", 0)), int(item.get("members", 0))
+
+    def join(self, connection: ConnectionRecord, room: str, now_ms: int) -> JoinResult:
+        """Add the connection to the room: membership, counters and presence in one transaction."""
+        if room in connection.joined:
+            return JoinResult(connection.joined[room], False, True)
+        _, members = self.room_counters(room)
+        shard = shard_for(connection.connection_id, members, self._settings.shard_size)
+        membership: dict[str, Any] = {
+            "Put": {
+                "TableName": self._rooms,
+                "Item": serialize(
+                    {
+                        "pk": shard_pk(room, shard),
+                        "sk": connection.connection_id,
+                        "userId": connection.user_id,
+                        "joinedAt": now_ms,
+                    }
+                ),
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
+        on_connection = {
+            "Update": {
+                "TableName": self._connections,
+                "Key": serialize({"connectionId": connection.connection_id}),
+                "UpdateExpression": "SET joined.#room = :shard",
+                "ConditionExpression": "attribute_exists(connectionId) AND attribute_not_exists(joined.#room)",
+                "ExpressionAttributeNames": {"#room": room},
+                "ExpressionAttributeValues": _values(shard=shard),
+            }
+        }
+        counters = {
+            "Update": {
+                "TableName": self._rooms,
+                "Key": serialize({"pk": room_pk(room), "sk": META}),
+                "UpdateExpression": "ADD members :one SET seq = if_not_exists(seq, :zero)",
+                "ExpressionAttributeValues": _values(one=1, zero=0),
+            }
+        }
+        directory = {
+            "Update": {
+                "TableName": self._rooms,
+                "Key": serialize({"pk": shard_directory_pk(room), "sk": shard}),
+                "UpdateExpression": "ADD members :one",
+                "ExpressionAttributeValues": _values(one=1),
+            }
+        }
+        presence_key = serialize({"pk": room_pk(room), "sk": presence_sk(connection.user_id)})
+        first = {
+            "Put": {
+                "TableName": self._rooms,
+                "Item": serialize(
+                    {
+                        "pk": room_pk(room),
+                        "sk": presence_sk(connection.user_id),
+                        "userId": connection.user_id,
+                        "connections": 1,
+                    }
+                ),
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
+        another = {
+            "Update": {
+                "TableName": self._rooms,
+                "Key": presence_key,
+                "UpdateExpression": "ADD connections :one",
+                "ConditionExpression": "attribute_exists(pk)",
+                "ExpressionAttributeValues": _values(one=1),
+            }
+        }
+        # The user's first connection in the room creates the presence item; later ones count up.
+        # Which case holds is decided by the transaction's own condition, so racing joins agree.
+        for attempt, presence in enumerate((first, another, first, another)):
+            try:
+                items: list[Any] = [membership, on_connection, counters, directory, presence]
+                self._db.transact_write_items(TransactItems=items)
+                return JoinResult(shard, presence is first, False)
+            except ClientError as error:
+                if not _is(error, "TransactionCanceledException"):
+                    raise
+                codes = _cancellation_codes(error) + ["None"] * 5
+                if "ConditionalCheckFailed" in codes[:2]:
+                    current = self.get_connection(connection.connection_id)
+                    if current is None:
+                        raise ConnectionGone(connection.connection_id) from None
+                    if room in current.joined:  # a concurrent join of the same connection won
+                        return JoinResult(current.joined[room], False, True)
+                if "TransactionConflict" in codes:
+                    _backoff(attempt)
+        raise StoreBusy(f"join {room} kept conflicting")
+
+    def leave(
+        self, connection: ConnectionRecord, room: str, *, update_connection: bool = True
+    ) -> LeaveResult | None:
+        """Remove one membership with its counters and presence; None if it was not a member."""
+        shard = connection.joined.get(room)
+        if shard is None:
+            return None
+        items: list[Any] = [
+            {
+                "Delete": {
+                    "TableName": self._rooms,
+                    "Key": serialize({"pk": shard_pk(room, shard), "sk": connection.connection_id}),
+                    "ConditionExpression": "attribute_exists(pk)",
+                }
+            },
+            {
+                "Update": {
+                    "TableName": self._rooms,
+                    "Key": serialize({"pk": room_pk(room), "sk": META}),
+                    "UpdateExpression": "ADD members :minus",
+                    "ExpressionAttributeValues": _values(minus=-1),
+                }
+            },
+            {
+                "Update": {
+                    "TableName": self._rooms,
+                    "Key": serialize({"pk": shard_directory_pk(room), "sk": shard}),
+                    "UpdateExpression": "ADD members :minus",
+                    "ExpressionAttributeValues": _values(minus=-1),
+                }
+            },
+        ]
+        if update_connection:
+            items.append(
+                {
+                    "Update": {
+                        "TableName": self._connections,
+                        "Key": serialize({"connectionId": connection.connection_id}),
+                        "UpdateExpression": "REMOVE joined.#room",
+                        "ExpressionAttributeNames": {"#room": room},
+                    }
+                }
+            )
+        presence_key = serialize({"pk": room_pk(room), "sk": presence_sk(connection.user_id)})
+        last = {
+            "Delete": {
+                "TableName": self._rooms,
+                "Key": presence_key,
+                "ConditionExpression": "connections <= :one",
+                "ExpressionAttributeValues": _values(one=1),
+            }
+        }
+        another = {
+            "Update": {
+                "TableName": self._rooms,
+                "Key": presence_key,
+                "UpdateExpression": "ADD connections :minus",
+                "ConditionExpression": "connections > :one",
+                "ExpressionAttributeValues": _values(minus=-1, one=1),
+            }
+        }
+        variants: list[dict[str, Any] | None] = [last, another, last, another, None]
+        for attempt, presence in enumerate(variants):
+            try:
+                self._db.transact_write_items(TransactItems=items + ([presence] if presence else []))
+                return LeaveResult(room, connection.user_id, presence is last)
+            except ClientError as error:
+                if not _is(error, "TransactionCanceledException"):
+                    raise
+                codes = _cancellation_codes(error)
+                if codes and codes[0] == "ConditionalCheckFailed":
+                    return None  # already removed by a concurrent leave/disconnect/prune
+                if "TransactionConflict" in codes:
+                    _backoff(attempt)
+        raise StoreBusy(f"leave {room} kept conflicting")
+
+    def remove_connection(self, connection_id: str) -> list[LeaveResult]:
+        """Delete a connection and every membership it holds (disconnect, 410 Gone, janitor).
+
+        Safe to repeat and to race: each membership is removed by exactly one caller (its
+        Delete is conditional), so counters are decremented once.
+        """
+        connection = self.get_connection(connection_id)
+        if connection is None:
+            return []
+        results = []
+        for room in sorted(connection.joined):
+            result = self.leave(connection, room, update_connection=False)
+            if result is not None:
+                results.append(result)
+        self.delete_connection_item(connection_id)
+        return results
+
+    def list_shards(self, room: str) -> list[str]:
+        """The room's non-empty membership shards (strongly consistent: a member who joined
+        before a message was acked is in a listed shard)."""
+        shards: list[str] = []
+        for item in self._query(
+            TableName=self._rooms,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues=_values(pk=shard_directory_pk(room)),
+            ConsistentRead=CONSISTENT,
+        ):
+            if int(item.get("members", 0)) > 0:
+                shards.append(str(item["sk"]))
+        return shards
+
+    def shard_members(self, room: str, shard: str) -> Iterator[Member]:
+        """Every connection in one shard, page by page (one Query per 1 MB page)."""
+        for item in self._query(
+            TableName=self._rooms,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues=_values(pk=shard_pk(room, shard)),
+            ProjectionExpression="sk, userId",
+            ConsistentRead=CONSISTENT,
+        ):
+            yield Member(str(item["sk"]), str(item.get("userId", "")))
+
+    def online_users(self, room: str, limit: int) -> list[str]:
+        users: list[str] = []
+        for item in self._query(
+            TableName=self._rooms,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :user)",
+            ExpressionAttributeValues=_values(pk=room_pk(room), user="USER#"),
+            ProjectionExpression="userId",
+            ConsistentRead=CONSISTENT,
+            Limit=min(limit, 1000),
+        ):
+            users.append(str(item["userId"]))
+            if len(users) >= limit:
+                break
+        return users
+
+    # -- messages ------------------------------------------------------------------------------
+
+    def store_message(
+        self, room: str, user_id: str, name: str, text: str, client_msg_id: str, now_ms: int
+    ) -> StoredMessage:
+        """Store with the room's next seq, exactly once per (user, room, clientMsgId).
+
+        One transaction moves the counter from the seq it was read at (optimistic: another
+        sender's commit cancels it and it is retried), writes the message under that seq and
+        claims the idempotency key. So the counter is never ahead of the stored messages and
+        seqs have no gaps, and a resend finds the claim and gets the first store's ack.
+        """
+        idem_key = {"pk": idempotency_pk(user_id, room, client_msg_id), "sk": "IDEM"}
+        for attempt in range(SEQ_MAX_ATTEMPTS):
+            current, _ = self.room_counters(room, consistent=True)
+            seq = current + 1
+            message = {
+                "room": room,
+                "seq": seq,
+                "id": uuid.uuid4().hex,
+                "user": user_id,
+                "name": name,
+                "text": text,
+                "ts": now_ms,
+                "clientMsgId": client_msg_id,
+            }
+            stored = dict(message)
+            if self._settings.message_retention_days:
+                stored["ttl"] = now_ms // 1000 + self._settings.message_retention_days * 86400
+            try:
+                self._db.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Update": {
+                                "TableName": self._rooms,
+                                "Key": serialize({"pk": room_pk(room), "sk": META}),
+                                "UpdateExpression": "SET seq = :seq",
+                                "ConditionExpression": "seq = :current",
+                                "ExpressionAttributeValues": _values(seq=seq, current=current),
+                            }
+                        },
+                        {
+                            "Put": {
+                                "TableName": self._messages,
+                                "Item": serialize(stored),
+                                "ConditionExpression": "attribute_not_exists(seq)",
+                            }
+                        },
+                        {
+                            "Put": {
+                                "TableName": self._rooms,
+                                "Item": serialize(
+                                    {
+                                        **idem_key,
+                                        "messageId": message["id"],
+                                        "seq": seq,
+                                        "ts": now_ms,
+                                        "fannedOut": False,
+                                        "ttl": now_ms // 1000 + self._settings.idempotency_ttl_seconds,
+                                    }
+                                ),
+                                "ConditionExpression": "attribute_not_exists(pk)",
+                            }
+                        },
+                    ]
+                )
+                return StoredMessage(message, duplicate=False, fanned_out=False)
+            except ClientError as error:
+                if not _is(error, "TransactionCanceledException"):
+                    raise
+                codes = _cancellation_codes(error)
+                if len(codes) == 3 and codes[2] == "ConditionalCheckFailed":
+                    existing = self._get_message_by_claim(idem_key, room)
+                    if existing is not None:
+                        return existing
+                _backoff(attempt)
+        raise StoreBusy(f"seq assignment in {room} kept conflicting")
+
+    def _get_message_by_claim(self, idem_key: dict[str, Any], room: str) -> StoredMessage | None:
+        claim = self._db.get_item(TableName=self._rooms, Key=serialize(idem_key), ConsistentRead=CONSISTENT)
+        if "Item" not in claim:
+            return None
+        record = deserialize(claim["Item"])
+        response = self._db.get_item(
+            TableName=self._messages,
+            Key=serialize({"room": room, "seq": record["seq"]}),
+            ConsistentRead=CONSISTENT,
+        )
+        if "Item" not in response:
+            return None
+        item = deserialize(response["Item"])
+        item.pop("ttl", None)
+        return StoredMessage(item, duplicate=True, fanned_out=bool(record.get("fannedOut")))
+
+    def mark_fanned_out(self, user_id: str, room: str, client_msg_id: str) -> None:
+        self._db.update_item(
+            TableName=self._rooms,
+            Key=serialize({"pk": idempotency_pk(user_id, room, client_msg_id), "sk": "IDEM"}),
+            UpdateExpression="SET fannedOut = :yes",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues=_values(yes=True),
+        )
+
+    def messages_after(self, room: str, since: int, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        """Messages with seq > since, ascending, at most `limit`, and whether more follow."""
+        response = self._db.query(
+            TableName=self._messages,
+            KeyConditionExpression="room = :room AND seq > :since",
+            ExpressionAttributeValues=_values(room=room, since=since),
+            ScanIndexForward=True,
+            Limit=limit + 1,
+        )
+        items = [_message(item) for item in response.get("Items", [])]
+        return items[:limit], len(items) > limit
+
+    def messages_before(self, room: str, before: int | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        """The `limit` messages just below `before` (or the latest), ascending, and whether older exist."""
+        if before is None:
+            condition, values = "room = :room", _values(room=room)
+        else:
+            condition, values = "room = :room AND seq < :before", _values(room=room, before=before)
+        response = self._db.query(
+            TableName=self._messages,
+            KeyConditionExpression=condition,
+            ExpressionAttributeValues=values,
+            ScanIndexForward=False,
+            Limit=limit + 1,
+        )
+        items = [_message(item) for item in response.get("Items", [])]
+        more = len(items) > limit
+        return list(reversed(items[:limit])), more
+
+    # -- janitor state -------------------------------------------------------------------------
+
+    def load_janitor_cursor(self) -> dict[str, Any] | None:
+        response = self._db.get_item(
+            TableName=self._rooms, Key=serialize({"pk": "JANITOR", "sk": "CURSOR"}), ConsistentRead=CONSISTENT
+        )
+        item = response.get("Item")
+        if item is None or "cursor" not in item:
+            return None
+        return dict(item["cursor"]["M"])
+
+    def save_janitor_cursor(self, cursor: dict[str, Any] | None, now_ms: int) -> None:
+        item: dict[str, Any] = {
+            "pk": {"S": "JANITOR"},
+            "sk": {"S": "CURSOR"},
+            "updatedAt": {"N": str(now_ms)},
+        }
+        if cursor:
+            item["cursor"] = {"M": cursor}  # a raw LastEvaluatedKey, kept in wire form
+        self._db.put_item(TableName=self._rooms, Item=item)
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        while True:
+            response = self._db.query(**kwargs)
+            for item in response.get("Items", []):
+                yield deserialize(item)
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                return
+            kwargs["ExclusiveStartKey"] = last
+
+
+def _message(item: Mapping[str, Any]) -> dict[str, Any]:
+    message = deserialize(item)
+    message.pop("ttl", None)
+    return message
+
+
+def _backoff(attempt: int) -> None:
+    """Full jitter, capped at 200 ms: transaction conflicts clear in milliseconds."""
+    time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))

@@ -1,0 +1,1 @@
+"""The fanout Lambda function."""

@@ -1,0 +1,68 @@
+"""Ingress: every WebSocket route ($connect, $disconnect, $default and the actions).
+
+A thin adapter: API Gateway event in, `ChatService` call, route response out. The reply (if
+any) is the route response that API Gateway sends back to the caller.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.chat import deps, protocol
+from functions.chat.auth import Identity
+from functions.chat.observability import is_warmup, observability
+
+logger, tracer, metrics = observability("ingress")
+
+
+@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if is_warmup(event):
+        return {"warmup": True}
+    request_context = event["requestContext"]
+    route = request_context["routeKey"]
+    connection_id = request_context["connectionId"]
+    endpoint = deps.management_endpoint(request_context.get("domainName"), request_context.get("stage"))
+    service = deps.chat_service(endpoint)
+    logger.append_keys(connection_id=connection_id, route=route)
+
+    if route == "$disconnect":
+        service.disconnect(connection_id, correlation_id=request_context.get("requestId", ""))
+        metrics.add_metric(name="Disconnects", unit=MetricUnit.Count, value=1)
+        return {"statusCode": 200}
+
+    identity = Identity.from_context(request_context.get("authorizer") or {})
+    logger.append_keys(user_id=identity.user_id)
+    if route == "$connect":
+        service.connect(connection_id, identity)
+        metrics.add_metric(name="Connects", unit=MetricUnit.Count, value=1)
+        return {"statusCode": 200}
+
+    try:
+        outcome = service.handle(
+            connection_id, identity, event.get("body"), request_context.get("requestId", "")
+        )
+    except Exception:
+        # A bug or an AWS outage: the caller still gets the protocol's error frame.
+        logger.exception("frame failed")
+        metrics.add_metric(name="InternalErrors", unit=MetricUnit.Count, value=1)
+        reply = protocol.error_frame(protocol.ErrorCode.INTERNAL, "internal error; retry later")
+        return {"statusCode": 500, "body": protocol.encode(reply)}
+    if outcome.error is not None:
+        logger.info("frame refused", extra={"code": str(outcome.error), "action": outcome.action})
+        metrics.add_metric(name="RefusedFrames", unit=MetricUnit.Count, value=1)
+    if outcome.stored:
+        metrics.add_metric(name="MessagesStored", unit=MetricUnit.Count, value=1)
+    if outcome.duplicate:
+        metrics.add_metric(name="DuplicateSends", unit=MetricUnit.Count, value=1)
+    if outcome.jobs:
+        metrics.add_metric(name="FanoutJobsEnqueued", unit=MetricUnit.Count, value=outcome.jobs)
+    response: dict[str, Any] = {"statusCode": 200}
+    if outcome.reply is not None:
+        response["body"] = protocol.encode(outcome.reply)
+    return response

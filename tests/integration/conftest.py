@@ -1,0 +1,125 @@
+"""In-process moto backend with the real tables and queues, and the functions configured for it."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from dynamowave.local.provisioning import Resources, provision
+from functions.chat import deps
+from functions.chat.auth import Identity
+from functions.chat.jobs import FanoutJob
+from functions.chat.service import ChatService
+from functions.chat.settings import ENV, Settings
+
+SECRET = "integration-test-secret-0123456789abcdef"
+ENDPOINT = "https://abc123.execute-api.us-east-1.amazonaws.com/test"
+
+
+@dataclass
+class Recorder:
+    """Stands in for the Management API's PostToConnection: records (connection, frame)."""
+
+    posts: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def __call__(self, connection_id: str, data: bytes) -> None:
+        self.posts.append((connection_id, json.loads(data)))
+
+    def to(self, connection_id: str) -> list[dict[str, Any]]:
+        return [frame for target, frame in self.posts if target == connection_id]
+
+
+@dataclass
+class Chat:
+    resources: Resources
+    settings: Settings
+    service: ChatService
+    recorder: Recorder
+
+    @property
+    def dynamodb(self) -> Any:
+        return boto3.client("dynamodb")
+
+    @property
+    def sqs(self) -> Any:
+        return boto3.client("sqs")
+
+    def connect(
+        self, user: str, rooms: list[str] | None = None, name: str | None = None
+    ) -> tuple[str, Identity]:
+        connection_id = uuid.uuid4().hex[:16]
+        identity = Identity(user, name or user.title(), None if rooms is None else tuple(rooms))
+        self.service.connect(connection_id, identity)
+        return connection_id, identity
+
+    def frame(self, connection_id: str, identity: Identity, **frame: Any) -> dict[str, Any] | None:
+        return self.service.handle(connection_id, identity, json.dumps(frame), "req-1").reply
+
+    def drain_jobs(self) -> list[FanoutJob]:
+        jobs = []
+        while True:
+            response = self.sqs.receive_message(
+                QueueUrl=self.resources.fanout_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+            )
+            messages = response.get("Messages", [])
+            if not messages:
+                return jobs
+            for message in messages:
+                jobs.append(FanoutJob.from_json(message["Body"]))
+                self.sqs.delete_message(
+                    QueueUrl=self.resources.fanout_queue_url, ReceiptHandle=message["ReceiptHandle"]
+                )
+
+    def table_items(self, logical: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        paginator = self.dynamodb.get_paginator("scan")
+        for page in paginator.paginate(TableName=self.resources.tables[logical], ConsistentRead=True):
+            items.extend(page["Items"])
+        return sorted(items, key=lambda item: json.dumps(item, sort_keys=True))
+
+
+def configure_env(monkeypatch: pytest.MonkeyPatch, resources: Resources, **overrides: str) -> None:
+    values = {
+        ENV.CONNECTIONS_TABLE: resources.tables["connections"],
+        ENV.ROOMS_TABLE: resources.tables["rooms"],
+        ENV.MESSAGES_TABLE: resources.tables["messages"],
+        ENV.FANOUT_QUEUE_URL: resources.fanout_queue_url,
+        ENV.FANOUT_DLQ_URL: resources.fanout_dlq_url,
+        ENV.MANAGEMENT_API_ENDPOINT: ENDPOINT,
+        ENV.JWT_SECRET: SECRET,
+        **overrides,
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    deps.reset()
+
+
+@pytest.fixture
+def aws() -> Iterator[Resources]:
+    with mock_aws():
+        yield provision(prefix="it", region="us-east-1", visibility_timeout=30, max_receive_count=3)
+    deps.reset()
+
+
+@pytest.fixture
+def chat_factory(aws: Resources, monkeypatch: pytest.MonkeyPatch) -> Any:
+    def make(**overrides: str) -> Chat:
+        configure_env(monkeypatch, aws, **overrides)
+        recorder = Recorder()
+        settings = Settings.from_env()
+        service = ChatService(deps.store(), deps.job_queue(), settings, recorder)
+        return Chat(aws, settings, service, recorder)
+
+    return make
+
+
+@pytest.fixture
+def chat(chat_factory: Any) -> Chat:
+    return chat_factory()  # type: ignore[no-any-return]
