@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 BATCH_SIZE: Final = 10  # SendMessageBatch's limit
 BATCH_RETRIES: Final = 4
+MAX_DELAY_SECONDS: Final = 900  # SQS's DelaySeconds limit
 
 
 class EnqueueFailed(Exception):
@@ -25,19 +26,28 @@ class JobQueue:
         self._queue_url = queue_url
         self._dlq_url = dlq_url
 
-    def enqueue(self, jobs: Sequence[FanoutJob]) -> int:
-        """Send every job, ten per request; entries SQS refuses are retried, then raise."""
-        return self._send(self._queue_url, [job.to_json() for job in jobs])
+    def enqueue(self, jobs: Sequence[FanoutJob], *, delay_seconds: int = 0) -> int:
+        """Send every job, ten per request; entries SQS refuses are retried, then raise.
+
+        `delay_seconds` (0..900) keeps the jobs invisible that long: the fan-out's backoff
+        between attempts of a retry job.
+        """
+        return self._send(self._queue_url, [job.to_json() for job in jobs], delay_seconds=delay_seconds)
 
     def dead_letter(self, jobs: Sequence[FanoutJob]) -> int:
         return self._send(self._dlq_url, [job.to_json() for job in jobs])
 
-    def _send(self, queue_url: str, bodies: list[str]) -> int:
+    def _send(self, queue_url: str, bodies: list[str], *, delay_seconds: int = 0) -> int:
+        delay: dict[str, Any] = (
+            {"DelaySeconds": max(0, min(MAX_DELAY_SECONDS, delay_seconds))} if delay_seconds else {}
+        )
         requests = 0
         for start in range(0, len(bodies), BATCH_SIZE):
             pending = {str(i): body for i, body in enumerate(bodies[start : start + BATCH_SIZE])}
             for attempt in range(BATCH_RETRIES + 1):
-                entries: list[Any] = [{"Id": key, "MessageBody": body} for key, body in pending.items()]
+                entries: list[Any] = [
+                    {"Id": key, "MessageBody": body, **delay} for key, body in pending.items()
+                ]
                 response = self._sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
                 requests += 1
                 failed = response.get("Failed") or []

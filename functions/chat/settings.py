@@ -39,6 +39,9 @@ class ENV:
     POST_BACKOFF_CAP_MS = "POST_BACKOFF_CAP_MS"
     JANITOR_BUDGET_SAFETY_MS = "JANITOR_BUDGET_SAFETY_MS"
     MEMBERS_IN_JOINED = "MEMBERS_IN_JOINED"
+    FANOUT_DEADLINE_SAFETY_MS = "FANOUT_DEADLINE_SAFETY_MS"
+    FANOUT_RETRY_DELAY_SECONDS = "FANOUT_RETRY_DELAY_SECONDS"
+    JANITOR_PAGE_SIZE = "JANITOR_PAGE_SIZE"
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,13 @@ class Settings:
     post_backoff_cap_ms: int = 2000
     janitor_budget_safety_ms: int = 5000
     members_in_joined: int = 500
+    # Fan-out stops backing off this long before the invocation's timeout, leaving time for an
+    # in-flight post (connect 2 s + read 5 s) and for re-enqueueing the recipients still failing.
+    fanout_deadline_safety_ms: int = 10000
+    # SQS DelaySeconds of a retry job: base * 2**(attempt - 1), capped at SQS's 900 s; 0 = none.
+    fanout_retry_delay_seconds: int = 2
+    # Items the janitor's Scan evaluates per page (its Limit); the cursor is saved after each page.
+    janitor_page_size: int = 500
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -124,6 +134,9 @@ class Settings:
             post_backoff_cap_ms=integer(ENV.POST_BACKOFF_CAP_MS, d.post_backoff_cap_ms, 1),
             janitor_budget_safety_ms=integer(ENV.JANITOR_BUDGET_SAFETY_MS, d.janitor_budget_safety_ms),
             members_in_joined=integer(ENV.MEMBERS_IN_JOINED, d.members_in_joined, 1),
+            fanout_deadline_safety_ms=integer(ENV.FANOUT_DEADLINE_SAFETY_MS, d.fanout_deadline_safety_ms),
+            fanout_retry_delay_seconds=integer(ENV.FANOUT_RETRY_DELAY_SECONDS, d.fanout_retry_delay_seconds),
+            janitor_page_size=integer(ENV.JANITOR_PAGE_SIZE, d.janitor_page_size, 1),
         )
 
 

@@ -12,6 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from dynamowave.local.moto_patches import serialize_dynamodb
 from dynamowave.local.provisioning import Resources, provision
 from functions.chat import deps
 from functions.chat.auth import Identity
@@ -103,6 +104,7 @@ def configure_env(monkeypatch: pytest.MonkeyPatch, resources: Resources, **overr
 
 @pytest.fixture
 def aws() -> Iterator[Resources]:
+    serialize_dynamodb()
     with mock_aws():
         yield provision(prefix="it", region="us-east-1", visibility_timeout=30, max_receive_count=3)
     deps.reset()

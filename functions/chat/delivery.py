@@ -1,0 +1,384 @@
+"""Delivery: the fan-out of one job to its recipients, and the janitor's pruning of stale connections.
+
+No boto3 and no Lambda event shapes here: the fanout and janitor handlers turn SQS records and
+schedules into calls on `Fanout` and `Janitor`, which work over the store (DynamoDB), the queue
+(SQS) and the Management API adapters. See docs/fanout.md for the policy in prose.
+
+Delivery is at least once. A job's record is only deleted from SQS after every recipient was
+posted, pruned (410), skipped (403/413) or handed to a new job (still failing); any error before
+that fails the record and SQS delivers the whole job again. A recipient may get a frame twice
+(clients de-duplicate by room and seq); none is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, Future
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Final
+
+from functions.chat import protocol
+from functions.chat.gateway import ConnectionInfo, Gone, ManagementApi, PostError, Refused
+from functions.chat.jobs import FanoutJob
+from functions.chat.queue import MAX_DELAY_SECONDS, JobQueue
+from functions.chat.settings import Settings
+from functions.chat.store import ChatStore, ConnectionRecord
+
+logger = logging.getLogger(__name__)
+
+# ChatService.remove_connection: deletes a connection with its memberships and enqueues the
+# presence `leave` of every user whose last connection in a room it was.
+Pruner = Callable[[str, str], int]
+Sleeper = Callable[[float], None]
+Clock = Callable[[], int]
+DEADLINE_REASON: Final = "deadline: the invocation ran out of time before this recipient was tried"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """The invocation's time budget: Lambda's remaining time minus a safety margin."""
+
+    remaining_ms: Callable[[], int]  # context.get_remaining_time_in_millis
+    safety_ms: int
+
+    def left_ms(self) -> int:
+        return self.remaining_ms() - self.safety_ms
+
+    def expired(self) -> bool:
+        return self.left_ms() <= 0
+
+    def allows_sleep(self, seconds: float) -> bool:
+        return seconds * 1000 < self.left_ms()
+
+
+def backoff_seconds(retry: int, *, base_ms: int, cap_ms: int, draw: Callable[[float, float], float]) -> float:
+    """Full jitter: uniform in [0, min(cap, base * 2**retry)] (AWS's recommended backoff)."""
+    return draw(0.0, min(cap_ms, base_ms * 2**retry)) / 1000.0
+
+
+def retry_delay_seconds(attempt: int, base_seconds: int) -> int:
+    """SQS DelaySeconds for a retry job of `attempt` (1, 2, ...): base * 2**(attempt - 1)."""
+    if base_seconds <= 0 or attempt <= 0:
+        return 0
+    return int(min(MAX_DELAY_SECONDS, base_seconds * 2 ** min(attempt - 1, 10)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Fan-out
+
+
+class Outcome(StrEnum):
+    DELIVERED = "delivered"
+    GONE = "gone"  # 410: pruned, never retried
+    REFUSED = "refused"  # 403 / 413 / other 4xx: logged and skipped
+    FAILED = "failed"  # still throttled or failing after the retries the deadline allowed
+    UNTRIED = "untried"  # the deadline passed before the first post
+
+
+@dataclass(frozen=True)
+class PostResult:
+    connection_id: str
+    outcome: Outcome
+    retries: int = 0
+    detail: str = ""
+
+
+@dataclass
+class DeliveryReport:
+    """What one job did, for the handler's logs and metrics."""
+
+    recipients: int = 0
+    delivered: int = 0
+    gone: int = 0
+    refused: int = 0
+    retries: int = 0  # posts repeated after a 429 / 5xx
+    requeued: int = 0  # recipients put in a retry job
+    dead_lettered: int = 0  # recipients whose job went to the DLQ
+    retry_attempt: int | None = None
+    reason: str | None = None
+    refusals: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Fanout:
+    """Posts a job's frame to each recipient over a bounded pool sharing one Management API client."""
+
+    def __init__(
+        self,
+        *,
+        store: ChatStore,
+        queue: JobQueue,
+        api: ManagementApi,
+        prune: Pruner,
+        settings: Settings,
+        executor: Executor,
+        sleep: Sleeper = time.sleep,
+        draw: Callable[[float, float], float] = random.uniform,
+    ) -> None:
+        self._store = store
+        self._queue = queue
+        self._api = api
+        self._prune = prune
+        self._settings = settings
+        self._executor = executor
+        self._sleep = sleep
+        self._draw = draw
+
+    def deliver(self, job: FanoutJob, deadline: Deadline) -> DeliveryReport:
+        """Deliver one job. Raises (so its SQS record fails and is redelivered) when DynamoDB or
+        SQS fail; Management API failures are handled per recipient and never raise."""
+        recipients = self.recipients(job)
+        data = protocol.encode(job.frame).encode("utf-8")
+        futures: list[Future[PostResult]] = [
+            self._executor.submit(self._post, connection_id, data, deadline, job.correlation_id)
+            for connection_id in recipients
+        ]
+        results, error = _gather(futures)
+        if error is not None:
+            raise error  # a prune failed (DynamoDB/SQS): the whole job is redelivered
+        report = _summarise(results)
+        self._requeue(job, results, report)
+        return report
+
+    def recipients(self, job: FanoutJob) -> list[str]:
+        """The shard's members (paginated, consistent Query) or the job's explicit list, minus
+        `exclude`, each once."""
+        if job.connections is not None:
+            candidates: Iterable[str] = job.connections
+        else:
+            assert job.shard is not None
+            candidates = (member.connection_id for member in self._store.shard_members(job.room, job.shard))
+        return list(dict.fromkeys(c for c in candidates if c != job.exclude))
+
+    def _post(self, connection_id: str, data: bytes, deadline: Deadline, correlation_id: str) -> PostResult:
+        settings = self._settings
+        retries = 0
+        if deadline.expired():
+            return PostResult(connection_id, Outcome.UNTRIED, detail=DEADLINE_REASON)
+        while True:
+            try:
+                self._api.post(connection_id, data)
+                return PostResult(connection_id, Outcome.DELIVERED, retries)
+            except Gone:
+                # The connection is gone for good: its records go, with presence `leave`s.
+                self._prune(connection_id, correlation_id)
+                return PostResult(connection_id, Outcome.GONE, retries)
+            except Refused as refused:
+                return PostResult(connection_id, Outcome.REFUSED, retries, refused.detail)
+            except PostError as error:  # Throttled or Transient: back off and try again
+                if retries >= settings.post_max_retries:
+                    return PostResult(connection_id, Outcome.FAILED, retries, error.detail)
+                pause = backoff_seconds(
+                    retries,
+                    base_ms=settings.post_backoff_base_ms,
+                    cap_ms=settings.post_backoff_cap_ms,
+                    draw=self._draw,
+                )
+                if not deadline.allows_sleep(pause):
+                    return PostResult(connection_id, Outcome.FAILED, retries, f"{error.detail} (deadline)")
+                self._sleep(pause)
+                retries += 1
+
+    def _requeue(self, job: FanoutJob, results: list[PostResult], report: DeliveryReport) -> None:
+        """One new job for the recipients still failing; past the attempt limit, the DLQ."""
+        failed = [r for r in results if r.outcome is Outcome.FAILED]
+        untried = [r for r in results if r.outcome is Outcome.UNTRIED]
+        if not failed and not untried:
+            return
+        connections = [r.connection_id for r in failed + untried]
+        if not failed:
+            # Nobody was tried: no attempt is used up, the job just continues in a new invocation.
+            retry = replace(job, shard=None, connections=tuple(connections), reason=DEADLINE_REASON)
+            self._queue.enqueue([retry])
+            report.requeued, report.retry_attempt, report.reason = (
+                len(connections),
+                retry.attempt,
+                retry.reason,
+            )
+            return
+        details = Counter(r.detail for r in failed).most_common(1)[0][0]
+        reason = f"{len(failed)} recipient(s) still failing after attempt {job.attempt}: {details}"
+        retry = job.retry(connections, reason)
+        report.reason = reason
+        if retry.attempt > self._settings.fanout_max_attempts:
+            self._queue.dead_letter([retry.dead_lettered(reason)])
+            report.dead_lettered = len(connections)
+            return
+        self._queue.enqueue(
+            [retry],
+            delay_seconds=retry_delay_seconds(retry.attempt, self._settings.fanout_retry_delay_seconds),
+        )
+        report.requeued, report.retry_attempt = len(connections), retry.attempt
+
+
+def _gather(futures: list[Future[PostResult]]) -> tuple[list[PostResult], BaseException | None]:
+    """Every result, waiting for all of them even when one raised (no post outlives its job)."""
+    results: list[PostResult] = []
+    first_error: BaseException | None = None
+    for future in futures:
+        try:
+            results.append(future.result())
+        except Exception as error:
+            first_error = first_error or error
+    return results, first_error
+
+
+def _summarise(results: list[PostResult]) -> DeliveryReport:
+    counts = Counter(r.outcome for r in results)
+    return DeliveryReport(
+        recipients=len(results),
+        delivered=counts[Outcome.DELIVERED],
+        gone=counts[Outcome.GONE],
+        refused=counts[Outcome.REFUSED],
+        retries=sum(r.retries for r in results),
+        refusals=[f"{r.connection_id}: {r.detail}" for r in results if r.outcome is Outcome.REFUSED],
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Janitor
+
+
+class Verdict(StrEnum):
+    PRUNED = "pruned"  # API Gateway said 410: records removed
+    DELETED = "deleted"  # alive but idle or too old: DeleteConnection, then records removed
+    KEPT = "kept"  # alive and active by API Gateway's account (our lastSeen lagged)
+    DEFERRED = "deferred"  # throttled / failing / out of time: the next run sees it again
+
+
+@dataclass
+class JanitorReport:
+    scanned: int = 0  # stale candidates the Scan returned
+    pruned: int = 0
+    deleted: int = 0
+    kept: int = 0
+    deferred: int = 0
+    pages: int = 0
+    resumed_from: dict[str, Any] | None = None
+    finished: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Janitor:
+    """Prunes connections idle past the idle timeout or older than the maximum duration.
+
+    One Scan pass over the connections table, page by page, resumable: the cursor (the Scan's
+    LastEvaluatedKey) is saved after every page, so a run that runs out of time, fails or is
+    never scheduled again leaves the next run exactly where it stopped. Each candidate is
+    checked with GetConnection first: only API Gateway knows whether a connection is alive.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: ChatStore,
+        api: ManagementApi,
+        prune: Pruner,
+        settings: Settings,
+        executor: Executor,
+        clock: Clock = now_ms,
+    ) -> None:
+        self._store = store
+        self._api = api
+        self._prune = prune
+        self._settings = settings
+        self._executor = executor
+        self._clock = clock
+
+    def run(self, deadline: Deadline, correlation_id: str = "") -> JanitorReport:
+        settings = self._settings
+        now = self._clock()
+        idle_before = now - settings.idle_timeout_seconds * 1000
+        connected_before = now - settings.max_connection_seconds * 1000
+        cursor = self._store.load_janitor_cursor()
+        report = JanitorReport(resumed_from=cursor)
+        while not deadline.expired():
+            records, next_key = self._store.scan_stale_connections(
+                idle_before_ms=idle_before,
+                connected_before_ms=connected_before,
+                start_key=cursor,
+                page_size=settings.janitor_page_size,
+            )
+            report.pages += 1
+            report.scanned += len(records)
+            verdicts = list(
+                self._executor.map(
+                    lambda record: self._examine(record, now, deadline, correlation_id), records
+                )
+            )
+            counts = Counter(verdicts)
+            report.pruned += counts[Verdict.PRUNED]
+            report.deleted += counts[Verdict.DELETED]
+            report.kept += counts[Verdict.KEPT]
+            report.deferred += counts[Verdict.DEFERRED]
+            if deadline.expired() and counts[Verdict.DEFERRED]:
+                # Some of this page were left for lack of time: rescan the page next run (what
+                # was removed is no longer there, what was kept is cheap to look at again).
+                self._store.save_janitor_cursor(cursor, self._clock())
+                return report
+            cursor = next_key
+            self._store.save_janitor_cursor(cursor, self._clock())
+            if cursor is None:
+                report.finished = True
+                return report
+        return report
+
+    def _examine(
+        self, record: ConnectionRecord, now: int, deadline: Deadline, correlation_id: str
+    ) -> Verdict:
+        connection_id = record.connection_id
+        if deadline.expired():
+            return Verdict.DEFERRED
+        try:
+            info = self._api.get(connection_id)
+        except Gone:
+            self._prune(connection_id, correlation_id)
+            return Verdict.PRUNED
+        except PostError as error:  # throttled, 5xx, or refused (e.g. a missing permission)
+            logger.warning("janitor: GetConnection %s failed: %s", connection_id, error.detail)
+            return Verdict.DEFERRED
+        if not self._expired(record, info, now):
+            return Verdict.KEPT
+        try:
+            # On AWS this closes the socket and runs $disconnect, which removes the records too;
+            # removing them here as well means a lost $disconnect cannot leave them behind.
+            self._api.delete(connection_id)
+        except Gone:
+            pass
+        except PostError as error:
+            logger.warning("janitor: DeleteConnection %s failed: %s", connection_id, error.detail)
+            return Verdict.DEFERRED
+        self._prune(connection_id, correlation_id)
+        return Verdict.DELETED
+
+    def _expired(self, record: ConnectionRecord, info: ConnectionInfo, now: int) -> bool:
+        settings = self._settings
+        connected_at = min(record.connected_at, _epoch_ms(info.connected_at) or record.connected_at)
+        last_active = max(record.last_seen, _epoch_ms(info.last_active_at) or 0)
+        too_old = connected_at <= now - settings.max_connection_seconds * 1000
+        idle = last_active <= now - settings.idle_timeout_seconds * 1000
+        return too_old or idle
+
+
+def _epoch_ms(text: str) -> int | None:
+    """GetConnection's timestamps (botocore datetimes, as text) in epoch ms; None if absent."""
+    if not text:
+        return None
+    try:
+        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError:
+        return None

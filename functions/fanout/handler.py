@@ -1,0 +1,110 @@
+"""Fan-out: the SQS consumer that posts each job's frame to its recipients (docs/fanout.md).
+
+A thin adapter: SQS records in, `Fanout.deliver` per record, a partial batch response out
+(ReportBatchItemFailures). A record fails, and SQS redelivers it alone, when its body is not a
+job (after maxReceiveCount the queue moves it to the DLQ) or when DynamoDB or SQS failed.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.chat import deps
+from functions.chat.delivery import Deadline, Fanout
+from functions.chat.jobs import FanoutJob, InvalidJob
+from functions.chat.observability import is_warmup, observability
+from functions.chat.settings import get_settings
+
+logger, tracer, metrics = observability("fanout")
+
+
+@cache
+def post_pool(size: int) -> ThreadPoolExecutor:
+    """One bounded pool per process, shared by every record and invocation (a warm Lambda keeps it)."""
+    return ThreadPoolExecutor(max_workers=size, thread_name_prefix="fanout-post")
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse | dict[str, Any]:
+    if is_warmup(event):
+        return {"warmup": True}
+    started = time.perf_counter()
+    settings = get_settings()
+    endpoint = deps.management_endpoint()
+    fanout = Fanout(
+        store=deps.store(),
+        queue=deps.job_queue(),
+        api=deps.management_api(endpoint),
+        prune=deps.chat_service(endpoint).remove_connection,
+        settings=settings,
+        executor=post_pool(settings.fanout_pool_size),
+    )
+    deadline = Deadline(context.get_remaining_time_in_millis, settings.fanout_deadline_safety_ms)
+
+    def deliver(record: SQSRecord) -> None:
+        deliver_record(fanout, deadline, record)
+
+    # A processor per invocation: it keeps per-batch state, and the local runtime runs several
+    # invocations at once in one process. An all-failed batch is still reported item by item.
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    response = process_partial_response(
+        event=event, record_handler=deliver, processor=processor, context=context
+    )
+    metrics.add_metric(
+        name="BatchLatency", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000
+    )
+    return response
+
+
+def deliver_record(fanout: Fanout, deadline: Deadline, record: SQSRecord) -> None:
+    try:
+        job = FanoutJob.from_json(record.body)
+    except InvalidJob as invalid:
+        # Never silently dropped: failing it lets maxReceiveCount move it to the DLQ.
+        logger.error(
+            "poison record: not a fan-out job", extra={"message_id": record.message_id, "error": str(invalid)}
+        )
+        metrics.add_metric(name="InvalidJobs", unit=MetricUnit.Count, value=1)
+        raise
+    logger.set_correlation_id(job.correlation_id or record.message_id)
+    logger.append_keys(message_id=record.message_id, room=job.room, shard=job.shard, attempt=job.attempt)
+    try:
+        report = fanout.deliver(job, deadline)
+    except Exception:
+        logger.exception("fan-out job failed; SQS will deliver it again")
+        metrics.add_metric(name="FailedRecords", unit=MetricUnit.Count, value=1)
+        raise
+    for name, value in (
+        ("Deliveries", report.delivered),
+        ("Gone", report.gone),
+        ("Skipped", report.refused),
+        ("Retries", report.retries),
+        ("Requeued", report.requeued),
+        ("DeadLettered", report.dead_lettered),
+    ):
+        if value:
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    sent = record.attributes.sent_timestamp
+    if sent:
+        metrics.add_metric(
+            name="JobAge", unit=MetricUnit.Milliseconds, value=max(0, time.time() * 1000 - int(sent))
+        )
+    if report.refusals:
+        logger.warning("posts refused (not retried)", extra={"refusals": report.refusals[:20]})
+    if report.dead_lettered:
+        logger.error("recipients dead-lettered", extra=report.as_dict())
+    elif report.requeued:
+        logger.warning("recipients re-enqueued", extra=report.as_dict())
+    else:
+        logger.info("job delivered", extra=report.as_dict())

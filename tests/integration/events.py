@@ -1,0 +1,65 @@
+"""API Gateway WebSocket and authorizer events, shaped as AWS sends them."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from functions.chat.auth import Identity
+
+METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123/test/$connect"
+
+
+class FakeContext:
+    """What Lambda passes as `context` (the attributes powertools and the functions read)."""
+
+    function_name = "test-function"
+    function_version = "$LATEST"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
+    memory_limit_in_mb = 256
+    aws_request_id = "00000000-0000-0000-0000-000000000000"
+    log_group_name = "/aws/lambda/test-function"
+    log_stream_name = "2026/11/21/[$LATEST]abcdef"
+
+    def __init__(self, remaining_ms: int = 30_000) -> None:
+        self._deadline = time.monotonic() + remaining_ms / 1000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def authorizer_event(token: str | None) -> dict[str, Any]:
+    query = {} if token is None else {"token": token}
+    return {
+        "type": "REQUEST",
+        "methodArn": METHOD_ARN,
+        "headers": {"Host": "abc123.execute-api.us-east-1.amazonaws.com"},
+        "queryStringParameters": query,
+        "requestContext": {"routeKey": "$connect", "eventType": "CONNECT", "connectionId": "conn-x"},
+    }
+
+
+def route_event(
+    route: str, connection_id: str, identity: Identity | None, body: str | None = None
+) -> dict[str, Any]:
+    event_type = {"$connect": "CONNECT", "$disconnect": "DISCONNECT"}.get(route, "MESSAGE")
+    request_context: dict[str, Any] = {
+        "routeKey": route,
+        "eventType": event_type,
+        "messageDirection": "IN",
+        "stage": "test",
+        "connectedAt": int(time.time() * 1000),
+        "requestTimeEpoch": int(time.time() * 1000),
+        "identity": {"sourceIp": "127.0.0.1"},
+        "requestId": uuid.uuid4().hex,
+        "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+        "connectionId": connection_id,
+        "apiId": "abc123",
+    }
+    if identity is not None:
+        request_context["authorizer"] = {"principalId": identity.user_id, **identity.to_context()}
+    event: dict[str, Any] = {"requestContext": request_context, "isBase64Encoded": False}
+    if body is not None:
+        event["body"] = body
+    return event

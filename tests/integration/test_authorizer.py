@@ -1,0 +1,146 @@
+"""The $connect REQUEST authorizer, called as API Gateway calls it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from functions.authorizer.handler import handler
+from functions.chat import deps
+from functions.chat.auth import Identity, mint_token
+from functions.chat.settings import ENV
+from tests.integration.events import METHOD_ARN, FakeContext, authorizer_event
+
+SECRET = "authorizer-test-secret-0123456789abcdef"
+
+
+@pytest.fixture(autouse=True)
+def secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV.JWT_SECRET, SECRET)
+    deps.reset()
+
+
+def authorize(token: str | None) -> dict[str, Any]:
+    result: dict[str, Any] = handler(authorizer_event(token), FakeContext())
+    return result
+
+
+def effect(result: dict[str, Any]) -> str:
+    return str(result["policyDocument"]["Statement"][0]["Effect"])
+
+
+def encode(claims: dict[str, Any], key: str = SECRET, algorithm: str = "HS256") -> str:
+    return jwt.encode(claims, key, algorithm=algorithm)
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def test_valid_token_is_allowed_with_identity_in_context() -> None:
+    result = authorize(mint_token(SECRET, "alice", name="Alice A.", rooms=["general", "ops"]))
+    assert effect(result) == "Allow"
+    assert result["principalId"] == "alice"
+    assert result["policyDocument"]["Statement"][0]["Resource"] == METHOD_ARN
+    assert result["context"] == {"userId": "alice", "name": "Alice A.", "rooms": '["general", "ops"]'}
+    assert Identity.from_context(result["context"]) == Identity("alice", "Alice A.", ("general", "ops"))
+
+
+def test_absent_rooms_claim_means_any_room() -> None:
+    context = authorize(mint_token(SECRET, "bob"))["context"]
+    assert context["rooms"] == "*"
+    assert Identity.from_context(context).may_join("anything")
+
+
+def test_missing_token_is_unauthorized_401() -> None:
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
+        authorize(None)
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
+        authorize("")
+
+
+now = int(time.time())
+RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+RSA_PUBLIC_PEM = RSA_KEY.public_key().public_bytes(
+    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+)
+
+
+def alg_none_token() -> str:
+    header = b64(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+    payload = b64(json.dumps({"sub": "mallory", "exp": now + 600}).encode())
+    return f"{header}.{payload}."
+
+
+def rs_hs_confusion_token() -> str:
+    # Signed HS256 with the RSA public key as the HMAC secret: the classic confusion attack.
+    header = b64(json.dumps({"alg": "RS256", "typ": "JWT"}).encode())
+    payload = b64(json.dumps({"sub": "mallory", "exp": now + 600}).encode())
+    import hashlib
+    import hmac
+
+    signature = hmac.new(RSA_PUBLIC_PEM, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return f"{header}.{payload}.{b64(signature)}"
+
+
+def tampered_token() -> str:
+    header, _, signature = mint_token(SECRET, "alice").split(".")
+    payload = b64(json.dumps({"sub": "admin", "exp": now + 600}).encode())
+    return f"{header}.{payload}.{signature}"
+
+
+REFUSED = {
+    "garbage": "not-a-jwt",
+    "three garbage parts": "a.b.c",
+    "expired": encode({"sub": "alice", "exp": now - 1}),
+    "not yet valid": encode({"sub": "alice", "exp": now + 600, "nbf": now + 300}),
+    "wrong key": encode({"sub": "alice", "exp": now + 600}, key="another-secret-0123456789abcdef"),
+    "alg none": alg_none_token(),
+    "RS256 signed": jwt.encode({"sub": "alice", "exp": now + 600}, RSA_KEY, algorithm="RS256"),
+    "RS/HS confusion": rs_hs_confusion_token(),
+    "HS512": encode({"sub": "alice", "exp": now + 600}, algorithm="HS512"),
+    "tampered payload": tampered_token(),
+    "missing sub": encode({"exp": now + 600}),
+    "missing exp": encode({"sub": "alice"}),
+    "sub with bad characters": encode({"sub": "al ice", "exp": now + 600}),
+    "sub too long": encode({"sub": "a" * 65, "exp": now + 600}),
+    "sub not a string": encode({"sub": 42, "exp": now + 600}),
+    "rooms not a list": encode({"sub": "alice", "exp": now + 600, "rooms": "general"}),
+    "rooms with a bad name": encode({"sub": "alice", "exp": now + 600, "rooms": ["ok", "not ok"]}),
+    "rooms with a number": encode({"sub": "alice", "exp": now + 600, "rooms": [1]}),
+    "name not a string": encode({"sub": "alice", "exp": now + 600, "name": {"x": 1}}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_bad_tokens_are_denied_403(case: str) -> None:
+    result = authorize(REFUSED[case])
+    assert effect(result) == "Deny"
+    assert "context" not in result
+
+
+def test_warmup_ping_does_nothing() -> None:
+    assert handler({"warmup": True}, FakeContext()) == {"warmup": True}
+
+
+def test_secret_from_secrets_manager(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto import mock_aws
+
+    with mock_aws():
+        import boto3
+
+        arn = boto3.client("secretsmanager").create_secret(
+            Name="jwt", SecretString="from-secrets-manager-0123456789abcdef"
+        )["ARN"]
+        monkeypatch.delenv(ENV.JWT_SECRET)
+        monkeypatch.setenv(ENV.JWT_SECRET_ARN, arn)
+        deps.reset()
+        assert effect(authorize(mint_token("from-secrets-manager-0123456789abcdef", "alice"))) == "Allow"
+        assert effect(authorize(mint_token(SECRET, "alice"))) == "Deny"
