@@ -635,6 +635,7 @@ class ChatStore:
             ExpressionAttributeValues=_values(room=room, since=since),
             ScanIndexForward=True,
             Limit=limit + 1,
+            ConsistentRead=CONSISTENT,  # a message acked just before a join must be in `joined`
         )
         items = [_message(item) for item in response.get("Items", [])]
         return items[:limit], len(items) > limit
@@ -651,6 +652,7 @@ class ChatStore:
             ExpressionAttributeValues=values,
             ScanIndexForward=False,
             Limit=limit + 1,
+            ConsistentRead=CONSISTENT,
         )
         items = [_message(item) for item in response.get("Items", [])]
         more = len(items) > limit
