@@ -1,0 +1,77 @@
+"""Creates the tables and queues from functions.chat.schema: the definitions the CDK stack reads."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from functions.chat.schema import FANOUT_DLQ, FANOUT_QUEUE, TABLES, TableDefinition
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_sqs import SQSClient
+
+
+@dataclass(frozen=True)
+class Resources:
+    tables: dict[str, str]  # logical name -> physical name
+    fanout_queue_url: str
+    fanout_queue_arn: str
+    fanout_dlq_url: str
+    fanout_dlq_arn: str
+
+
+def _create_table(client: DynamoDBClient, definition: TableDefinition, name: str) -> None:
+    keys = [definition.partition_key] + ([definition.sort_key] if definition.sort_key else [])
+    try:
+        client.create_table(
+            TableName=name,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": k.name, "AttributeType": k.type} for k in keys],
+            KeySchema=[
+                {"AttributeName": k.name, "KeyType": "HASH" if i == 0 else "RANGE"}
+                for i, k in enumerate(keys)
+            ],
+        )
+    except client.exceptions.ResourceInUseException:
+        return  # --aws-endpoint pointing at a store that already has it
+    if definition.ttl_attribute:
+        client.update_time_to_live(
+            TableName=name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": definition.ttl_attribute},
+        )
+
+
+def _queue(client: SQSClient, name: str, attributes: dict[str, str]) -> tuple[str, str]:
+    url = client.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]  # type: ignore[arg-type]
+    arn = client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return url, arn
+
+
+def provision(
+    *, prefix: str, region: str, visibility_timeout: int, max_receive_count: int, session: Any = None
+) -> Resources:
+    import boto3
+
+    session = session or boto3.session.Session(region_name=region)
+    dynamodb: DynamoDBClient = session.client("dynamodb")
+    sqs: SQSClient = session.client("sqs")
+    tables: dict[str, str] = {}
+    for definition in TABLES:
+        name = definition.physical_name(prefix)
+        _create_table(dynamodb, definition, name)
+        tables[definition.logical_name] = name
+    # 14 days, as the CDK stack keeps dead letters.
+    dlq_url, dlq_arn = _queue(sqs, FANOUT_DLQ.physical_name(prefix), {"MessageRetentionPeriod": "1209600"})
+    queue_url, queue_arn = _queue(
+        sqs,
+        FANOUT_QUEUE.physical_name(prefix),
+        {
+            "VisibilityTimeout": str(visibility_timeout),
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}
+            ),
+        },
+    )
+    return Resources(tables, queue_url, queue_arn, dlq_url, dlq_arn)
