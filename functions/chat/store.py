@@ -72,14 +72,17 @@ def idempotency_pk(user_id: str, room: str, client_msg_id: str) -> str:
 def shard_for(connection_id: str, members_before: int, shard_size: int) -> str:
     """Membership shard for a new member, ``"<level>.<bucket>"``.
 
-    The level grows with the room (level k has 2**k buckets, chosen so a bucket holds about
-    `shard_size` members), and the bucket is a stable hash of the connection id. Small rooms live
-    in one shard (one fan-out job); a 100,000-member room spreads over a few hundred.
+    Level 0 is one shard for the room's first `shard_size` members. Level k >= 1 takes the
+    members who join while the room holds between ``shard_size * 2**(k-1)`` and
+    ``shard_size * 2**k``: that many members over ``2**(k-1)`` buckets, so each fills to about
+    `shard_size`. The bucket is a stable hash of the connection id. A small room is one fan-out
+    job per message; a 100,000-member room (size 250) is about 500.
     """
     ratio = (members_before + 1) / shard_size
     level = 0 if ratio <= 1 else math.ceil(math.log2(ratio))
+    buckets = 1 if level == 0 else 2 ** (level - 1)
     digest = int.from_bytes(hashlib.blake2b(connection_id.encode(), digest_size=8).digest(), "big")
-    return f"{level}.{digest % (2**level)}"
+    return f"{level}.{digest % buckets}"
 
 
 def serialize(item: Mapping[str, Any]) -> dict[str, Any]:

@@ -68,6 +68,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
 
 
 def deliver_record(fanout: Fanout, deadline: Deadline, record: SQSRecord) -> None:
+    # Keys of the previous record must not leak into this one's lines (None values are dropped).
+    logger.set_correlation_id(record.message_id)
+    logger.append_keys(message_id=record.message_id, room=None, shard=None, attempt=None)
     try:
         job = FanoutJob.from_json(record.body)
     except InvalidJob as invalid:
@@ -78,7 +81,7 @@ def deliver_record(fanout: Fanout, deadline: Deadline, record: SQSRecord) -> Non
         metrics.add_metric(name="InvalidJobs", unit=MetricUnit.Count, value=1)
         raise
     logger.set_correlation_id(job.correlation_id or record.message_id)
-    logger.append_keys(message_id=record.message_id, room=job.room, shard=job.shard, attempt=job.attempt)
+    logger.append_keys(room=job.room, shard=job.shard, attempt=job.attempt)
     try:
         report = fanout.deliver(job, deadline)
     except Exception:

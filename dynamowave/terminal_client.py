@@ -1,0 +1,644 @@
+"""The terminal chat client behind `dynamowave chat`.
+
+It speaks PROTOCOL v1 (docs/protocol.md) over one WebSocket with the `websockets` asyncio
+client, against the local runtime (ws://) or a deployed stage (wss://) alike. Lines read from
+the input become `sendmessage` frames (or slash commands); frames from the server become printed
+lines. On a dropped connection it reconnects with exponential backoff and re-joins every room
+with `since` so that messages sent meanwhile are printed once, in seq order per room.
+
+The pieces: pure helpers (URLs, tokens, formatting), `RoomState` (what this client has seen in a
+room), and `ChatClient`, which owns the connection loop. Output goes through a callable so tests
+can collect it; input comes from an async iterator of lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import ipaddress
+import json
+import random
+import re
+import secrets
+import sys
+import threading
+import unicodedata
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+PING_EVERY_SECONDS: Final = 240.0  # API Gateway closes connections idle for 10 minutes
+BACKOFF_BASE_SECONDS: Final = 0.5
+BACKOFF_CAP_SECONDS: Final = 30.0
+EOF_GRACE_SECONDS: Final = 10.0  # after end of input, wait this long for outstanding acks
+TYPING_REPEAT_SECONDS: Final = 3.0  # print "X is typing" at most this often per user
+HISTORY_DEFAULT: Final = 20
+OPEN_TIMEOUT_SECONDS: Final = 10.0
+ROOM_PATTERN: Final = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+HELP: Final = """\
+commands:
+  /history [N]   N older messages of the current room (default 20)
+  /join ROOM     join ROOM and make it the current room
+  /leave [ROOM]  leave ROOM (default: the current room)
+  /rooms         list joined rooms (* marks the current one)
+  /who           members online in the current room
+  /quit          leave the chat (so does end of input, once sent lines are acknowledged)
+  //text         send a message that starts with /"""
+
+Output = Callable[[str], None]
+
+
+class ChatError(Exception):
+    """A failure the user must act on (bad URL, refused token): the client stops."""
+
+
+class HandshakeRefused(ChatError):
+    def __init__(self, status: int, url: str) -> None:
+        reason = {
+            401: "no token was presented",
+            403: "the token was rejected (malformed, expired, wrongly signed or not allowed)",
+        }.get(status, "the endpoint refused the WebSocket upgrade")
+        super().__init__(f"handshake refused by {url}: HTTP {status}: {reason}")
+        self.status = status
+
+
+# ---------------------------------------------------------------------------------------------
+# URLs and tokens
+
+
+def normalise_url(url: str) -> str:
+    """Return a ws:// or wss:// URL (http(s) is accepted and converted); raise ChatError."""
+    parts = urllib.parse.urlsplit(url.strip())
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    if scheme not in ("ws", "wss") or not parts.hostname:
+        raise ChatError(f"not a WebSocket URL: {url!r} (expected ws://HOST:PORT/ or wss://HOST/STAGE)")
+    try:
+        _ = parts.port  # raises ValueError for a port that is not a number or out of range
+    except ValueError as exc:
+        raise ChatError(f"bad port in URL {url!r}: {exc}") from None
+    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k != "token"]
+    return urllib.parse.urlunsplit(
+        (scheme, parts.netloc, parts.path or "/", urllib.parse.urlencode(query), "")
+    )
+
+
+def with_token(url: str, token: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    query = [*urllib.parse.parse_qsl(parts.query), ("token", token)]
+    return urllib.parse.urlunsplit((*parts[:3], urllib.parse.urlencode(query), ""))
+
+
+def is_loopback(url: str) -> bool:
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def fetch_dev_token(url: str, user: str, name: str | None = None, timeout: float = 5.0) -> str:
+    """Ask a local runtime for a development token (GET /dev/token; loopback only)."""
+    parts = urllib.parse.urlsplit(url)
+    http_scheme = "https" if parts.scheme == "wss" else "http"
+    query = urllib.parse.urlencode({"user": user, **({"name": name} if name else {})})
+    endpoint = urllib.parse.urlunsplit((http_scheme, parts.netloc, "/dev/token", query, ""))
+    # Loopback: never through a proxy from the environment.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(endpoint, timeout=timeout) as response:
+            body = json.loads(response.read().decode("utf-8"))
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode("utf-8", "replace").strip()[:200]
+        raise ChatError(f"{endpoint} answered HTTP {exc.code}: {detail or exc.reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ChatError(f"cannot fetch a development token from {endpoint}: {reason}") from None
+    except ValueError:
+        raise ChatError(f"{endpoint} did not answer with JSON") from None
+    token = body.get("token") if isinstance(body, dict) else None
+    if not isinstance(token, str) or not token:
+        raise ChatError(f"{endpoint} answered without a token")
+    return token
+
+
+def token_subject(token: str) -> str | None:
+    """The `sub` claim, read without verifying (the server verifies): to recognise our own events."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return None
+    subject = claims.get("sub") if isinstance(claims, dict) else None
+    return subject if isinstance(subject, str) else None
+
+
+def new_client_msg_id() -> str:
+    return secrets.token_urlsafe(16)  # 22 characters of [A-Za-z0-9_-]
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting
+
+
+def printable(text: str) -> str:
+    """Neutralise control characters so that message text cannot drive the terminal.
+
+    An ESC in a message would otherwise let any member rewrite the screen (ANSI escapes), the
+    terminal's counterpart of HTML injection. Tabs stay; other controls show as \\xNN.
+    """
+    return "".join(
+        ch if ch == "\t" or unicodedata.category(ch) != "Cc" else f"\\x{ord(ch):02x}" for ch in text
+    )
+
+
+def format_message(message: dict[str, Any], *, show_room: bool = False) -> str:
+    """`[seq] user: text`, with continuation lines indented; `#room [seq] ...` for other rooms."""
+    head = f"[{message.get('seq')}] {printable(str(message.get('user', '?')))}: "
+    if show_room:
+        head = f"#{message.get('room')} {head}"
+    lines = str(message.get("text", "")).split("\n")
+    indent = " " * len(head)
+    return head + "\n".join([printable(lines[0]), *(indent + printable(line) for line in lines[1:])])
+
+
+def format_error(frame: dict[str, Any]) -> str:
+    where = ", ".join(
+        f"{label} {frame[key]}"
+        for key, label in (("action", "action"), ("room", "room"), ("clientMsgId", "clientMsgId"))
+        if frame.get(key)
+    )
+    text = f"! {frame.get('code', 'error')}: {frame.get('message', '')}"
+    return printable(f"{text} ({where})" if where else text)
+
+
+# ---------------------------------------------------------------------------------------------
+# State
+
+
+@dataclass
+class RoomState:
+    name: str
+    since: int | None = None  # --since for the first join; afterwards the recovery mark
+    seen: set[int] = field(default_factory=set)
+    members: set[str] = field(default_factory=set)
+    latest: int = 0
+    joined: bool = False  # joined on the current connection
+    ever_joined: bool = False
+    history_exhausted: bool = False
+    settled: asyncio.Event = field(default_factory=asyncio.Event)  # first join answered
+    typing_printed: dict[str, float] = field(default_factory=dict)
+
+    def lowest(self) -> int:
+        return min(self.seen) if self.seen else 0
+
+    def recovery_mark(self) -> int:
+        """Highest seq up to which every message since the lowest seen is held (no hole)."""
+        if not self.seen:
+            return self.latest
+        seq = self.lowest()
+        while seq + 1 in self.seen:
+            seq += 1
+        return seq
+
+    def join_frame(self) -> dict[str, Any]:
+        frame: dict[str, Any] = {"action": "join", "room": self.name}
+        if self.ever_joined:
+            frame["since"] = self.recovery_mark()
+        elif self.since is not None:
+            frame["since"] = self.since
+        return frame
+
+
+@dataclass
+class Outgoing:
+    room: str
+    text: str
+    client_msg_id: str
+    sent_on: int = 0  # connection number it was last sent on (0: not yet)
+
+
+@dataclass
+class ChatOptions:
+    url: str
+    room: str
+    token: str | None = None
+    user: str | None = None  # for fetching a development token (loopback)
+    name: str | None = None
+    since: int | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# The client
+
+
+class ChatClient:
+    def __init__(self, options: ChatOptions, output: Output) -> None:
+        self.url = normalise_url(options.url)
+        self.options = options
+        self.out = output
+        self.token = options.token
+        self.me = (token_subject(options.token) if options.token else None) or options.user or ""
+        self.rooms: dict[str, RoomState] = {options.room: RoomState(options.room, since=options.since)}
+        self.current: str | None = options.room
+        self.outbox: dict[str, Outgoing] = {}
+        self.connection: ClientConnection | None = None
+        self.connection_number = 0
+        self.stop = asyncio.Event()
+        # Input waits for the first `joined`, so piped lines act on a joined room, in order.
+        self.ready = asyncio.Event()
+        self.exit_code = 0
+        self._input_ended = False
+
+    # -- connection loop ------------------------------------------------------------------
+
+    async def run(self, lines: AsyncIterator[str]) -> int:
+        """Chat until /quit, end of input (once outstanding messages are acked), or a fatal error."""
+        if self.token is None:
+            if not is_loopback(self.url):
+                raise ChatError(
+                    "--token is required for a non-loopback URL (mint one: dynamowave token USER)"
+                )
+            self.token = await self._fetch_token()
+            self.me = token_subject(self.token) or self.me
+        input_task = asyncio.create_task(self._consume(lines))
+        attempt = 0
+        try:
+            while not self.stop.is_set():
+                try:
+                    connection = await self._open()
+                except ChatError:
+                    raise
+                except (OSError, TimeoutError, InvalidHandshake) as exc:
+                    if self.connection_number == 0:
+                        raise ChatError(f"cannot connect to {self.url}: {describe(exc)}") from None
+                    attempt += 1
+                    await self._backoff(attempt, f"reconnect failed ({describe(exc)})")
+                    continue
+                attempt = 0
+                await self._session(connection)
+                if not self.stop.is_set():
+                    attempt += 1
+                    await self._backoff(attempt, "connection lost")
+        finally:
+            input_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await input_task
+        return self.exit_code
+
+    async def _fetch_token(self) -> str:
+        user = self.options.user
+        if not user:
+            raise ChatError("--user is needed to fetch a development token (or pass --token)")
+        return await asyncio.to_thread(fetch_dev_token, self.url, user, self.options.name)
+
+    async def _open(self) -> ClientConnection:
+        assert self.token is not None
+        refreshed = False
+        while True:
+            try:
+                return await connect(
+                    with_token(self.url, self.token),
+                    open_timeout=OPEN_TIMEOUT_SECONDS,
+                    proxy=None if is_loopback(self.url) else True,
+                    user_agent_header="dynamowave-chat",
+                )
+            except InvalidStatus as exc:
+                status = exc.response.status_code
+                # A development token may have expired during a long session: fetch a fresh one once.
+                if status == 403 and self.options.token is None and not refreshed:
+                    self.token = await self._fetch_token()
+                    refreshed = True
+                    continue
+                raise HandshakeRefused(status, self.url) from None
+            except InvalidURI as exc:
+                raise ChatError(f"bad URL {self.url}: {exc}") from None
+
+    async def _backoff(self, attempt: int, why: str) -> None:
+        # Exponential backoff with full jitter: a restarted server is not hit by every client at once.
+        ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
+        delay = random.uniform(ceiling / 2, ceiling)
+        self.out(f"* {why}; reconnecting in {delay:.1f}s")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), delay)
+
+    async def _session(self, connection: ClientConnection) -> None:
+        self.connection = connection
+        self.connection_number += 1
+        if self.connection_number > 1:
+            self.out("* reconnected")
+        for room in self.rooms.values():
+            await self._send(room.join_frame())
+        pinger = asyncio.create_task(self._ping_forever())
+        stopper = asyncio.create_task(self.stop.wait())
+        receiver = asyncio.create_task(self._receive(connection))
+        try:
+            await asyncio.wait({receiver, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (pinger, stopper, receiver):
+                task.cancel()
+            await asyncio.gather(pinger, stopper, receiver, return_exceptions=True)
+            self.connection = None
+            for room in self.rooms.values():
+                room.joined = False
+            await connection.close()
+
+    async def _receive(self, connection: ClientConnection) -> None:
+        try:
+            async for data in connection:
+                text = data if isinstance(data, str) else data.decode("utf-8", "replace")
+                try:
+                    frame = json.loads(text)
+                except ValueError:
+                    self.out(f"! the server sent a frame that is not JSON: {printable(text[:200])}")
+                    continue
+                if isinstance(frame, dict):
+                    await self.handle_frame(frame)
+        except ConnectionClosed as exc:
+            if exc.rcvd is not None and exc.rcvd.code == 1009:
+                self.out("! the server closed the connection: a frame was too large (1009)")
+
+    async def _ping_forever(self) -> None:
+        while True:
+            await asyncio.sleep(PING_EVERY_SECONDS)
+            await self._send({"action": "ping"})
+
+    async def _send(self, frame: dict[str, Any]) -> bool:
+        """Send if connected; frames that cannot go now are redone after the next (re)join."""
+        if self.connection is None:
+            return False
+        try:
+            await self.connection.send(json.dumps(frame, ensure_ascii=False))
+        except ConnectionClosed:
+            return False
+        return True
+
+    # -- input ----------------------------------------------------------------------------
+
+    async def _consume(self, lines: AsyncIterator[str]) -> None:
+        await self.ready.wait()
+        async for line in lines:
+            await self.handle_line(line.rstrip("\r\n"))
+            if self.stop.is_set():
+                return
+        self._input_ended = True
+        if not self.outbox:
+            self.stop.set()
+            return
+        # End of input: give outstanding messages a chance to be acknowledged.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), EOF_GRACE_SECONDS)
+        if self.outbox:
+            self.out(f"! {len(self.outbox)} message(s) were not acknowledged before end of input")
+            self.exit_code = 1
+            self.stop.set()
+
+    async def handle_line(self, line: str) -> None:
+        if not line.strip():
+            return
+        if line.startswith("/") and not line.startswith("//"):
+            await self._command(line)
+            return
+        text = line[1:] if line.startswith("//") else line
+        if self.current is None:
+            self.out("! not in a room: /join ROOM first")
+            return
+        outgoing = Outgoing(self.current, text, new_client_msg_id())
+        self.outbox[outgoing.client_msg_id] = outgoing
+        await self._transmit(outgoing)
+
+    async def _transmit(self, outgoing: Outgoing) -> None:
+        room = self.rooms.get(outgoing.room)
+        if room is None or not room.joined or outgoing.sent_on == self.connection_number:
+            return
+        frame = {
+            "action": "sendmessage",
+            "room": outgoing.room,
+            "text": outgoing.text,
+            "clientMsgId": outgoing.client_msg_id,  # the same id on every retry: sends are idempotent
+        }
+        if await self._send(frame):
+            outgoing.sent_on = self.connection_number
+
+    async def _command(self, line: str) -> None:
+        name, _, rest = line.partition(" ")
+        arg = rest.strip()
+        if name == "/quit":
+            self.stop.set()
+        elif name == "/help":
+            self.out(HELP)
+        elif name == "/join":
+            await self._join(arg)
+        elif name == "/leave":
+            await self._leave(arg or self.current)
+        elif name == "/history":
+            await self._history(arg)
+        elif name == "/rooms":
+            names = [f"*{r}" if r == self.current else r for r in self.rooms]
+            self.out(f"* rooms: {', '.join(names) or '(none)'}")
+        elif name == "/who":
+            room = self.rooms.get(self.current or "")
+            members = ", ".join(sorted(room.members)) if room else ""
+            self.out(f"* online in #{self.current}: {printable(members) or '(nobody)'}")
+        else:
+            self.out(f"! unknown command {printable(name)}; /help lists them")
+
+    async def _join(self, name: str) -> None:
+        if not ROOM_PATTERN.match(name):
+            self.out("! usage: /join ROOM  (letters, digits and _ . - up to 64)")
+            return
+        self.current = name
+        if name in self.rooms:
+            self.out(f"* now talking in #{name}")
+            return
+        room = self.rooms[name] = RoomState(name)
+        if await self._send(room.join_frame()):
+            # Wait for the answer so that the next lines (piped input) go to a joined room.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(room.settled.wait(), OPEN_TIMEOUT_SECONDS)
+
+    async def _leave(self, name: str | None) -> None:
+        if not name or name not in self.rooms:
+            self.out("! usage: /leave [ROOM] (a room you joined)")
+            return
+        del self.rooms[name]
+        for key in [k for k, o in self.outbox.items() if o.room == name]:
+            del self.outbox[key]
+        await self._send({"action": "leave", "room": name})
+        if self.current == name:
+            self.current = next(iter(self.rooms), None)
+            if self.current is not None:
+                self.out(f"* now talking in #{self.current}")
+
+    async def _history(self, arg: str) -> None:
+        room = self.rooms.get(self.current or "")
+        if room is None:
+            self.out("! not in a room: /join ROOM first")
+            return
+        try:
+            limit = max(1, min(100, int(arg))) if arg else HISTORY_DEFAULT
+        except ValueError:
+            self.out("! usage: /history [N]  (N = 1..100)")
+            return
+        lowest = room.lowest()
+        if lowest == 1 or room.history_exhausted:
+            self.out(f"* no older messages in #{room.name}")
+            return
+        frame: dict[str, Any] = {"action": "history", "room": room.name, "limit": limit}
+        if lowest:
+            frame["before"] = lowest
+        if not room.joined or not await self._send(frame):
+            self.out("! not connected: try /history again once reconnected")
+
+    # -- frames ---------------------------------------------------------------------------
+
+    async def handle_frame(self, frame: dict[str, Any]) -> None:
+        kind = frame.get("type")
+        room = self.rooms.get(str(frame.get("room")))
+        if kind == "joined" and room is not None:
+            await self._on_joined(room, frame)
+        elif kind == "message" and room is not None:
+            self._print_new(room, [frame])
+        elif kind == "history" and room is not None:
+            shown = self._print_new(room, frame.get("messages") or [], header=f"* history of #{room.name}:")
+            if frame.get("more") is not True:
+                room.history_exhausted = True
+            if not shown:
+                self.out(f"* no older messages in #{room.name}")
+        elif kind == "ack":
+            self.outbox.pop(str(frame.get("clientMsgId")), None)
+            if self._input_ended and not self.outbox:
+                self.stop.set()
+        elif kind == "presence" and room is not None:
+            self._on_presence(room, str(frame.get("user")), frame.get("event"))
+        elif kind == "typing" and room is not None:
+            self._on_typing(room, str(frame.get("user")))
+        elif kind == "error":
+            self._on_error(frame)
+        elif kind is None and isinstance(frame.get("message"), str):
+            # API Gateway's own replies (e.g. throttling) carry only a message.
+            self.out(printable(f"! gateway: {frame['message']}"))
+
+    async def _on_joined(self, room: RoomState, frame: dict[str, Any]) -> None:
+        self.ready.set()
+        room.settled.set()
+        recovering = room.ever_joined
+        room.joined = room.ever_joined = True
+        room.latest = max(room.latest, _int(frame.get("seq")))
+        room.members = {str(m) for m in frame.get("members") or []}
+        messages = frame.get("messages") or []
+        if not recovering:
+            others = sorted(room.members - {self.me})
+            online = f"; online: {', '.join(others)}" if others else ""
+            self.out(printable(f"* joined #{room.name} (latest seq {room.latest}{online})"))
+        if recovering:
+            missed = len(self._unseen(room, messages))
+            self.out(f"* rejoined #{room.name}: {missed} missed message(s)")
+        shown = self._print_new(room, messages)
+        # Recovery replies are capped (100 messages or 128 KB): ask again from where this one ended.
+        if recovering and frame.get("more") is True and shown:
+            await self._send(room.join_frame())
+        for outgoing in list(self.outbox.values()):
+            if outgoing.room == room.name:
+                await self._transmit(outgoing)
+
+    def _print_new(self, room: RoomState, messages: list[Any], header: str | None = None) -> int:
+        """Print the messages not seen yet in `room`, in seq order; return how many."""
+        fresh = self._unseen(room, messages)
+        if fresh and header:
+            self.out(header)
+        for message in fresh:
+            room.seen.add(message["seq"])
+            room.latest = max(room.latest, message["seq"])
+            self.out(format_message(message, show_room=room.name != self.current))
+        return len(fresh)
+
+    @staticmethod
+    def _unseen(room: RoomState, messages: list[Any]) -> list[dict[str, Any]]:
+        fresh = [
+            m
+            for m in messages
+            if isinstance(m, dict) and isinstance(m.get("seq"), int) and m["seq"] not in room.seen
+        ]
+        return sorted(fresh, key=lambda m: int(m["seq"]))
+
+    def _on_presence(self, room: RoomState, user: str, event: object) -> None:
+        if event == "join":
+            room.members.add(user)
+        elif event == "leave":
+            room.members.discard(user)
+        else:
+            return
+        if user != self.me:  # our own arrival is the `* joined` line
+            self.out(f"* {printable(user)} {'joined' if event == 'join' else 'left'} #{room.name}")
+
+    def _on_typing(self, room: RoomState, user: str) -> None:
+        if user == self.me:
+            return
+        now = asyncio.get_running_loop().time()
+        if now - room.typing_printed.get(user, float("-inf")) >= TYPING_REPEAT_SECONDS:
+            room.typing_printed[user] = now
+            self.out(f"* {printable(user)} is typing in #{room.name}")
+
+    def _on_error(self, frame: dict[str, Any]) -> None:
+        self.out(format_error(frame))
+        dropped = self.outbox.pop(str(frame.get("clientMsgId")), None)
+        if dropped is not None:
+            self.out(printable(f"! not sent: {dropped.text[:80]}"))
+            if self._input_ended and not self.outbox:
+                self.stop.set()
+        room_name = str(frame.get("room"))
+        room = self.rooms.get(room_name)
+        if frame.get("action") == "join" and room is not None and not room.ever_joined:
+            room.settled.set()
+            del self.rooms[room_name]
+            if self.current == room_name:
+                self.current = next(iter(self.rooms), None)
+            self.ready.set()  # let the user /join another room
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) < 200 else text[:200] + "..."
+
+
+# ---------------------------------------------------------------------------------------------
+# Standard input
+
+
+async def stdin_lines() -> AsyncIterator[str]:
+    """Lines from standard input, without blocking the event loop.
+
+    A daemon thread does the blocking reads: it works the same for a terminal, a pipe and a
+    file, and never keeps the process alive after /quit (unlike an executor thread).
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def pump() -> None:
+        try:
+            for line in sys.stdin:
+                loop.call_soon_threadsafe(queue.put_nowait, line)
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop may be closed already
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    threading.Thread(target=pump, name="stdin", daemon=True).start()
+    while (line := await queue.get()) is not None:
+        yield line
+
+
+def print_line(line: str) -> None:
+    print(line, flush=True)

@@ -1,0 +1,1023 @@
+// DynamoWave web client: plain JavaScript, no build step, no dependencies.
+//
+// Wire contract: docs/protocol.md (PROTOCOL v1). Choices this client makes where the contract
+// leaves room are written down in docs/clients.md.
+//
+// Security rule for this file: user-controlled text (messages, names, user ids, room names,
+// server error messages) is only ever put into the page with textContent or attributes, never
+// with innerHTML, so a message such as <img src=x onerror=alert(1)> shows literally.
+"use strict";
+
+(() => {
+  const ROOM_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+  const USER_RE = /^[A-Za-z0-9_.@-]{1,64}$/;
+  const TYPING_SEND_EVERY_MS = 2000; // at most one `typing` frame per 2 s while typing
+  const TYPING_SHOW_MS = 3000; // "X is typing" fades 3 s after the last event
+  const PING_EVERY_MS = 4 * 60 * 1000; // API Gateway closes connections idle for 10 min
+  const BACKOFF_BASE_MS = 500;
+  const BACKOFF_CAP_MS = 30000;
+  const ACK_TIMEOUT_MS = 10000; // resend (same clientMsgId: idempotent) if no ack by then
+  const MAX_AUTO_RESENDS = 2;
+  const HISTORY_PAGE = 50;
+  const NEAR_BOTTOM_PX = 80;
+  const NEAR_TOP_PX = 48;
+  const TOAST_MS = 8000;
+
+  const $ = (id) => document.getElementById(id);
+
+  const state = {
+    session: null, // {mode: "local"|"remote", userId, name, url, token, exp}
+    ws: null,
+    generation: 0, // bumps on every new socket, so stale socket callbacks are ignored
+    wanted: false, // the user wants to be connected (false after "Sign out")
+    everOpened: false,
+    attempt: 0,
+    reconnectTimer: null,
+    holdReconnect: false, // test hook: stay offline until resume()
+    pingTimer: null,
+    lastPong: 0,
+    rooms: new Map(), // room name -> Room
+    active: null,
+    names: new Map(), // user id -> display name seen in messages
+  };
+
+  // ---------------------------------------------------------------------------------------
+  // Rooms and messages (the model)
+
+  function newRoom(name) {
+    return {
+      name,
+      joined: false, // joined on the current socket
+      everJoined: false, // joined at least once: re-joins carry `since`
+      joinTimer: null,
+      messages: new Map(), // seq -> message; the single source of truth, de-duplicated by seq
+      pending: new Map(), // clientMsgId -> {clientMsgId, text, ts, status, error, sentOn, resends, timer}
+      members: new Set(),
+      typing: new Map(), // user id -> timeout handle
+      lastTypingSent: 0,
+      latest: 0,
+      historyExhausted: false,
+      loadingOlder: false,
+      unread: 0,
+    };
+  }
+
+  function minSeq(room) {
+    let min = Infinity;
+    for (const seq of room.messages.keys()) if (seq < min) min = seq;
+    return min === Infinity ? 0 : min;
+  }
+
+  // Highest seq up to which this client holds every message without a hole. Fan-out may
+  // deliver 7 before 6; recovering from the contiguous mark (not the highest seq seen) means a
+  // reconnect in that window cannot lose message 6.
+  function recoveryMark(room) {
+    const low = minSeq(room);
+    if (low === 0) return room.latest;
+    let seq = low;
+    while (room.messages.has(seq + 1)) seq += 1;
+    return seq;
+  }
+
+  function olderAvailable(room) {
+    const low = minSeq(room);
+    return low > 1 && !room.historyExhausted;
+  }
+
+  function normaliseMessage(raw, roomName) {
+    if (!raw || typeof raw !== "object") return null;
+    const seq = Number(raw.seq);
+    if (!Number.isSafeInteger(seq) || seq < 1) return null;
+    return {
+      room: typeof raw.room === "string" ? raw.room : roomName,
+      id: String(raw.id ?? ""),
+      seq,
+      user: String(raw.user ?? ""),
+      name: typeof raw.name === "string" && raw.name ? raw.name : String(raw.user ?? ""),
+      text: String(raw.text ?? ""),
+      ts: Number(raw.ts) || Date.now(),
+      clientMsgId: typeof raw.clientMsgId === "string" ? raw.clientMsgId : "",
+    };
+  }
+
+  // Adds messages (de-duplicated by seq) and returns the ones that were new.
+  function storeMessages(room, rawMessages) {
+    const added = [];
+    let learnedName = false;
+    for (const raw of rawMessages || []) {
+      const msg = normaliseMessage(raw, room.name);
+      if (!msg) continue;
+      if (msg.user && msg.name && state.names.get(msg.user) !== msg.name) {
+        state.names.set(msg.user, msg.name);
+        learnedName = true;
+      }
+      if (msg.user === me() && msg.clientMsgId) settlePending(room, msg.clientMsgId);
+      const known = room.messages.get(msg.seq);
+      if (known) {
+        // An ack-made placeholder is replaced by the server's copy (timestamp, name).
+        if (known.fromAck) {
+          room.messages.set(msg.seq, msg);
+          updateMessageElement(room, msg);
+        }
+        continue;
+      }
+      room.messages.set(msg.seq, msg);
+      if (msg.seq > room.latest) room.latest = msg.seq;
+      added.push(msg);
+    }
+    if (learnedName && room.name === state.active) renderMembers();
+    return added;
+  }
+
+  function me() {
+    return state.session ? state.session.userId : "";
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Connection
+
+  function socketOpen() {
+    return state.ws !== null && state.ws.readyState === WebSocket.OPEN;
+  }
+
+  function send(frame) {
+    if (!socketOpen()) return false;
+    state.ws.send(JSON.stringify(frame));
+    return true;
+  }
+
+  async function obtainCredentials() {
+    const session = state.session;
+    if (session.mode === "remote") {
+      if (session.exp && session.exp * 1000 <= Date.now()) {
+        throw new FatalConnectError("Your token has expired: paste a fresh one.");
+      }
+      return { url: session.url, token: session.token };
+    }
+    const query = new URLSearchParams({ user: session.userId, name: session.name });
+    let response;
+    try {
+      response = await fetch(`/dev/token?${query}`, { cache: "no-store", credentials: "same-origin" });
+    } catch (err) {
+      throw new ConnectError("The server is unreachable.");
+    }
+    if (!response.ok) {
+      let detail = "";
+      try {
+        const text = await response.text();
+        try {
+          detail = String(JSON.parse(text).message || "");
+        } catch (err) {
+          detail = text;
+        }
+        detail = detail.slice(0, 200);
+      } catch (err) {
+        detail = "";
+      }
+      const why =
+        response.status === 403
+          ? "Development tokens are only handed out to this machine (loopback). Use “Connect to a deployed endpoint” with a token."
+          : response.status === 400
+            ? "That user id is not valid: use letters, digits and _ . @ - (up to 64)."
+            : response.status === 404
+              ? "This server does not hand out development tokens: paste a URL and token instead."
+              : `Token request failed (HTTP ${response.status}).`;
+      throw new FatalConnectError(detail && response.status !== 404 ? `${why} (${detail})` : why);
+    }
+    const body = await response.json();
+    const fallback = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/`;
+    return { url: typeof body.url === "string" && body.url ? body.url : fallback, token: body.token };
+  }
+
+  class ConnectError extends Error {}
+  class FatalConnectError extends ConnectError {}
+
+  function withToken(url, token) {
+    const target = new URL(url);
+    target.searchParams.set("token", token);
+    return target.toString();
+  }
+
+  async function connect() {
+    clearTimeout(state.reconnectTimer);
+    state.reconnectTimer = null;
+    if (!state.wanted) return;
+    const generation = ++state.generation;
+    setStatus("connecting", state.everOpened ? "Reconnecting…" : "Connecting…");
+    let credentials;
+    try {
+      credentials = await obtainCredentials();
+    } catch (err) {
+      if (generation !== state.generation) return;
+      if (err instanceof FatalConnectError || !state.everOpened) return failLogin(err.message);
+      return scheduleReconnect();
+    }
+    if (generation !== state.generation || !state.wanted) return;
+
+    let ws;
+    try {
+      ws = new WebSocket(withToken(credentials.url, credentials.token));
+    } catch (err) {
+      return failLogin(`Not a usable WebSocket URL: ${credentials.url}`);
+    }
+    state.ws = ws;
+    let opened = false;
+    ws.addEventListener("open", () => {
+      if (generation !== state.generation) return;
+      opened = true;
+      state.everOpened = true;
+      state.attempt = 0;
+      setStatus("connected", `Connected as ${state.session.name} (${state.session.userId})`);
+      startPing();
+      setComposerEnabled(true);
+      for (const room of state.rooms.values()) joinRoom(room);
+    });
+    ws.addEventListener("message", (event) => {
+      if (generation !== state.generation) return;
+      handleFrameText(event.data);
+    });
+    ws.addEventListener("close", (event) => {
+      if (generation !== state.generation) return;
+      state.ws = null;
+      stopPing();
+      for (const room of state.rooms.values()) {
+        room.joined = false;
+        clearTimeout(room.joinTimer);
+        for (const pending of room.pending.values()) clearTimeout(pending.timer);
+      }
+      if (!state.wanted) return;
+      if (!opened && !state.everOpened) {
+        return failLogin(
+          "Could not connect: the server refused the token (HTTP 401/403) or is unreachable. Check the URL and token.",
+        );
+      }
+      if (event.code === 1009) toast("too_large", "The server closed the connection: a frame was too large.");
+      scheduleReconnect();
+    });
+  }
+
+  function scheduleReconnect() {
+    clearTimeout(state.reconnectTimer);
+    if (state.holdReconnect) {
+      setStatus("offline", "Offline");
+      return;
+    }
+    // Exponential backoff with jitter, so a restarted server is not hit by every tab at once.
+    const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** state.attempt);
+    const delay = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+    state.attempt += 1;
+    setStatus("reconnecting", `Connection lost. Reconnecting in ${Math.max(1, Math.round(delay / 1000))} s…`);
+    state.reconnectTimer = setTimeout(connect, delay);
+  }
+
+  function reconnectNow() {
+    if (state.wanted && !state.ws && !state.holdReconnect && state.reconnectTimer !== null) {
+      state.attempt = 0;
+      connect();
+    }
+  }
+
+  function startPing() {
+    stopPing();
+    state.pingTimer = setInterval(() => send({ action: "ping" }), PING_EVERY_MS);
+  }
+
+  function stopPing() {
+    clearInterval(state.pingTimer);
+    state.pingTimer = null;
+  }
+
+  function signOut() {
+    state.wanted = false;
+    state.generation += 1;
+    clearTimeout(state.reconnectTimer);
+    stopPing();
+    if (state.ws) state.ws.close(1000, "signed out");
+    state.ws = null;
+    state.everOpened = false;
+    state.rooms.clear();
+    state.active = null;
+    setStatus("disconnected", "Not connected");
+    $("chat-view").hidden = true;
+    $("login-view").hidden = false;
+    $("disconnect").hidden = true;
+    renderAll();
+    $("name").focus();
+  }
+
+  function failLogin(message) {
+    state.wanted = false;
+    state.generation += 1;
+    clearTimeout(state.reconnectTimer);
+    stopPing();
+    if (state.ws) state.ws.close();
+    state.ws = null;
+    const hadOpened = state.everOpened;
+    state.everOpened = false;
+    setStatus("disconnected", "Not connected");
+    $("chat-view").hidden = true;
+    $("login-view").hidden = false;
+    $("disconnect").hidden = true;
+    const error = $("login-error");
+    error.textContent = hadOpened ? `Disconnected. ${message}` : message;
+    error.hidden = false;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Client actions
+
+  function joinRoom(room) {
+    const frame = { action: "join", room: room.name };
+    if (room.everJoined) frame.since = recoveryMark(room);
+    send(frame);
+  }
+
+  function addRoom(name) {
+    let room = state.rooms.get(name);
+    if (!room) {
+      room = newRoom(name);
+      state.rooms.set(name, room);
+      if (socketOpen()) joinRoom(room);
+    }
+    activate(name);
+  }
+
+  function leaveRoom(name) {
+    const room = state.rooms.get(name);
+    if (!room) return;
+    send({ action: "leave", room: name });
+    clearTimeout(room.joinTimer);
+    for (const timer of room.typing.values()) clearTimeout(timer);
+    for (const pending of room.pending.values()) clearTimeout(pending.timer);
+    state.rooms.delete(name);
+    if (state.active === name) {
+      const next = state.rooms.keys().next();
+      state.active = next.done ? null : next.value;
+    }
+    renderAll();
+  }
+
+  function newClientMsgId() {
+    const bytes = new Uint8Array(16);
+    crypto.getRandomValues(bytes);
+    let binary = "";
+    for (const b of bytes) binary += String.fromCharCode(b);
+    return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  }
+
+  function sendMessage(text) {
+    const room = state.rooms.get(state.active);
+    if (!room) return;
+    const pending = {
+      clientMsgId: newClientMsgId(),
+      text,
+      ts: Date.now(),
+      status: "pending",
+      error: "",
+      sentOn: 0,
+      resends: 0,
+      timer: null,
+    };
+    room.pending.set(pending.clientMsgId, pending);
+    // Receivers clear "X is typing" when X's message arrives: the next keystroke starts afresh.
+    room.lastTypingSent = 0;
+    renderPending(room, pending);
+    transmit(room, pending);
+  }
+
+  // Sends (or re-sends, with the same clientMsgId) a pending message once its room is joined on
+  // the current socket; otherwise it waits for the next `joined`.
+  function transmit(room, pending) {
+    if (!room.joined || !socketOpen() || pending.status !== "pending") return;
+    if (pending.sentOn === state.generation) return;
+    send({ action: "sendmessage", room: room.name, text: pending.text, clientMsgId: pending.clientMsgId });
+    pending.sentOn = state.generation;
+    clearTimeout(pending.timer);
+    pending.timer = setTimeout(() => {
+      if (!room.pending.has(pending.clientMsgId) || pending.status !== "pending") return;
+      pending.sentOn = 0;
+      if (pending.resends < MAX_AUTO_RESENDS) {
+        pending.resends += 1;
+        transmit(room, pending);
+      } else {
+        failPending(room, pending, "No acknowledgement from the server.");
+      }
+    }, ACK_TIMEOUT_MS);
+  }
+
+  function retry(room, pending) {
+    pending.status = "pending";
+    pending.error = "";
+    pending.sentOn = 0;
+    pending.resends = 0;
+    renderPending(room, pending);
+    transmit(room, pending);
+  }
+
+  function failPending(room, pending, why) {
+    clearTimeout(pending.timer);
+    pending.status = "failed";
+    pending.error = why;
+    renderPending(room, pending);
+  }
+
+  function settlePending(room, clientMsgId) {
+    const pending = room.pending.get(clientMsgId);
+    if (!pending) return null;
+    clearTimeout(pending.timer);
+    room.pending.delete(clientMsgId);
+    if (room.name === state.active) {
+      const el = pendingElement(clientMsgId);
+      if (el) el.remove();
+    }
+    return pending;
+  }
+
+  function requestOlder(room) {
+    if (!room || room.loadingOlder || !olderAvailable(room) || !room.joined) return;
+    room.loadingOlder = true;
+    renderHistoryControls();
+    send({ action: "history", room: room.name, before: minSeq(room), limit: HISTORY_PAGE });
+  }
+
+  function noteTyping() {
+    const room = state.rooms.get(state.active);
+    if (!room || !room.joined) return;
+    const now = Date.now();
+    if (now - room.lastTypingSent < TYPING_SEND_EVERY_MS) return;
+    room.lastTypingSent = now;
+    send({ action: "typing", room: room.name });
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Server frames
+
+  function handleFrameText(text) {
+    let frame;
+    try {
+      frame = JSON.parse(text);
+    } catch (err) {
+      console.warn("ignoring a frame that is not JSON", text);
+      return;
+    }
+    if (!frame || typeof frame !== "object") return;
+    const handler = HANDLERS[frame.type];
+    if (handler) {
+      handler(frame);
+    } else if (typeof frame.message === "string") {
+      // API Gateway's own replies (e.g. throttling: {"message": "Too Many Requests", ...}) have no type.
+      toast("gateway", frame.message);
+    }
+  }
+
+  const HANDLERS = {
+    joined(frame) {
+      const room = state.rooms.get(frame.room);
+      if (!room) return; // left meanwhile
+      const recovering = room.everJoined;
+      room.joined = true;
+      room.everJoined = true;
+      room.latest = Math.max(room.latest, Number(frame.seq) || 0);
+      room.members = new Set(Array.isArray(frame.members) ? frame.members.map(String) : []);
+      const added = storeMessages(room, frame.messages);
+      renderAdded(room, added);
+      if (room.name === state.active) renderMembers();
+      renderRooms();
+      // Recovery replies are capped (100 messages or 128 KB): ask again from where this one ended.
+      if (recovering && frame.more === true && added.length > 0) joinRoom(room);
+      for (const pending of room.pending.values()) transmit(room, pending);
+    },
+
+    left(frame) {
+      const room = state.rooms.get(frame.room);
+      if (room) room.joined = false;
+    },
+
+    ack(frame) {
+      const room = state.rooms.get(frame.room);
+      if (!room) return;
+      const pending = settlePending(room, frame.clientMsgId);
+      const seq = Number(frame.seq);
+      if (!pending || !Number.isSafeInteger(seq) || room.messages.has(seq)) return;
+      // The fan-out copy may arrive after the ack: show the message as sent right away.
+      const msg = {
+        room: room.name,
+        id: String(frame.id ?? ""),
+        seq,
+        user: me(),
+        name: state.session.name,
+        text: pending.text,
+        ts: pending.ts,
+        clientMsgId: pending.clientMsgId,
+        fromAck: true,
+      };
+      room.messages.set(seq, msg);
+      if (seq > room.latest) room.latest = seq;
+      renderAdded(room, [msg]);
+    },
+
+    message(frame) {
+      const room = state.rooms.get(frame.room);
+      if (!room) return;
+      const added = storeMessages(room, [frame]);
+      if (added.length && frame.user) stopTyping(room, String(frame.user));
+      renderAdded(room, added);
+    },
+
+    history(frame) {
+      const room = state.rooms.get(frame.room);
+      if (!room) return;
+      room.loadingOlder = false;
+      const added = storeMessages(room, frame.messages);
+      if (frame.more !== true) room.historyExhausted = true;
+      renderAdded(room, added);
+      renderHistoryControls();
+    },
+
+    presence(frame) {
+      const room = state.rooms.get(frame.room);
+      if (!room || typeof frame.user !== "string") return;
+      if (frame.event === "join") room.members.add(frame.user);
+      else if (frame.event === "leave") {
+        room.members.delete(frame.user);
+        stopTyping(room, frame.user);
+      }
+      if (room.name === state.active) renderMembers();
+    },
+
+    typing(frame) {
+      const room = state.rooms.get(frame.room);
+      if (!room || typeof frame.user !== "string" || frame.user === me()) return;
+      clearTimeout(room.typing.get(frame.user));
+      room.typing.set(
+        frame.user,
+        setTimeout(() => stopTyping(room, frame.user), TYPING_SHOW_MS),
+      );
+      if (room.name === state.active) renderTyping();
+    },
+
+    pong(frame) {
+      state.lastPong = Number(frame.ts) || Date.now();
+    },
+
+    error(frame) {
+      const room = typeof frame.room === "string" ? state.rooms.get(frame.room) : undefined;
+      const code = String(frame.code || "error");
+      const message = String(frame.message || "");
+      if (room && frame.clientMsgId && room.pending.has(frame.clientMsgId)) {
+        failPending(room, room.pending.get(frame.clientMsgId), `${code}: ${message}`);
+      }
+      if (room && frame.action === "join") {
+        if (code === "rate_limited" || code === "internal") {
+          clearTimeout(room.joinTimer);
+          room.joinTimer = setTimeout(() => joinRoom(room), 1000 + Math.random() * 1000);
+        } else if (!room.everJoined) {
+          // Refused for good (forbidden, bad name): drop the room from the sidebar.
+          state.rooms.delete(room.name);
+          if (state.active === room.name) {
+            const next = state.rooms.keys().next();
+            state.active = next.done ? null : next.value;
+          }
+          renderAll();
+        }
+      }
+      if (room && frame.action === "history") {
+        room.loadingOlder = false;
+        renderHistoryControls();
+      }
+      toast(code, message, frame.action, frame.room);
+    },
+  };
+
+  function stopTyping(room, user) {
+    clearTimeout(room.typing.get(user));
+    if (room.typing.delete(user) && room.name === state.active) renderTyping();
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Rendering (textContent only)
+
+  function displayName(user) {
+    return state.names.get(user) || user;
+  }
+
+  function setStatus(kind, text) {
+    const status = $("status");
+    status.dataset.state = kind;
+    status.textContent = text;
+  }
+
+  function setComposerEnabled(enabled) {
+    const usable = enabled && state.active !== null;
+    $("message-input").disabled = !usable;
+    $("send").disabled = !usable;
+  }
+
+  function formatTime(ts) {
+    const date = new Date(ts);
+    return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  }
+
+  function buildMessageElement(msg) {
+    const el = $("message-template").content.firstElementChild.cloneNode(true);
+    fillMessageElement(el, msg);
+    return el;
+  }
+
+  function fillMessageElement(el, msg) {
+    el.dataset.seq = String(msg.seq);
+    el.dataset.user = msg.user;
+    if (msg.clientMsgId) el.dataset.clientMsgId = msg.clientMsgId;
+    el.classList.toggle("mine", msg.user === me());
+    el.classList.remove("pending", "failed");
+    const author = el.querySelector(".author");
+    author.textContent = msg.name || msg.user;
+    author.title = msg.user;
+    const time = el.querySelector(".time");
+    time.textContent = formatTime(msg.ts);
+    time.dateTime = new Date(msg.ts).toISOString();
+    time.title = new Date(msg.ts).toLocaleString();
+    el.querySelector(".text").textContent = msg.text;
+    const mark = el.querySelector(".state");
+    mark.textContent = msg.user === me() ? "✓ sent" : "";
+    el.dataset.status = "sent";
+    el.querySelector(".retry").hidden = true;
+  }
+
+  function updateMessageElement(room, msg) {
+    if (room.name !== state.active) return;
+    const el = $("messages").querySelector(`.message[data-seq="${msg.seq}"]`);
+    if (el) fillMessageElement(el, msg);
+  }
+
+  function pendingElement(clientMsgId) {
+    for (const el of $("messages").querySelectorAll(".message.pending, .message.failed")) {
+      if (el.dataset.clientMsgId === clientMsgId) return el;
+    }
+    return null;
+  }
+
+  function renderPending(room, pending) {
+    if (room.name !== state.active) return;
+    let el = pendingElement(pending.clientMsgId);
+    const fresh = !el;
+    if (fresh) {
+      el = $("message-template").content.firstElementChild.cloneNode(true);
+      el.dataset.clientMsgId = pending.clientMsgId;
+      el.dataset.user = me();
+      el.classList.add("mine");
+      const author = el.querySelector(".author");
+      author.textContent = state.session.name;
+      author.title = me();
+      el.querySelector(".time").textContent = formatTime(pending.ts);
+      el.querySelector(".text").textContent = pending.text;
+      el.querySelector(".retry").addEventListener("click", () => {
+        const current = room.pending.get(pending.clientMsgId);
+        if (current) retry(room, current);
+      });
+    }
+    el.classList.toggle("pending", pending.status === "pending");
+    el.classList.toggle("failed", pending.status === "failed");
+    el.dataset.status = pending.status;
+    el.querySelector(".state").textContent =
+      pending.status === "failed" ? `not sent: ${pending.error}` : "sending…";
+    el.querySelector(".retry").hidden = pending.status !== "failed";
+    if (fresh) withScroll(true, () => $("messages").append(el));
+  }
+
+  // Inserts each element at its place in seq order; unacknowledged messages stay last.
+  function insertBySeq(list, el, seq) {
+    let node = list.lastElementChild;
+    while (node && (node.dataset.seq === undefined || Number(node.dataset.seq) > seq)) {
+      node = node.previousElementSibling;
+    }
+    list.insertBefore(el, node ? node.nextElementSibling : list.firstElementChild);
+  }
+
+  // Keeps the reader's place: stick to the bottom when they were there (or sent the message),
+  // keep the visible messages still when older ones are put above them.
+  function withScroll(forceBottom, mutate) {
+    const scroller = $("scroller");
+    const fromBottom = scroller.scrollHeight - scroller.scrollTop;
+    const atBottom = fromBottom - scroller.clientHeight < NEAR_BOTTOM_PX;
+    mutate();
+    if (forceBottom || atBottom) scroller.scrollTop = scroller.scrollHeight;
+    else scroller.scrollTop = scroller.scrollHeight - fromBottom;
+  }
+
+  function renderAdded(room, added) {
+    if (!added.length) return;
+    if (room.name !== state.active) {
+      room.unread += added.filter((m) => m.user !== me()).length;
+      renderRooms();
+      return;
+    }
+    const list = $("messages");
+    const mine = added.some((m) => m.user === me() && m.seq === room.latest);
+    withScroll(mine, () => {
+      for (const msg of [...added].sort((a, b) => a.seq - b.seq)) {
+        insertBySeq(list, buildMessageElement(msg), msg.seq);
+      }
+    });
+    renderHistoryControls();
+  }
+
+  function renderConversation() {
+    const room = state.rooms.get(state.active);
+    const list = $("messages");
+    list.replaceChildren();
+    $("room-title").textContent = room ? `# ${room.name}` : "No room yet";
+    $("room-subtitle").textContent = room ? "" : "Join a room to start chatting.";
+    $("room-subtitle").hidden = Boolean(room);
+    if (room) {
+      room.unread = 0;
+      const ordered = [...room.messages.values()].sort((a, b) => a.seq - b.seq);
+      for (const msg of ordered) list.append(buildMessageElement(msg));
+      for (const pending of room.pending.values()) renderPending(room, pending);
+    }
+    const scroller = $("scroller");
+    scroller.scrollTop = scroller.scrollHeight;
+    renderHistoryControls();
+    renderMembers();
+    renderTyping();
+    setComposerEnabled(socketOpen());
+  }
+
+  function renderHistoryControls() {
+    const room = state.rooms.get(state.active);
+    const more = Boolean(room) && olderAvailable(room);
+    const button = $("load-older");
+    button.hidden = !more;
+    button.disabled = Boolean(room && room.loadingOlder);
+    button.textContent = room && room.loadingOlder ? "Loading…" : "Load older messages";
+    $("history-start").hidden = !room || more || room.messages.size === 0;
+  }
+
+  function renderRooms() {
+    const list = $("rooms");
+    list.replaceChildren();
+    for (const room of state.rooms.values()) {
+      const item = document.createElement("li");
+      item.className = "room";
+      item.dataset.room = room.name;
+      if (room.name === state.active) item.setAttribute("aria-current", "true");
+      if (!room.joined) item.classList.add("not-joined");
+
+      const open = document.createElement("button");
+      open.type = "button";
+      open.className = "room-open";
+      open.textContent = `# ${room.name}`;
+      open.addEventListener("click", () => activate(room.name));
+      item.append(open);
+
+      if (room.unread > 0) {
+        const badge = document.createElement("span");
+        badge.className = "badge";
+        badge.textContent = String(room.unread);
+        badge.setAttribute("aria-label", `${room.unread} unread`);
+        item.append(badge);
+      }
+
+      const leave = document.createElement("button");
+      leave.type = "button";
+      leave.className = "room-leave ghost";
+      leave.textContent = "×";
+      leave.title = `Leave ${room.name}`;
+      leave.setAttribute("aria-label", `Leave room ${room.name}`);
+      leave.addEventListener("click", () => leaveRoom(room.name));
+      item.append(leave);
+      list.append(item);
+    }
+  }
+
+  function renderMembers() {
+    const room = state.rooms.get(state.active);
+    const list = $("members");
+    list.replaceChildren();
+    const members = room ? [...room.members].sort((a, b) => a.localeCompare(b)) : [];
+    for (const user of members) {
+      const item = document.createElement("li");
+      item.className = "member";
+      item.dataset.user = user;
+      const dot = document.createElement("span");
+      dot.className = "dot";
+      dot.setAttribute("aria-hidden", "true");
+      const label = document.createElement("span");
+      const name = displayName(user);
+      label.textContent = name === user ? user : `${name} (${user})`;
+      item.append(dot, label);
+      if (user === me()) {
+        const you = document.createElement("span");
+        you.className = "you";
+        you.textContent = "you";
+        item.append(you);
+      }
+      list.append(item);
+    }
+    $("member-count").textContent = room ? String(members.length) : "";
+  }
+
+  function renderTyping() {
+    const room = state.rooms.get(state.active);
+    const users = room ? [...room.typing.keys()].map(displayName) : [];
+    let text = "";
+    if (users.length === 1) text = `${users[0]} is typing…`;
+    else if (users.length === 2) text = `${users[0]} and ${users[1]} are typing…`;
+    else if (users.length > 2) text = `${users.length} people are typing…`;
+    $("typing").textContent = text;
+  }
+
+  function renderAll() {
+    renderRooms();
+    renderConversation();
+  }
+
+  function activate(name) {
+    state.active = name;
+    renderAll();
+    $("message-input").focus();
+  }
+
+  function toast(code, message, action, room) {
+    const item = document.createElement("li");
+    item.className = "toast";
+    item.dataset.code = code;
+    item.setAttribute("role", "alert");
+    const title = document.createElement("strong");
+    title.textContent = code;
+    const body = document.createElement("span");
+    const where = [action && `action ${action}`, room && `room ${room}`].filter(Boolean).join(", ");
+    body.textContent = where ? `${message} (${where})` : message;
+    const close = document.createElement("button");
+    close.type = "button";
+    close.className = "ghost";
+    close.textContent = "×";
+    close.setAttribute("aria-label", "Dismiss");
+    close.addEventListener("click", () => item.remove());
+    item.append(title, body, close);
+    $("errors").append(item);
+    setTimeout(() => item.remove(), TOAST_MS);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Login
+
+  function slugify(name) {
+    const slug = name
+      .normalize("NFKD")
+      .replace(/[\u0300-\u036f]/g, "")
+      .toLowerCase()
+      .replace(/[^a-z0-9_.@-]+/g, "-")
+      .replace(/^-+|-+$/g, "")
+      .slice(0, 64);
+    return slug || `user-${newClientMsgId().slice(0, 6).toLowerCase()}`;
+  }
+
+  function decodeClaims(token) {
+    try {
+      const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      const binary = atob(part + "=".repeat((4 - (part.length % 4)) % 4));
+      const bytes = Uint8Array.from(binary, (c) => c.charCodeAt(0));
+      return JSON.parse(new TextDecoder().decode(bytes));
+    } catch (err) {
+      return null;
+    }
+  }
+
+  function normaliseEndpoint(raw) {
+    let url;
+    try {
+      url = new URL(raw);
+    } catch (err) {
+      return null;
+    }
+    if (url.protocol === "https:") url.protocol = "wss:";
+    else if (url.protocol === "http:") url.protocol = "ws:";
+    if (url.protocol !== "ws:" && url.protocol !== "wss:") return null;
+    url.searchParams.delete("token");
+    return url.toString();
+  }
+
+  function readLogin() {
+    const rawUrl = $("url").value.trim();
+    const token = $("token").value.trim();
+    if (rawUrl || token) {
+      const url = normaliseEndpoint(rawUrl);
+      if (!url) throw new Error("Enter a ws:// or wss:// URL for the endpoint.");
+      if (!token) throw new Error("Paste a token for that endpoint.");
+      const claims = decodeClaims(token);
+      if (!claims || typeof claims.sub !== "string") throw new Error("That token is not a JWT with a 'sub' claim.");
+      const name = typeof claims.name === "string" && claims.name ? claims.name : claims.sub;
+      return { mode: "remote", userId: claims.sub, name, url, token, exp: Number(claims.exp) || 0 };
+    }
+    const name = $("name").value.trim();
+    if (!name) throw new Error("Pick a display name.");
+    const userId = $("user-id").value.trim() || slugify(name);
+    if (!USER_RE.test(userId)) throw new Error("User ids use letters, digits and _ . @ - (up to 64).");
+    return { mode: "local", userId, name, url: "", token: "", exp: 0 };
+  }
+
+  function onLogin(event) {
+    event.preventDefault();
+    const error = $("login-error");
+    error.hidden = true;
+    let session;
+    try {
+      session = readLogin();
+    } catch (err) {
+      error.textContent = err.message;
+      error.hidden = false;
+      return;
+    }
+    state.session = session;
+    state.names.set(session.userId, session.name);
+    state.wanted = true;
+    state.attempt = 0;
+    $("login-view").hidden = true;
+    $("chat-view").hidden = false;
+    $("disconnect").hidden = false;
+    renderAll();
+    $("room-input").focus();
+    connect();
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Wiring
+
+  function onJoin(event) {
+    event.preventDefault();
+    const input = $("room-input");
+    const name = input.value.trim();
+    if (!ROOM_RE.test(name)) {
+      toast("bad_request", "Room names use letters, digits and _ . - (up to 64).", "join");
+      return;
+    }
+    input.value = "";
+    addRoom(name);
+  }
+
+  function onSend(event) {
+    event.preventDefault();
+    const input = $("message-input");
+    const text = input.value;
+    if (!text.trim() || !state.active) return;
+    input.value = "";
+    autoGrow(input);
+    sendMessage(text);
+  }
+
+  function autoGrow(textarea) {
+    textarea.style.height = "auto";
+    textarea.style.height = `${Math.min(textarea.scrollHeight, 160)}px`;
+  }
+
+  function init() {
+    $("login-form").addEventListener("submit", onLogin);
+    $("join-form").addEventListener("submit", onJoin);
+    $("send-form").addEventListener("submit", onSend);
+    $("disconnect").addEventListener("click", signOut);
+    $("load-older").addEventListener("click", () => requestOlder(state.rooms.get(state.active)));
+    $("scroller").addEventListener("scroll", () => {
+      if ($("scroller").scrollTop < NEAR_TOP_PX) requestOlder(state.rooms.get(state.active));
+    });
+    const input = $("message-input");
+    input.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        $("send-form").requestSubmit();
+      }
+    });
+    input.addEventListener("input", () => {
+      autoGrow(input);
+      if (input.value.trim()) noteTyping();
+    });
+    window.addEventListener("online", reconnectNow);
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "visible") reconnectNow();
+    });
+    const params = new URLSearchParams(location.search);
+    if (params.get("name")) $("name").value = params.get("name");
+    $("name").focus();
+  }
+
+  // A small handle for tests and for debugging from the console.
+  window.dynamowave = Object.freeze({
+    /** Drops the socket as a network failure would; with hold, stays offline until resume(). */
+    dropConnection(options = {}) {
+      state.holdReconnect = Boolean(options.hold);
+      if (state.ws) state.ws.close(4000, "dropped by the client");
+    },
+    resume() {
+      state.holdReconnect = false;
+      state.attempt = 0;
+      if (state.wanted && !state.ws) connect();
+    },
+    isOpen: socketOpen,
+    recoveryMark(name) {
+      const room = state.rooms.get(name);
+      return room ? recoveryMark(room) : null;
+    },
+  });
+
+  init();
+})();

@@ -1,0 +1,130 @@
+"""Start `dynamowave serve --port 0` as a subprocess for the client tests (terminal and browser).
+
+The real runtime with the real functions: the clients are tested against what users run.
+Output goes to a file (a pipe nobody reads would fill up and block the server).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from websockets.sync.client import connect
+
+REPO = Path(__file__).resolve().parents[2]
+SECRET = "client-tests-secret-0123456789abcdef0123456789"
+# The clients' tests send bursts (60 messages of history): lift the per-connection send rate.
+FAST_SENDS = ("--rate-limit", "1000", "--rate-burst", "1000", "--janitor-interval", "0")
+
+
+@dataclass
+class LocalRuntime:
+    process: subprocess.Popen[bytes]
+    ws_url: str  # ws://127.0.0.1:PORT
+    http_url: str  # http://127.0.0.1:PORT/
+    log_file: Path
+
+    def token(self, user: str, name: str | None = None) -> str:
+        query = urllib.parse.urlencode({"user": user, **({"name": name} if name else {})})
+        with urllib.request.urlopen(f"{self.http_url}dev/token?{query}", timeout=10) as response:
+            body = json.loads(response.read())
+        return str(body["token"])
+
+    def socket_url(self, token: str) -> str:
+        return f"{self.ws_url}/?{urllib.parse.urlencode({'token': token})}"
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_file.read_text(encoding="utf-8", errors="replace")[-chars:]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_local_runtime(workdir: Path, *args: str) -> LocalRuntime:
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_file = workdir / "serve.log"
+    env = {
+        **os.environ,
+        "DYNAMOWAVE_JWT_SECRET": SECRET,
+        "DYNAMOWAVE_STATE_DIR": str(workdir / "state"),
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    command = [sys.executable, "-m", "dynamowave.cli", "serve", "--port", "0", *FAST_SENDS, *args]
+    with open(log_file, "wb") as out:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        lines = log_file.read_text(encoding="utf-8", errors="replace").splitlines()
+        http = next((line.strip() for line in lines if line.startswith("http://")), None)
+        ws = next((line.strip() for line in lines if line.startswith("ws://")), None)
+        if http and ws:
+            return LocalRuntime(process, ws.rstrip("/"), http if http.endswith("/") else http + "/", log_file)
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    process.kill()
+    process.wait()
+    raise RuntimeError(f"dynamowave serve did not start:\n{log_file.read_text(errors='replace')[-4000:]}")
+
+
+def runtime_available() -> str | None:
+    """None if the runtime and the functions it runs are importable, else why not."""
+    for module in ("dynamowave.commands.serve", "functions.ingress.handler", "functions.fanout.handler"):
+        if not (REPO / (module.replace(".", "/") + ".py")).exists():
+            return f"{module} does not exist yet"
+    return None
+
+
+def post_messages(runtime: LocalRuntime, user: str, room: str, texts: list[str]) -> list[int]:
+    """Join `room` as `user`, send every text, return the acked seq of each text (same order).
+
+    One send at a time: concurrent sends to one room contend for its seq counter and are
+    slower in total. A send refused as rate_limited is sent again with the same clientMsgId,
+    as a client should.
+    """
+    seqs: list[int] = []
+    with connect(runtime.socket_url(runtime.token(user)), open_timeout=10) as ws:
+        ws.send(json.dumps({"action": "join", "room": room}))
+        wait_for_frame(ws, lambda f: f.get("type") == "joined")
+        for index, text in enumerate(texts):
+            client_msg_id = f"{user}-{index}-{time.monotonic_ns()}"
+            frame = {"action": "sendmessage", "room": room, "text": text, "clientMsgId": client_msg_id}
+            for _attempt in range(5):
+                ws.send(json.dumps(frame))
+                reply = wait_for_frame(ws, lambda f, c=client_msg_id: f.get("clientMsgId") == c, timeout=30)
+                if reply.get("code") != "rate_limited":
+                    break
+                time.sleep(0.2)
+            assert reply["type"] == "ack", reply
+            seqs.append(int(reply["seq"]))
+    return seqs
+
+
+def wait_for_frame(ws: Any, match: Any, timeout: float = 15.0) -> dict[str, Any]:
+    """The next frame `match` accepts, skipping others (e.g. presence events)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("no matching frame")
+        frame = json.loads(ws.recv(timeout=remaining))
+        if match(frame):
+            return frame  # type: ignore[no-any-return]
