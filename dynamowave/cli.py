@@ -61,4 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Run through the imported module, not this __main__ copy, so the commands' CommandError is
+    # the one `main` catches.
+    from dynamowave.cli import main as _main
+
+    raise SystemExit(_main())

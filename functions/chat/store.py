@@ -223,48 +223,51 @@ class ChatStore:
         if member_of is not None:
             membership, names = " AND attribute_exists(joined.#room)", {"#room": member_of}
         extra: dict[str, Any] = {"ExpressionAttributeNames": names} if names else {}
-        # Case 1: the bucket is full (tat in the past or never set): tat = now + interval.
-        try:
-            response = self._db.update_item(
-                TableName=self._connections,
-                Key=key,
-                UpdateExpression="SET lastSeen = :now, tat = :next",
-                ConditionExpression="attribute_exists(connectionId) AND (attribute_not_exists(tat) OR tat <= :now)"
-                + membership,
-                ExpressionAttributeValues=_values(now=now_ms, next=now_ms + interval),
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                **extra,
-            )
-            return ConnectionRecord.from_item(deserialize(response["Attributes"]))
-        except ClientError as error:
-            if not _is(error, "ConditionalCheckFailedException"):
-                raise
-            old: Any = error.response.get("Item")
-        if not old:
-            raise ConnectionGone(connection_id)
-        previous = deserialize(old)
-        if member_of is not None and member_of not in (previous.get("joined") or {}):
-            raise NotMember(member_of)
-        if float(previous.get("tat", 0)) > limit:
-            raise RateLimited(connection_id)
-        # Case 2: tokens left: tat advances by one interval (conditional, so racing frames are counted).
-        try:
-            response = self._db.update_item(
-                TableName=self._connections,
-                Key=key,
-                UpdateExpression="SET lastSeen = :now, tat = tat + :interval",
-                ConditionExpression="attribute_exists(connectionId) AND tat > :now AND tat <= :limit"
-                + membership,
-                ExpressionAttributeValues=_values(now=now_ms, interval=interval, limit=limit),
-                ReturnValues="ALL_NEW",
-                **extra,
-            )
-        except ClientError as error:
-            if _is(error, "ConditionalCheckFailedException"):
-                raise RateLimited(connection_id) from None
-            raise
-        return ConnectionRecord.from_item(deserialize(response["Attributes"]))
+        # Two conditional cases; a racing frame can move `tat` between them, so try each a few
+        # times before concluding (a false `rate_limited` would refuse a frame within the limit).
+        for _ in range(3):
+            # Case 1: the bucket is full (tat in the past or never set): tat = now + interval.
+            try:
+                response = self._db.update_item(
+                    TableName=self._connections,
+                    Key=key,
+                    UpdateExpression="SET lastSeen = :now, tat = :next",
+                    ConditionExpression="attribute_exists(connectionId) "
+                    "AND (attribute_not_exists(tat) OR tat <= :now)" + membership,
+                    ExpressionAttributeValues=_values(now=now_ms, next=now_ms + interval),
+                    ReturnValues="ALL_NEW",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                    **extra,
+                )
+                return ConnectionRecord.from_item(deserialize(response["Attributes"]))
+            except ClientError as error:
+                if not _is(error, "ConditionalCheckFailedException"):
+                    raise
+                old: Any = error.response.get("Item")
+            if not old:
+                raise ConnectionGone(connection_id)
+            previous = deserialize(old)
+            if member_of is not None and member_of not in (previous.get("joined") or {}):
+                raise NotMember(member_of)
+            if float(previous.get("tat", 0)) > limit:
+                raise RateLimited(connection_id)
+            # Case 2: tokens left: tat advances by one interval.
+            try:
+                response = self._db.update_item(
+                    TableName=self._connections,
+                    Key=key,
+                    UpdateExpression="SET lastSeen = :now, tat = tat + :interval",
+                    ConditionExpression="attribute_exists(connectionId) AND tat > :now AND tat <= :limit"
+                    + membership,
+                    ExpressionAttributeValues=_values(now=now_ms, interval=interval, limit=limit),
+                    ReturnValues="ALL_NEW",
+                    **extra,
+                )
+                return ConnectionRecord.from_item(deserialize(response["Attributes"]))
+            except ClientError as error:
+                if not _is(error, "ConditionalCheckFailedException"):
+                    raise
+        raise RateLimited(connection_id)
 
     def delete_connection_item(self, connection_id: str) -> None:
         self._db.delete_item(TableName=self._connections, Key=serialize({"connectionId": connection_id}))
@@ -540,8 +543,10 @@ class ChatStore:
         seqs have no gaps, and a resend finds the claim and gets the first store's ack.
         """
         idem_key = {"pk": idempotency_pk(user_id, room, client_msg_id), "sk": "IDEM"}
+        current: int | None = None
         for attempt in range(SEQ_MAX_ATTEMPTS):
-            current, _ = self.room_counters(room, consistent=True)
+            if current is None:
+                current, _ = self.room_counters(room, consistent=True)
             seq = current + 1
             message = {
                 "room": room,
@@ -566,6 +571,8 @@ class ChatStore:
                                 "UpdateExpression": "SET seq = :seq",
                                 "ConditionExpression": "seq = :current",
                                 "ExpressionAttributeValues": _values(seq=seq, current=current),
+                                # A lost race returns the winner's seq: retry from it, no re-read.
+                                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                             }
                         },
                         {
@@ -602,7 +609,11 @@ class ChatStore:
                     existing = self._get_message_by_claim(idem_key, room)
                     if existing is not None:
                         return existing
-                _backoff(attempt)
+                current = _seq_of_lost_race(error)
+                if current is None or attempt >= 3:
+                    # Unknown state, or a crowd of senders in this room: back off before retrying.
+                    _backoff(attempt)
+                    current = None
         raise StoreBusy(f"seq assignment in {room} kept conflicting")
 
     def _get_message_by_claim(self, idem_key: dict[str, Any], room: str) -> StoredMessage | None:
@@ -699,6 +710,16 @@ def _message(item: Mapping[str, Any]) -> dict[str, Any]:
     message = deserialize(item)
     message.pop("ttl", None)
     return message
+
+
+def _seq_of_lost_race(error: ClientError) -> int | None:
+    reasons = error.response.get("CancellationReasons") or []
+    if not reasons or reasons[0].get("Code") != "ConditionalCheckFailed":
+        return None
+    item = reasons[0].get("Item")
+    if not item or "seq" not in item:
+        return None
+    return int(deserialize(item)["seq"])
 
 
 def _backoff(attempt: int) -> None:

@@ -1,0 +1,1 @@
+"""DynamoWave infrastructure (AWS CDK): one thin stack composed of one construct per concern."""

@@ -1,0 +1,142 @@
+"""Least privilege: the exact statements each function's role gets, in one readable table.
+
+The actions mirror the calls in functions/chat (store, queue, gateway, auth): a new boto3 call
+there needs a line here, and tests/infra/test_access.py pins every statement.
+TransactWriteItems and SendMessageBatch have no IAM actions of their own: they are authorised
+per item by PutItem/UpdateItem/DeleteItem/ConditionCheckItem and by SendMessage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from aws_cdk import Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from functions.chat.schema import CONNECTIONS, MESSAGES, ROOMS
+from stacks.api import WebSocketApi
+from stacks.functions import AUTHORIZER, FANOUT, INGRESS, JANITOR, Functions
+
+ITEM_WRITE = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
+
+# Table actions per function and table (logical names from functions.chat.schema).
+TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
+    INGRESS.name: {
+        CONNECTIONS.logical_name: ("dynamodb:GetItem", *ITEM_WRITE),
+        ROOMS.logical_name: (
+            "dynamodb:GetItem",
+            *ITEM_WRITE,
+            "dynamodb:Query",
+            "dynamodb:ConditionCheckItem",
+        ),
+        MESSAGES.logical_name: ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"),
+    },
+    FANOUT.name: {
+        CONNECTIONS.logical_name: ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
+        ROOMS.logical_name: (
+            "dynamodb:GetItem",
+            *ITEM_WRITE,
+            "dynamodb:Query",
+            "dynamodb:ConditionCheckItem",
+        ),
+    },
+    JANITOR.name: {
+        CONNECTIONS.logical_name: (
+            "dynamodb:Scan",
+            "dynamodb:GetItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+        ),
+        ROOMS.logical_name: (
+            "dynamodb:GetItem",
+            *ITEM_WRITE,
+            "dynamodb:Query",
+            "dynamodb:ConditionCheckItem",
+        ),
+    },
+}
+# HTTP methods on @connections/{id} each function calls through the Management API.
+CONNECTION_METHODS: dict[str, tuple[str, ...]] = {
+    INGRESS.name: ("POST",),
+    FANOUT.name: ("POST", "DELETE"),
+    JANITOR.name: ("GET", "DELETE"),
+}
+# Queues each function sends to ("queue" = fan-out queue, "dlq" = its dead-letter queue).
+SENDS_TO: dict[str, tuple[str, ...]] = {
+    INGRESS.name: ("queue",),
+    FANOUT.name: ("queue", "dlq"),
+    JANITOR.name: ("queue",),
+}
+# What the fan-out event source mapping does with the queue on the function's behalf.
+EVENT_SOURCE_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
+# The data key as DynamoDB and SQS use it for a caller (no wildcard actions such as GenerateDataKey*).
+DATA_KEY_ACTIONS = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey")
+
+
+@dataclass(frozen=True)
+class Resources:
+    tables: dict[str, dynamodb.TableV2]
+    data_key: kms.IKey
+    queue: sqs.IQueue
+    dead_letter_queue: sqs.IQueue
+    secret: secretsmanager.ISecret
+    secret_key: kms.IKey
+    api: WebSocketApi
+
+
+def _statement(
+    actions: Sequence[str], resources: Sequence[str], **conditions: Mapping[str, object]
+) -> iam.PolicyStatement:
+    return iam.PolicyStatement(
+        actions=list(actions),
+        resources=list(resources),
+        conditions={key: dict(value) for key, value in conditions.items()} or None,
+    )
+
+
+def grant_least_privilege(scope: Construct, functions: Functions, resources: Resources) -> None:
+    """Attach each function's statements to its own role (nothing else is ever granted)."""
+    region = Stack.of(scope).region
+    via_data_services = {
+        "kms:ViaService": [f"dynamodb.{region}.amazonaws.com", f"sqs.{region}.amazonaws.com"]
+    }
+    queues = {"queue": resources.queue, "dlq": resources.dead_letter_queue}
+
+    authorizer = functions.roles[AUTHORIZER.name]
+    authorizer.add_to_principal_policy(
+        _statement(["secretsmanager:GetSecretValue"], [resources.secret.secret_arn])
+    )
+    authorizer.add_to_principal_policy(
+        _statement(
+            ["kms:Decrypt"],
+            [resources.secret_key.key_arn],
+            StringEquals={"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"},
+        )
+    )
+
+    for name in (INGRESS.name, FANOUT.name, JANITOR.name):
+        role = functions.roles[name]
+        for table_name, actions in TABLE_ACTIONS[name].items():
+            role.add_to_principal_policy(_statement(actions, [resources.tables[table_name].table_arn]))
+        role.add_to_principal_policy(
+            _statement(["sqs:SendMessage"], [queues[queue].queue_arn for queue in SENDS_TO[name]])
+        )
+        role.add_to_principal_policy(
+            _statement(
+                ["execute-api:ManageConnections"],
+                [resources.api.connections_arn(method) for method in CONNECTION_METHODS[name]],
+            )
+        )
+        role.add_to_principal_policy(
+            _statement(DATA_KEY_ACTIONS, [resources.data_key.key_arn], StringEquals=via_data_services)
+        )
+
+    functions.roles[FANOUT.name].add_to_principal_policy(
+        _statement(EVENT_SOURCE_ACTIONS, [resources.queue.queue_arn])
+    )

@@ -1,0 +1,143 @@
+"""Api: the WebSocket API, its routes, the $connect authorizer and a throttled, logged stage."""
+
+from __future__ import annotations
+
+import json
+
+from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import aws_apigateway as apigateway
+from aws_cdk import aws_apigatewayv2 as apigwv2
+from aws_cdk import aws_apigatewayv2_authorizers as authorizers
+from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from functions.chat.schema import (
+    ACTION_ROUTES,
+    AUTHORIZER_IDENTITY_SOURCE,
+    ROUTE_SELECTION_EXPRESSION,
+    TWO_WAY_ROUTES,
+)
+from stacks.config import DeploymentConfig
+
+# One JSON line per connect, message and disconnect (WebSocket $context variables).
+ACCESS_LOG_FORMAT: dict[str, str] = {
+    "requestId": "$context.requestId",
+    "extendedRequestId": "$context.extendedRequestId",
+    "requestTime": "$context.requestTime",
+    "ip": "$context.identity.sourceIp",
+    "userAgent": "$context.identity.userAgent",
+    "connectionId": "$context.connectionId",
+    "eventType": "$context.eventType",
+    "routeKey": "$context.routeKey",
+    "status": "$context.status",
+    "user": "$context.authorizer.principalId",
+    "authorizerError": "$context.authorizer.error",
+    "integrationStatus": "$context.integration.status",
+    "integrationLatency": "$context.integration.latency",
+    "error": "$context.error.message",
+}
+
+
+class WebSocketApi(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: DeploymentConfig,
+        ingress: lambda_.IFunction,
+        authorizer: lambda_.IFunction,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        integration = integrations.WebSocketLambdaIntegration("Ingress", ingress)
+        connect_authorizer = authorizers.WebSocketLambdaAuthorizer(
+            "TokenAuthorizer", authorizer, identity_source=[AUTHORIZER_IDENTITY_SOURCE]
+        )
+        self.api = apigwv2.WebSocketApi(
+            self,
+            "Api",
+            api_name=f"dynamowave-{config.stage}",
+            description=f"DynamoWave {config.stage}: chat protocol v1",
+            route_selection_expression=ROUTE_SELECTION_EXPRESSION,
+            # API Gateway evaluates an authorizer on $connect only; every later frame on the
+            # connection carries the identity it established (event.requestContext.authorizer).
+            connect_route_options=apigwv2.WebSocketRouteOptions(
+                integration=integration, authorizer=connect_authorizer
+            ),
+            disconnect_route_options=apigwv2.WebSocketRouteOptions(integration=integration),
+            default_route_options=apigwv2.WebSocketRouteOptions(
+                integration=integration, return_response="$default" in TWO_WAY_ROUTES
+            ),
+        )
+        for action in ACTION_ROUTES:
+            self.api.add_route(action, integration=integration, return_response=action in TWO_WAY_ROUTES)
+
+        self.access_logs = logs.LogGroup(
+            self,
+            "AccessLogs",
+            retention=logs.RetentionDays[config.log_retention],
+            removal_policy=RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY,
+        )
+        self.stage = apigwv2.WebSocketStage(
+            self,
+            "Stage",
+            web_socket_api=self.api,
+            stage_name=config.stage,
+            auto_deploy=True,
+            detailed_metrics_enabled=True,
+            throttle=apigwv2.ThrottleSettings(
+                rate_limit=config.throttle_rate_limit, burst_limit=config.throttle_burst_limit
+            ),
+        )
+        cfn_stage = self.stage.node.default_child
+        assert isinstance(cfn_stage, apigwv2.CfnStage)
+        # Set on the L1 (not as raw overrides) so cdk-nag sees the logging and throttling too.
+        cfn_stage.access_log_settings = apigwv2.CfnStage.AccessLogSettingsProperty(
+            destination_arn=self.access_logs.log_group_arn, format=json.dumps(ACCESS_LOG_FORMAT)
+        )
+        cfn_stage.default_route_settings = apigwv2.CfnStage.RouteSettingsProperty(
+            throttling_rate_limit=config.throttle_rate_limit,
+            throttling_burst_limit=config.throttle_burst_limit,
+            detailed_metrics_enabled=True,
+            # Execution logs for failures only (authorizer and integration errors); no payloads.
+            logging_level="ERROR",
+            data_trace_enabled=False,
+        )
+        if config.api_gateway_cloudwatch_role:
+            cfn_stage.node.add_dependency(self._cloudwatch_logging_role())
+
+        self.url = self.stage.url  # wss://{apiId}.execute-api.{region}.{suffix}/{stage}
+        self.management_endpoint = (
+            f"https://{self.api.api_id}.execute-api.{stack.region}.{stack.url_suffix}/{config.stage}"
+        )
+        self.domain_name = f"{self.api.api_id}.execute-api.{stack.region}.{stack.url_suffix}"
+
+    def _cloudwatch_logging_role(self) -> apigateway.CfnAccount:
+        """WebSocket stages log through the account's API Gateway CloudWatch role; a fresh account
+        has none and the stage would fail to deploy. This sets it (region-wide, kept on destroy)."""
+        role = iam.Role(
+            self,
+            "ApiGatewayCloudWatchRole",
+            assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com"),
+            managed_policies=[
+                iam.ManagedPolicy.from_aws_managed_policy_name(
+                    "service-role/AmazonAPIGatewayPushToCloudWatchLogs"
+                )
+            ],
+        )
+        role.apply_removal_policy(RemovalPolicy.RETAIN)
+        account = apigateway.CfnAccount(self, "ApiGatewayAccount", cloud_watch_role_arn=role.role_arn)
+        account.apply_removal_policy(RemovalPolicy.RETAIN)
+        return account
+
+    def connections_arn(self, method: str) -> str:
+        """``execute-api:ManageConnections`` resource for one HTTP method on ``@connections``."""
+        return Stack.of(self).format_arn(
+            service="execute-api",
+            resource=self.api.api_id,
+            resource_name=f"{self.stage.stage_name}/{method}/@connections/*",
+        )

@@ -1,0 +1,159 @@
+"""The DynamoWave stack: a thin composition of one construct per concern."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Duration, Environment, Stack
+from constructs import Construct
+
+from functions.chat.schema import CONNECTIONS, MESSAGES, ROOMS
+from functions.chat.settings import ENV
+from stacks.access import Resources, grant_least_privilege
+from stacks.api import WebSocketApi
+from stacks.config import DeploymentConfig
+from stacks.edge import Edge
+from stacks.functions import AUTHORIZER, FANOUT, INGRESS, JANITOR, Functions
+from stacks.messaging import Messaging
+from stacks.monitoring import MonitoredResources, Monitoring
+from stacks.schedules import Schedules
+from stacks.secrets import JwtSecret
+from stacks.storage import Storage
+
+
+class DynamoWaveStack(Stack):
+    def __init__(self, scope: Construct, *, config: DeploymentConfig) -> None:
+        super().__init__(
+            scope,
+            config.stack_name,
+            # An explicit region: customer-managed keys on TableV2 and the edge's WAF need one.
+            env=Environment(account=config.account, region=config.region),
+            description=f"DynamoWave serverless WebSocket chat ({config.stage})",
+        )
+        self.config = config
+        self.storage = Storage(self, "Storage", config=config)
+        self.messaging = Messaging(
+            self, "Messaging", config=config, key=self.storage.key, fanout_timeout=FANOUT.timeout
+        )
+        self.secret = JwtSecret(self, "JwtSecret", config=config)
+
+        tables = {
+            ENV.CONNECTIONS_TABLE: self.storage.table(CONNECTIONS).table_name,
+            ENV.ROOMS_TABLE: self.storage.table(ROOMS).table_name,
+        }
+        queue = {ENV.FANOUT_QUEUE_URL: self.messaging.queue.queue_url}
+        self.functions = Functions(
+            self,
+            "Functions",
+            config=config,
+            environments={
+                AUTHORIZER.name: {ENV.JWT_SECRET_ARN: self.secret.secret.secret_arn},
+                INGRESS.name: {
+                    **tables,
+                    ENV.MESSAGES_TABLE: self.storage.table(MESSAGES).table_name,
+                    **queue,
+                },
+                FANOUT.name: {
+                    **tables,
+                    **queue,
+                    ENV.FANOUT_DLQ_URL: self.messaging.dead_letter_queue.queue_url,
+                },
+                JANITOR.name: {**tables, **queue},
+            },
+        )
+        self.api = WebSocketApi(
+            self,
+            "WebSocket",
+            config=config,
+            ingress=self.functions.ingress,
+            authorizer=self.functions.authorizer,
+        )
+        for name in (INGRESS.name, FANOUT.name, JANITOR.name):
+            self.functions[name].add_environment(ENV.MANAGEMENT_API_ENDPOINT, self.api.management_endpoint)
+
+        grant_least_privilege(
+            self,
+            self.functions,
+            Resources(
+                tables=self.storage.tables,
+                data_key=self.storage.key,
+                queue=self.messaging.queue,
+                dead_letter_queue=self.messaging.dead_letter_queue,
+                secret=self.secret.secret,
+                secret_key=self.secret.key,
+                api=self.api,
+            ),
+        )
+        self.fanout_source = self.functions.fanout.add_event_source_mapping(
+            "FanoutJobs",
+            event_source_arn=self.messaging.queue.queue_arn,
+            batch_size=config.fanout_batch_size,
+            max_batching_window=Duration.seconds(config.fanout_max_batching_window_seconds),
+            max_concurrency=config.fanout_max_concurrency,
+            # Failed records go back to the queue alone; the rest of the batch is deleted.
+            report_batch_item_failures=True,
+        )
+        self.schedules = Schedules(
+            self,
+            "Schedules",
+            config=config,
+            janitor=self.functions.janitor,
+            warm=(self.functions.ingress, self.functions.authorizer),
+        )
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            config=config,
+            resources=MonitoredResources(
+                api_id=self.api.api.api_id,
+                stage=config.stage,
+                ingress=self.functions.ingress,
+                fanout=self.functions.fanout,
+                janitor=self.functions.janitor,
+                authorizer=self.functions.authorizer,
+                queue=self.messaging.queue,
+                dead_letter_queue=self.messaging.dead_letter_queue,
+            ),
+        )
+        self.edge = (
+            Edge(self, "Edge", config=config, api_domain_name=self.api.domain_name) if config.edge else None
+        )
+        self._outputs()
+
+    def _outputs(self) -> None:
+        CfnOutput(self, "WebSocketUrl", value=self.api.url, description="wss:// URL for clients (?token=JWT)")
+        CfnOutput(
+            self,
+            "ManagementApiUrl",
+            value=self.api.management_endpoint,
+            description="API Gateway Management API endpoint (@connections)",
+        )
+        CfnOutput(
+            self,
+            "JwtSecretArn",
+            value=self.secret.secret.secret_arn,
+            description="Secrets Manager secret that signs tokens: dynamowave token USER --secret-arn ARN",
+        )
+        CfnOutput(
+            self,
+            "DeadLetterQueueUrl",
+            value=self.messaging.dead_letter_queue.queue_url,
+            description="Fan-out dead-letter queue (alarmed; dynamowave redrive)",
+        )
+        CfnOutput(
+            self, "FanoutQueueUrl", value=self.messaging.queue.queue_url, description="Fan-out job queue"
+        )
+        CfnOutput(
+            self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn, description="Alarm notifications"
+        )
+        CfnOutput(
+            self,
+            "DashboardName",
+            value=self.monitoring.dashboard.dashboard_name,
+            description="CloudWatch dashboard",
+        )
+        if self.edge is not None:
+            CfnOutput(
+                self,
+                "CloudFrontUrl",
+                value=self.edge.url,
+                description="wss:// URL through CloudFront and WAF",
+            )

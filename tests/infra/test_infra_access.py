@@ -1,0 +1,158 @@
+"""Least privilege: each function's role holds exactly the statements its code needs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from infra_helpers import function_id, ref_id, resources_of
+
+from functions.chat.schema import CONNECTIONS, MESSAGES, ROOMS
+
+XRAY = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+DATA_KEY = {"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _statements(template: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """Every statement of every policy (inline or attached) of the function's role."""
+    role_id = ref_id(template["Resources"][function_id(template, name)]["Properties"]["Role"])
+    role = template["Resources"][role_id]["Properties"]
+    assert "ManagedPolicyArns" not in role, "no AWS-managed policies on function roles"
+    statements = [s for p in role.get("Policies", []) for s in p["PolicyDocument"]["Statement"]]
+    for policy in resources_of(template, "AWS::IAM::Policy").values():
+        if role_id in [ref_id(r) for r in policy["Properties"].get("Roles", [])]:
+            statements.extend(policy["Properties"]["PolicyDocument"]["Statement"])
+    assert all(s["Effect"] == "Allow" for s in statements)
+    return statements
+
+
+def _logical_ids(template: dict[str, Any]) -> dict[str, str]:
+    """Logical ids of the resources statements may name, by role in the system."""
+    tables = resources_of(template, "AWS::DynamoDB::GlobalTable")
+    by_keys = {table["Properties"]["KeySchema"][0]["AttributeName"]: tid for tid, table in tables.items()}
+    queues = resources_of(template, "AWS::SQS::Queue")
+    queue = next(qid for qid, q in queues.items() if "RedrivePolicy" in q["Properties"])
+    return {
+        CONNECTIONS.logical_name: by_keys[CONNECTIONS.partition_key.name],
+        ROOMS.logical_name: by_keys[ROOMS.partition_key.name],
+        MESSAGES.logical_name: by_keys[MESSAGES.partition_key.name],
+        "queue": queue,
+        "dlq": next(qid for qid in queues if qid != queue),
+    }
+
+
+def _grants(template: dict[str, Any], statements: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """target -> actions, where target is a logical id, an @connections path, or '*'."""
+    (api_id,) = resources_of(template, "AWS::ApiGatewayV2::Api")
+    grants: dict[str, set[str]] = {}
+    for statement in statements:
+        for resource in _as_list(statement["Resource"]):
+            if resource == "*":
+                target = "*"
+            elif "Fn::Join" in resource:
+                parts = resource["Fn::Join"][1]
+                target = parts[-1]  # e.g. "/dev/POST/@connections/*"
+                # Scoped to this account, this API and (in the path) this stage and method.
+                assert {"Ref": "AWS::AccountId"} in parts
+                assert {"Ref": api_id} in parts
+            else:
+                target = ref_id(resource)
+            grants.setdefault(target, set()).update(_as_list(statement["Action"]))
+    return grants
+
+
+def test_no_statement_uses_a_wildcard_action(default_json: dict[str, Any]) -> None:
+    for name in ("authorizer", "ingress", "fanout", "janitor"):
+        for statement in _statements(default_json, name):
+            for action in _as_list(statement["Action"]):
+                assert "*" not in action, f"{name}: {action}"
+
+
+@pytest.mark.parametrize("name", ["authorizer", "ingress", "fanout", "janitor"])
+def test_only_xray_has_a_wildcard_resource(default_json: dict[str, Any], name: str) -> None:
+    grants = _grants(default_json, _statements(default_json, name))
+    assert grants["*"] == XRAY
+
+
+def test_authorizer_reads_only_the_jwt_secret(default_json: dict[str, Any]) -> None:
+    grants = _grants(default_json, _statements(default_json, "authorizer"))
+    (secret_id,) = resources_of(default_json, "AWS::SecretsManager::Secret")
+    secret_key = ref_id(default_json["Resources"][secret_id]["Properties"]["KmsKeyId"])
+    log_group = ref_id(_logging(default_json, "authorizer"))
+    assert grants == {
+        "*": XRAY,
+        secret_id: {"secretsmanager:GetSecretValue"},
+        secret_key: {"kms:Decrypt"},
+        log_group: {"logs:CreateLogStream", "logs:PutLogEvents"},
+    }
+
+
+def _logging(template: dict[str, Any], name: str) -> Any:
+    return template["Resources"][function_id(template, name)]["Properties"]["LoggingConfig"]["LogGroup"]
+
+
+def _data_key(template: dict[str, Any]) -> str:
+    queue = next(q for q in resources_of(template, "AWS::SQS::Queue").values())
+    return ref_id(queue["Properties"]["KmsMasterKeyId"])
+
+
+ITEM = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+ROOMS_ACTIONS = ITEM | {"dynamodb:Query", "dynamodb:ConditionCheckItem"}
+EXPECTED: dict[str, dict[str, set[str]]] = {
+    "ingress": {
+        CONNECTIONS.logical_name: ITEM,
+        ROOMS.logical_name: ROOMS_ACTIONS,
+        MESSAGES.logical_name: {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"},
+        "queue": {"sqs:SendMessage"},
+        "/dev/POST/@connections/*": {"execute-api:ManageConnections"},
+    },
+    "fanout": {
+        CONNECTIONS.logical_name: {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
+        ROOMS.logical_name: ROOMS_ACTIONS,
+        "queue": {"sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"},
+        "dlq": {"sqs:SendMessage"},
+        "/dev/POST/@connections/*": {"execute-api:ManageConnections"},
+        "/dev/DELETE/@connections/*": {"execute-api:ManageConnections"},
+    },
+    "janitor": {
+        CONNECTIONS.logical_name: {
+            "dynamodb:Scan",
+            "dynamodb:GetItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+        },
+        ROOMS.logical_name: ROOMS_ACTIONS,
+        "queue": {"sqs:SendMessage"},
+        "/dev/GET/@connections/*": {"execute-api:ManageConnections"},
+        "/dev/DELETE/@connections/*": {"execute-api:ManageConnections"},
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_data_plane_functions_get_exactly_their_tables_queues_and_connection_methods(
+    default_json: dict[str, Any], name: str
+) -> None:
+    ids = _logical_ids(default_json)
+    expected = {ids.get(target, target): actions for target, actions in EXPECTED[name].items()}
+    expected["*"] = XRAY
+    expected[ref_id(_logging(default_json, name))] = {"logs:CreateLogStream", "logs:PutLogEvents"}
+    expected[_data_key(default_json)] = DATA_KEY
+    assert _grants(default_json, _statements(default_json, name)) == expected
+
+
+def test_data_key_use_is_limited_to_dynamodb_and_sqs(default_json: dict[str, Any]) -> None:
+    key = _data_key(default_json)
+    for name in EXPECTED:
+        (statement,) = [
+            s for s in _statements(default_json, name) if s["Resource"] == {"Fn::GetAtt": [key, "Arn"]}
+        ]
+        assert statement["Condition"] == {
+            "StringEquals": {
+                "kms:ViaService": ["dynamodb.us-east-1.amazonaws.com", "sqs.us-east-1.amazonaws.com"]
+            }
+        }

@@ -1,0 +1,103 @@
+"""Context parsing: `-c key=value` strings and cdk.json values give the same typed config."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from stacks.config import DEFAULT_REGION, ConfigError, DeploymentConfig
+
+
+def config(cli_env: dict[str, str] | None = None, /, **context: Any) -> DeploymentConfig:
+    return DeploymentConfig.from_context(context.get, cli_env or {})
+
+
+def test_defaults_describe_a_dev_stage_in_us_east_1() -> None:
+    c = config()
+    assert (c.stage, c.region, c.account, c.retain_data) == ("dev", DEFAULT_REGION, None, False)
+    assert (c.ingress_reserved_concurrency, c.fanout_reserved_concurrency) == (100, 50)
+    assert c.stack_name == "DynamoWave-dev"
+    assert not c.edge and not c.warmer and c.replica_regions == ()
+
+
+def test_region_and_account_come_from_the_cdk_cli_unless_given_as_context() -> None:
+    env = {"CDK_DEFAULT_REGION": "eu-west-1", "CDK_DEFAULT_ACCOUNT": "111122223333"}
+    assert (config(env).region, config(env).account) == ("eu-west-1", "111122223333")
+    assert config(env, region="ap-south-1").region == "ap-south-1"
+
+
+def test_prod_stage_retains_data_unless_told_otherwise() -> None:
+    assert config(stage="prod").retain_data
+    assert not config(stage="prod", retainData="false").retain_data
+    assert config(stage="staging", retainData=True).retain_data
+
+
+def test_cli_strings_and_json_values_parse_alike() -> None:
+    from_cli = config(
+        fanoutBatchSize="5", throttleRateLimit="250.5", warmer="true", replicaRegions="us-west-2, eu-west-1"
+    )
+    from_json = config(
+        fanoutBatchSize=5, throttleRateLimit=250.5, warmer=True, replicaRegions=["us-west-2", "eu-west-1"]
+    )
+    assert from_cli == from_json
+    assert from_cli.replica_regions == ("us-west-2", "eu-west-1")
+
+
+def test_reserved_concurrency_can_be_switched_off_for_small_accounts() -> None:
+    c = config(reservedConcurrency="false")
+    assert (c.ingress_reserved_concurrency, c.fanout_reserved_concurrency) == (None, None)
+    assert (
+        config(ingressReservedConcurrency="20", fanoutReservedConcurrency="30").fanout_reserved_concurrency
+        == 30
+    )
+
+
+@pytest.mark.parametrize(
+    "context",
+    [
+        {"ingressReservedConcurrency": "0"},  # Lambda would never run the function
+        {"fanoutMaxConcurrency": "60"},  # more pollers than the 50 reserved instances
+        {"fanoutMaxConcurrency": "1"},
+        {"fanoutBatchSize": "20"},  # > 10 needs a batching window
+        {"logRetentionDays": "31"},
+        {"stage": "has space"},
+        {"region": "mars-1"},
+        {"warmer": "maybe"},
+        {"alarmEmail": "not-an-address"},
+        {"replicaRegions": "us-east-1"},  # the stack's own region
+        {
+            "replicaRegions": "us-west-2",
+            "replicaKeyArns": json.dumps({"eu-west-1": "arn:aws:kms:eu-west-1:123456789012:key/x"}),
+        },
+        {
+            "replicaRegions": "us-west-2",
+            "replicaKeyArns": json.dumps({"us-west-2": "arn:aws:kms:eu-west-1:123456789012:key/x"}),
+        },
+        {"functionSettings": json.dumps({"CONNECTIONS_TABLE": "other"})},  # stack-owned
+        {"functionSettings": json.dumps({"NOT_A_SETTING": "1"})},
+        {"functionSettings": "[1, 2]"},
+    ],
+)
+def test_values_that_cannot_deploy_are_refused_at_synth(context: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError):
+        config(**context)
+
+
+def test_function_settings_accept_tunable_variables() -> None:
+    c = config(functionSettings=json.dumps({"SHARD_SIZE": 100, "MAX_TEXT_LENGTH": "2000"}))
+    assert c.function_settings == {"SHARD_SIZE": "100", "MAX_TEXT_LENGTH": "2000"}
+
+
+def test_replicas_use_customer_keys_only_with_a_key_per_replica() -> None:
+    arn = "arn:aws:kms:us-west-2:123456789012:key/mrk-1"
+    assert config(replicaRegions="us-west-2", replicaKeyArns={"us-west-2": arn}).replicas_use_customer_key
+    assert not config(replicaRegions="us-west-2").replicas_use_customer_key
+    assert config().replicas_use_customer_key
+
+
+def test_the_powertools_layer_is_pinned_unless_latest_is_asked_for() -> None:
+    assert config().powertools_layer_version == 38
+    assert config(powertoolsLayerVersion="41").powertools_layer_version == 41
+    assert config(powertoolsLayerVersion="latest").powertools_layer_version is None
