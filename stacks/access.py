@@ -64,7 +64,7 @@ TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
 # HTTP methods on @connections/{id} each function calls through the Management API.
 CONNECTION_METHODS: dict[str, tuple[str, ...]] = {
     INGRESS.name: ("POST",),
-    FANOUT.name: ("POST", "DELETE"),
+    FANOUT.name: ("POST",),
     JANITOR.name: ("GET", "DELETE"),
 }
 # Queues each function sends to ("queue" = fan-out queue, "dlq" = its dead-letter queue).

@@ -19,14 +19,15 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from stacks.bundling import functions_code
+from functions.chat.settings import METRICS_NAMESPACE, METRICS_SERVICE
 from stacks.config import DeploymentConfig
 
 # The newest Python runtime both aws-cdk-lib and the Powertools layer support.
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.ARM_64
 POWERTOOLS_LAYER_ACCOUNT = "017000801446"
-SERVICE_NAME = "dynamowave"
-METRICS_NAMESPACE = "DynamoWave"
+# The functions' EMF metrics are published under this namespace and service dimension.
+SERVICE_NAME = METRICS_SERVICE
 
 
 @dataclass(frozen=True)

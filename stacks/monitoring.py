@@ -111,6 +111,21 @@ class Monitoring(Construct):
             "JanitorErrors": self._function_alarm(
                 "JanitorErrors", resources.janitor.metric_errors(period=FIVE_MINUTES)
             ),
+            # The fan-out's own EMF count: fires within the minute a job is dead-lettered with
+            # its reason, before the DLQ depth metric (sampled) catches up.
+            "DeliveriesDeadLettered": self._alarm(
+                "DeliveriesDeadLettered",
+                cloudwatch.Metric(
+                    namespace=METRICS_NAMESPACE,
+                    metric_name="DeadLettered",
+                    dimensions_map={"service": SERVICE_NAME},
+                    statistic="Sum",
+                    period=ONE_MINUTE,
+                ),
+                threshold=1,
+                description="The fan-out dead-lettered deliveries after its retries (EMF DeadLettered). "
+                "The job's reason is in the DLQ message; fix the cause, then dynamowave redrive.",
+            ),
             "ApiIntegrationErrors": self._alarm(
                 "ApiIntegrationErrors",
                 self._api_metric("IntegrationError", api_dimensions),

@@ -44,7 +44,14 @@ def _create_table(client: DynamoDBClient, definition: TableDefinition, name: str
 
 
 def _queue(client: SQSClient, name: str, attributes: dict[str, str]) -> tuple[str, str]:
-    url = client.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]  # type: ignore[arg-type]
+    from botocore.exceptions import ClientError
+
+    try:
+        url = client.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]  # type: ignore[arg-type]
+    except ClientError:
+        # --aws-endpoint with the queue left from an earlier run, created with other attributes.
+        url = client.get_queue_url(QueueName=name)["QueueUrl"]
+        client.set_queue_attributes(QueueUrl=url, Attributes=attributes)  # type: ignore[arg-type]
     arn = client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     return url, arn
 

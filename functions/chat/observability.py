@@ -1,7 +1,7 @@
 """Powertools Logger, Tracer and Metrics, configured once for every function.
 
-Service names come from POWERTOOLS_SERVICE_NAME (set per function by the stack); metrics go to
-the "DynamoWave" namespace as CloudWatch EMF, which the stack's alarms read.
+Logs and traces carry the function's name as `service`; metrics go to the "DynamoWave" namespace
+as CloudWatch EMF with the dimension service=dynamowave, which the stack's alarms read.
 """
 
 from __future__ import annotations
@@ -10,13 +10,15 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
-METRICS_NAMESPACE = "DynamoWave"
+from functions.chat.settings import METRICS_NAMESPACE, METRICS_SERVICE
 
 
 def observability(service: str) -> tuple[Logger, Tracer, Metrics]:
     logger = Logger(service=service)
     tracer = Tracer(service=service)
-    metrics = Metrics(namespace=METRICS_NAMESPACE, service=service)
+    # Logs and traces name the function; metrics carry the stack-wide service dimension the
+    # alarms are defined on.
+    metrics = Metrics(namespace=METRICS_NAMESPACE, service=METRICS_SERVICE)
     return logger, tracer, metrics
 
 

@@ -12,6 +12,12 @@ from dataclasses import dataclass, field
 from functools import cache
 
 
+# CloudWatch EMF: every function's custom metrics share one namespace and one `service`
+# dimension, which the stack's alarms and dashboard read.
+METRICS_NAMESPACE = "DynamoWave"
+METRICS_SERVICE = "dynamowave"
+
+
 class ENV:
     """Environment variable names read by the functions."""
 

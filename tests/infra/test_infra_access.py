@@ -116,7 +116,6 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
         "queue": {"sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"},
         "dlq": {"sqs:SendMessage"},
         "/dev/POST/@connections/*": {"execute-api:ManageConnections"},
-        "/dev/DELETE/@connections/*": {"execute-api:ManageConnections"},
     },
     "janitor": {
         CONNECTIONS.logical_name: {

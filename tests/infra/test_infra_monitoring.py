@@ -32,6 +32,17 @@ def test_the_dlq_depth_alarm_fires_on_the_first_message(default_json: dict[str, 
     assert [ref_id(a) for a in alarm["AlarmActions"]] == [_topic_id(default_json)]
 
 
+def test_dead_lettered_deliveries_alarm_reads_the_fanouts_emf_metric(default_json: dict[str, Any]) -> None:
+    from functions.chat.settings import METRICS_NAMESPACE, METRICS_SERVICE
+
+    (alarm,) = [a for a in _alarms(default_json) if a["MetricName"] == "DeadLettered"]
+    # The same namespace and dimension the functions publish under (functions/chat/observability.py).
+    assert alarm["Namespace"] == METRICS_NAMESPACE
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": METRICS_SERVICE}]
+    assert (alarm["Statistic"], alarm["Threshold"]) == ("Sum", 1)
+    assert [ref_id(a) for a in alarm["AlarmActions"]] == [_topic_id(default_json)]
+
+
 def _function_alarm(template: dict[str, Any], name: str, metric: str) -> dict[str, Any]:
     fid = function_id(template, name)
     (alarm,) = [

@@ -1,0 +1,83 @@
+"""Every knob of the local runtime, defaulting to what AWS does (see docs/local-runtime.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dynamowave.local.faults import FaultConfig
+
+REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"
+API_ID = "local"
+RESOURCE_PREFIX = "dynamowave"
+
+# API Gateway WebSocket quotas.
+FRAME_LIMIT_BYTES = 32 * 1024
+MESSAGE_LIMIT_BYTES = 128 * 1024
+IDLE_TIMEOUT_SECONDS = 600.0
+MAX_DURATION_SECONDS = 7200.0
+INTEGRATION_TIMEOUT_SECONDS = 29.0
+# Account-level throttle that a stage inherits unless it sets its own (requests/s, burst).
+DEFAULT_THROTTLE_RATE = 10_000.0
+DEFAULT_THROTTLE_BURST = 5_000
+
+
+@dataclass(frozen=True)
+class FunctionConfig:
+    """One Lambda function: its handler string and the limits the CDK stack gives it."""
+
+    name: str
+    handler: str
+    timeout_seconds: float
+    memory_mb: int
+    concurrency: int
+
+
+def default_functions() -> dict[str, FunctionConfig]:
+    return {
+        "authorizer": FunctionConfig("authorizer", "functions.authorizer.handler.handler", 10, 256, 64),
+        "ingress": FunctionConfig(
+            "ingress", "functions.ingress.handler.handler", INTEGRATION_TIMEOUT_SECONDS, 512, 64
+        ),
+        "fanout": FunctionConfig("fanout", "functions.fanout.handler.handler", 60, 1024, 8),
+        "janitor": FunctionConfig("janitor", "functions.janitor.handler.handler", 300, 512, 1),
+    }
+
+
+@dataclass
+class RuntimeConfig:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    stage: str = "local"
+    aws_endpoint: str | None = None  # None: start the embedded moto server
+    region: str = REGION
+    account_id: str = ACCOUNT_ID
+    api_id: str = API_ID
+    prefix: str = RESOURCE_PREFIX
+    # Gateway
+    idle_timeout: float = IDLE_TIMEOUT_SECONDS
+    max_duration: float = MAX_DURATION_SECONDS
+    throttle_rate: float = DEFAULT_THROTTLE_RATE
+    throttle_burst: int = DEFAULT_THROTTLE_BURST
+    frame_limit: int = FRAME_LIMIT_BYTES
+    message_limit: int = MESSAGE_LIMIT_BYTES
+    # SQS event source mapping for the fan-out function
+    batch_size: int = 10
+    batching_window: float = 0.0
+    pollers: int = 4
+    poll_wait_seconds: int = 1
+    max_receive_count: int = 5
+    visibility_timeout: int | None = None  # None: VISIBILITY_TIMEOUT_FACTOR x the fan-out timeout
+    # Schedules (0 disables)
+    janitor_interval: float = 60.0
+    # Functions
+    functions: dict[str, FunctionConfig] = field(default_factory=default_functions)
+    function_env: dict[str, str] = field(default_factory=dict)  # extra settings, e.g. SHARD_SIZE
+    jwt_secret: str | None = None  # None: DYNAMOWAVE_JWT_SECRET, else the state folder's dev secret
+    state_dir: Path | None = None
+    faults: FaultConfig = field(default_factory=FaultConfig)
+    web_dir: Path | None = None  # None: the packaged dynamowave/web
+
+    def function(self, name: str) -> FunctionConfig:
+        return self.functions[name]

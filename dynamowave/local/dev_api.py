@@ -1,0 +1,152 @@
+"""Local-only HTTP endpoints: the web client, ``/dev/token``, ``/healthz`` and the test hooks.
+
+Everything under ``/dev/`` answers only requests from a loopback address (403 otherwise): it
+mints tokens and breaks things on purpose, which no deployed stack offers.
+
+* ``GET  /dev/token?user=U[&name=N][&rooms=a,b]`` -> ``{"token", "url"}``
+* ``GET  /dev/faults`` / ``PUT /dev/faults`` (the faults JSON) -> the active fault config
+* ``GET  /dev/connections`` -> ``{"connections": [ids]}``
+* ``POST /dev/connections/{id}/drop`` -> 204: the socket is aborted and the runtime forgets the
+  connection without running ``$disconnect`` (its DynamoDB records go stale)
+* ``POST /dev/janitor`` -> runs the janitor now, returns ``{"ok", "result", "error"}``
+* ``GET  /dev/info`` -> endpoints, table names, queue URLs, counters
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import mimetypes
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from dynamowave.local.faults import FaultConfig, FaultConfigError, FaultInjector
+from dynamowave.local.gateway import WebSocketGateway
+from dynamowave.local.tokens import TokenRequestError, mint, parse_rooms
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def is_loopback(request: web.Request) -> bool:
+    try:
+        return ipaddress.ip_address((request.remote or "").split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def loopback_only(handler: Handler) -> Handler:
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        if not is_loopback(request):
+            return web.json_response({"message": "local development endpoint: loopback only"}, status=403)
+        return await handler(request)
+
+    return guarded
+
+
+class DevApi:
+    def __init__(
+        self,
+        gateway: WebSocketGateway,
+        faults: FaultInjector,
+        *,
+        secret: str,
+        web_dir: Path,
+        ws_url: Callable[[], str],
+        run_janitor: Callable[[], Awaitable[Any]],
+        info: Callable[[], dict[str, Any]],
+    ) -> None:
+        self._gateway = gateway
+        self._faults = faults
+        self._secret = secret
+        self._web_dir = web_dir
+        self._ws_url = ws_url
+        self._run_janitor = run_janitor
+        self._info = info
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/static/{name:.+}", self.static)
+        app.router.add_get("/dev/token", loopback_only(self.token))
+        app.router.add_get("/dev/faults", loopback_only(self.get_faults))
+        app.router.add_put("/dev/faults", loopback_only(self.put_faults))
+        app.router.add_get("/dev/connections", loopback_only(self.connections))
+        app.router.add_post("/dev/connections/{connection_id}/drop", loopback_only(self.drop))
+        app.router.add_post("/dev/janitor", loopback_only(self.janitor))
+        app.router.add_get("/dev/info", loopback_only(self.info))
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def index(self, request: web.Request) -> web.StreamResponse:
+        return self._file("index.html")
+
+    async def static(self, request: web.Request) -> web.StreamResponse:
+        return self._file(request.match_info["name"])
+
+    def _file(self, name: str) -> web.StreamResponse:
+        root = self._web_dir.resolve()
+        path = (root / name).resolve()
+        if not path.is_relative_to(root) or not path.is_file():
+            if name == "index.html":
+                return web.Response(
+                    text="<!doctype html><title>DynamoWave</title><p>The web client is not installed.</p>",
+                    content_type="text/html",
+                )
+            raise web.HTTPNotFound()
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return web.FileResponse(path, headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
+
+    async def token(self, request: web.Request) -> web.Response:
+        user = request.query.get("user", "")
+        name = request.query.get("name") or None
+        try:
+            rooms = parse_rooms(request.query.get("rooms"))
+            token = mint(self._secret, user, name=name, rooms=rooms, ttl_seconds=12 * 3600)
+        except TokenRequestError as exc:
+            return web.json_response({"message": str(exc)}, status=400)
+        return web.json_response({"token": token, "url": self._ws_url()})
+
+    async def get_faults(self, request: web.Request) -> web.Response:
+        return web.json_response(self._faults.config.to_json())
+
+    async def put_faults(self, request: web.Request) -> web.Response:
+        try:
+            config = FaultConfig.from_json(json.loads(await request.text()))
+        except (ValueError, FaultConfigError) as exc:
+            return web.json_response({"message": f"invalid faults: {exc}"}, status=400)
+        self._faults.configure(config)
+        return web.json_response(config.to_json())
+
+    async def connections(self, request: web.Request) -> web.Response:
+        return web.json_response({"connections": self._gateway.registry.ids()})
+
+    async def drop(self, request: web.Request) -> web.Response:
+        connection = self._gateway.registry.get(request.match_info["connection_id"])
+        if connection is None:
+            return web.json_response({"message": "no such connection"}, status=404)
+        self._gateway.drop_silently(connection)
+        return web.Response(status=204)
+
+    async def janitor(self, request: web.Request) -> web.Response:
+        invocation = await self._run_janitor()
+        return web.json_response(
+            {
+                "ok": invocation.ok,
+                "result": _jsonable(invocation.result),
+                "error": None if invocation.error is None else str(invocation.error),
+            }
+        )
+
+    async def info(self, request: web.Request) -> web.Response:
+        return web.json_response(self._info())
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value

@@ -1,0 +1,556 @@
+"""The WebSocket half of the local API Gateway: handshake, authorizer, routes, limits, lifecycle.
+
+What API Gateway does, in the order it does it:
+
+1. ``$connect``: stage throttle (HTTP 429), identity source (no ``token`` -> HTTP 401 without
+   calling the authorizer), the REQUEST authorizer (``Unauthorized`` -> 401, Deny -> 403), then
+   the ``$connect`` integration (non-2xx -> the handshake is refused with that status). Only then
+   is the handshake completed and the connection registered.
+2. Each message: stage throttle (a ``Too Many Requests`` frame), route selection on
+   ``$request.body.action`` with ``$default`` as fallback, the integration (a raised error or a
+   timeout -> an ``Internal server error`` frame), the route response for two-way routes.
+   Messages of one connection are invoked concurrently, as on AWS: order is not guaranteed.
+3. Limits: a frame over 32 KB or a message over 128 KB closes with 1009; idle timeout and
+   maximum duration close with 1001 ``Going away``.
+4. ``$disconnect`` runs exactly once on every close, after the connection is unregistered (so
+   PostToConnection to it answers 410), except for a connection dropped "behind the runtime's
+   back" by the test hook, which vanishes without it (the stale-record case).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp._websocket import reader_py
+from aiohttp.http_websocket import WebSocketError
+
+from dynamowave.local.config import RuntimeConfig
+from dynamowave.local.lambda_runner import Invocation, LambdaRunner, api_gateway_id, new_request_id
+
+log = logging.getLogger("dynamowave.gateway")
+
+TOKEN_PARAMETER = "token"
+CLOSE_GOING_AWAY = 1001
+CLOSE_ABNORMAL = 1006
+CLOSE_TOO_BIG = 1009
+
+
+class TokenBucket:
+    """API Gateway's stage throttle: ``rate`` requests per second with a bucket of ``burst``."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = max(1, burst)
+        self._clock = clock
+        self._tokens = float(self.burst)
+        self._updated = clock()
+
+    def take(self) -> bool:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+        self._updated = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+
+class _FrameLimitedReader(reader_py.WebSocketReader):
+    """aiohttp's (pure Python) frame parser plus API Gateway's 32 KB per-frame limit.
+
+    aiohttp only limits whole messages; API Gateway limits each frame too, so a 40 KB message in
+    one frame is refused while the same 40 KB in two 20 KB fragments is accepted.
+    """
+
+    frame_limit = 32 * 1024
+
+    def _handle_frame(self, fin: bool, opcode: int, payload: bytes | bytearray, compressed: int) -> None:
+        if opcode in (reader_py.OP_CODE_TEXT, reader_py.OP_CODE_BINARY, reader_py.OP_CODE_CONTINUATION) and (
+            len(payload) > self.frame_limit
+        ):
+            raise WebSocketError(WSCloseCode.MESSAGE_TOO_BIG, f"Frame size exceeds {self.frame_limit} bytes")
+        super()._handle_frame(fin, opcode, payload, compressed)
+
+
+class GatewayWebSocket(web.WebSocketResponse):
+    """A WebSocketResponse whose parser enforces the per-frame limit (see `_FrameLimitedReader`)."""
+
+    def __init__(self, *, frame_limit: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._frame_limit = frame_limit
+
+    def _post_start(self, request: web.BaseRequest, protocol: str | None, writer: Any) -> None:
+        # aiohttp's own _post_start with the frame-limited parser in place of the default one
+        # (a protocol accepts exactly one parser, so this cannot be a swap after super()).
+        from aiohttp.helpers import DEFAULT_CHUNK_SIZE
+
+        self._ws_protocol = protocol
+        self._writer = writer
+        self._reset_heartbeat()
+        loop = self._loop
+        assert loop is not None
+        queue = reader_py.WebSocketDataQueue(request._protocol, DEFAULT_CHUNK_SIZE, loop=loop)
+        parser = _FrameLimitedReader(
+            queue, self._max_msg_size, compress=bool(self._compress), decode_text=True
+        )
+        parser.frame_limit = self._frame_limit
+        self._reader = queue
+        self._parser = parser
+        callback = None if self._heartbeat is None else self._on_data_received
+        request.protocol.set_parser(parser, data_received_cb=callback)
+        request.protocol.keep_alive(False)
+
+
+def request_time(epoch_ms: int) -> str:
+    """``21/Nov/2026:23:15:01 +0000``, API Gateway's requestTime format."""
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
+
+
+def iso_time(epoch_ms: int) -> str:
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class Connection:
+    id: str
+    ws: GatewayWebSocket
+    request: web.Request
+    connected_at: int
+    source_ip: str
+    user_agent: str
+    authorizer: dict[str, Any]
+    last_active: int = 0
+    closing: bool = False
+    silent: bool = False  # dropped behind the runtime's back: no $disconnect
+    close_code: int | None = None
+    close_reason: str = ""
+    inflight: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def mark_closing(self, code: int, reason: str) -> None:
+        if not self.closing:
+            self.closing = True
+            self.close_code = code
+            self.close_reason = reason
+
+
+class ConnectionRegistry:
+    def __init__(self) -> None:
+        self._connections: dict[str, Connection] = {}
+
+    def register(self, connection: Connection) -> None:
+        self._connections[connection.id] = connection
+
+    def unregister(self, connection_id: str) -> Connection | None:
+        return self._connections.pop(connection_id, None)
+
+    def get(self, connection_id: str) -> Connection | None:
+        return self._connections.get(connection_id)
+
+    def ids(self) -> list[str]:
+        return list(self._connections)
+
+    def __len__(self) -> int:
+        return len(self._connections)
+
+
+def policy_effect(response: Any, method_arn: str) -> str:
+    """ "Allow" or "Deny" from an authorizer's IAM policy (an explicit Deny wins, no Allow denies)."""
+    if not isinstance(response, dict) or not response.get("principalId"):
+        raise ValueError("authorizer response has no principalId")
+    document = response.get("policyDocument")
+    if not isinstance(document, dict):
+        raise ValueError("authorizer response has no policyDocument")
+    statements = document.get("Statement")
+    if isinstance(statements, dict):
+        statements = [statements]
+    if not isinstance(statements, list):
+        raise ValueError("policyDocument has no Statement")
+    allowed = False
+    for statement in statements:
+        if not isinstance(statement, dict) or not _covers(statement.get("Resource"), method_arn):
+            continue
+        if statement.get("Effect") == "Deny":
+            return "Deny"
+        if statement.get("Effect") == "Allow":
+            allowed = True
+    return "Allow" if allowed else "Deny"
+
+
+def _covers(resource: Any, method_arn: str) -> bool:
+    import fnmatch
+
+    resources = resource if isinstance(resource, list) else [resource]
+    return any(isinstance(r, str) and fnmatch.fnmatchcase(method_arn, r) for r in resources)
+
+
+def select_route(body: str | None, routes: frozenset[str]) -> str:
+    """``$request.body.action`` if it names a configured route, else ``$default``."""
+    if body is None:
+        return "$default"
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return "$default"
+    if isinstance(parsed, dict):
+        action = parsed.get("action")
+        if isinstance(action, str) and action in routes:
+            return action
+    return "$default"
+
+
+class WebSocketGateway:
+    def __init__(
+        self,
+        config: RuntimeConfig,
+        runner: LambdaRunner,
+        *,
+        routes: tuple[str, ...],
+        two_way: tuple[str, ...],
+    ) -> None:
+        self.config = config
+        self.runner = runner
+        self.registry = ConnectionRegistry()
+        self.throttle = TokenBucket(config.throttle_rate, config.throttle_burst)
+        self._routes = frozenset(routes)
+        self._two_way = frozenset(two_way)
+        self._handlers: set[asyncio.Task[Any]] = set()
+        self.domain_name = f"{config.host}:{config.port}"
+        self.throttled = 0
+
+    # ----- events -----------------------------------------------------------------------------
+
+    def _request_context(
+        self,
+        connection_id: str,
+        connected_at: int,
+        route_key: str,
+        event_type: str,
+        request_id: str,
+        source_ip: str,
+        user_agent: str,
+        authorizer: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        epoch = now_ms()
+        context: dict[str, Any] = {
+            "routeKey": route_key,
+            "eventType": event_type,
+            "extendedRequestId": request_id,
+            "requestTime": request_time(epoch),
+            "messageDirection": "IN",
+            "stage": self.config.stage,
+            "connectedAt": connected_at,
+            "requestTimeEpoch": epoch,
+            "identity": {"sourceIp": source_ip, "userAgent": user_agent},
+            "requestId": request_id,
+            "domainName": self.domain_name,
+            "connectionId": connection_id,
+            "apiId": self.config.api_id,
+        }
+        if authorizer is not None:
+            context["authorizer"] = dict(authorizer)
+        return context
+
+    def _method_arn(self) -> str:
+        c = self.config
+        return f"arn:aws:execute-api:{c.region}:{c.account_id}:{c.api_id}/{c.stage}/$connect"
+
+    # ----- handshake --------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """GET / (or /{stage}): a WebSocket upgrade; anything else is the caller's business."""
+        if not self.throttle.take():
+            self.throttled += 1
+            return _json_response(429, {"message": "Too Many Requests"})
+        token = request.query.get(TOKEN_PARAMETER, "")
+        if not token:
+            # Identity source missing: API Gateway answers without calling the authorizer.
+            return _json_response(401, {"message": "Unauthorized"})
+        connection_id = api_gateway_id()
+        connected_at = now_ms()
+        source_ip = request.remote or "127.0.0.1"
+        user_agent = request.headers.get("User-Agent", "")
+        headers = dict(request.headers)
+        multi_headers: dict[str, list[str]] = {}
+        for key, value in request.headers.items():
+            multi_headers.setdefault(key, []).append(value)
+        query = dict(request.query)
+        multi_query: dict[str, list[str]] = {}
+        for key, value in request.query.items():
+            multi_query.setdefault(key, []).append(value)
+
+        request_id = api_gateway_id()
+        context = self._request_context(
+            connection_id, connected_at, "$connect", "CONNECT", request_id, source_ip, user_agent, None
+        )
+        authorizer_event = {
+            "type": "REQUEST",
+            "methodArn": self._method_arn(),
+            "headers": headers,
+            "multiValueHeaders": multi_headers,
+            "queryStringParameters": query,
+            "multiValueQueryStringParameters": multi_query,
+            "stageVariables": {},
+            "requestContext": context,
+        }
+        auth = await self.runner.invoke("authorizer", authorizer_event, trigger="$connect authorizer")
+        if auth.error is not None:
+            if str(auth.error) == "Unauthorized":
+                return _json_response(401, {"message": "Unauthorized"})
+            return _json_response(500, {"message": "Internal server error"})
+        try:
+            effect = policy_effect(auth.result, self._method_arn())
+        except ValueError as exc:
+            log.warning("authorizer returned an invalid response: %s", exc)
+            return _json_response(500, {"message": "Internal server error"})
+        if effect != "Allow":
+            return _json_response(403, {"message": "Forbidden"})
+        authorizer: dict[str, Any] = dict(auth.result.get("context") or {})
+        authorizer["principalId"] = auth.result["principalId"]
+
+        connect_event = {
+            "headers": headers,
+            "multiValueHeaders": multi_headers,
+            "queryStringParameters": query,
+            "multiValueQueryStringParameters": multi_query,
+            "requestContext": self._request_context(
+                connection_id,
+                connected_at,
+                "$connect",
+                "CONNECT",
+                request_id,
+                source_ip,
+                user_agent,
+                authorizer,
+            ),
+            "isBase64Encoded": False,
+        }
+        connect = await self.runner.invoke(
+            "ingress", connect_event, trigger="$connect", request_id=request_id
+        )
+        if connect.error is not None:
+            return _json_response(500, {"message": "Internal server error"})
+        status = _status_code(connect.result)
+        if not 200 <= status < 300:
+            return _json_response(status, {"message": "Forbidden" if status == 403 else "Connection refused"})
+
+        ws = GatewayWebSocket(
+            frame_limit=self.config.frame_limit,
+            max_msg_size=self.config.message_limit,
+            autoping=True,
+            heartbeat=None,
+            # API Gateway negotiates no permessage-deflate: limits apply to what is on the wire.
+            compress=False,
+        )
+        # Handshake failures (a client gone already) raise here, before anything is registered.
+        await ws.prepare(request)
+        connection = Connection(
+            id=connection_id,
+            ws=ws,
+            request=request,
+            connected_at=connected_at,
+            source_ip=source_ip,
+            user_agent=user_agent,
+            authorizer=authorizer,
+            last_active=connected_at,
+        )
+        self.registry.register(connection)
+        try:
+            await self._serve(connection)
+        finally:
+            self.registry.unregister(connection_id)
+            connection.closing = True
+            await self._finish(connection)
+        return ws
+
+    # ----- messages ---------------------------------------------------------------------------
+
+    async def _serve(self, connection: Connection) -> None:
+        ws = connection.ws
+        while True:
+            idle_left = self.config.idle_timeout - (now_ms() - connection.last_active) / 1000
+            age_left = self.config.max_duration - (now_ms() - connection.connected_at) / 1000
+            remaining = min(idle_left, age_left)
+            if remaining <= 0:
+                reason = "idle timeout" if idle_left <= age_left else "maximum duration"
+                log.info("closing %s: %s", connection.id, reason)
+                connection.mark_closing(CLOSE_GOING_AWAY, "Going away")
+                await ws.close(code=CLOSE_GOING_AWAY, message=b"Going away")
+                return
+            try:
+                message = await ws.receive(timeout=remaining)
+            except TimeoutError:
+                continue  # the loop head decides which limit expired
+            if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                connection.last_active = now_ms()
+                self._dispatch(
+                    connection, message.data if message.type is WSMsgType.TEXT else None, message.data
+                )
+                continue
+            if message.type is WSMsgType.CLOSE or (message.type is WSMsgType.CLOSING and ws.close_code):
+                connection.mark_closing(int(message.data or ws.close_code or 1005), str(message.extra or ""))
+            elif message.type is WSMsgType.ERROR:
+                error = message.data
+                if isinstance(error, WebSocketError) and error.code == CLOSE_TOO_BIG:
+                    connection.mark_closing(CLOSE_TOO_BIG, "Message too big")
+                else:
+                    connection.mark_closing(CLOSE_ABNORMAL, "")
+            else:  # CLOSED without a close frame: the TCP connection went away
+                connection.mark_closing(CLOSE_ABNORMAL, "")
+            return
+
+    def _dispatch(self, connection: Connection, text: str | None, raw: Any) -> None:
+        task = asyncio.create_task(self._route(connection, text, raw))
+        connection.inflight.add(task)
+        task.add_done_callback(connection.inflight.discard)
+
+    async def _route(self, connection: Connection, text: str | None, raw: Any) -> None:
+        request_id = api_gateway_id()
+        if not self.throttle.take():
+            self.throttled += 1
+            await self._send_quietly(
+                connection,
+                {"message": "Too Many Requests", "connectionId": connection.id, "requestId": request_id},
+            )
+            return
+        route_key = select_route(text, self._routes)
+        if text is not None:
+            body, is_base64 = text, False
+        else:
+            import base64
+
+            body, is_base64 = base64.b64encode(bytes(raw)).decode("ascii"), True
+        context = self._request_context(
+            connection.id,
+            connection.connected_at,
+            route_key,
+            "MESSAGE",
+            request_id,
+            connection.source_ip,
+            connection.user_agent,
+            connection.authorizer,
+        )
+        context["messageId"] = api_gateway_id()
+        event = {"requestContext": context, "body": body, "isBase64Encoded": is_base64}
+        invocation = await self.runner.invoke("ingress", event, trigger=route_key, request_id=request_id)
+        if invocation.error is not None:
+            await self._send_quietly(
+                connection,
+                {"message": "Internal server error", "connectionId": connection.id, "requestId": request_id},
+            )
+            return
+        if route_key in self._two_way:
+            reply = _route_response(invocation)
+            if reply is not None:
+                await self._send_quietly(connection, reply)
+
+    async def _send_quietly(self, connection: Connection, frame: dict[str, Any] | str) -> None:
+        if connection.closing or connection.ws.closed:
+            return
+        text = frame if isinstance(frame, str) else json.dumps(frame, separators=(",", ":"))
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await connection.ws.send_str(text)
+
+    # ----- teardown ---------------------------------------------------------------------------
+
+    async def _finish(self, connection: Connection) -> None:
+        if connection.inflight:
+            # Let integrations already running finish (their replies are dropped), so that
+            # $disconnect sees the state they wrote.
+            await asyncio.wait(
+                set(connection.inflight), timeout=self.runner.config("ingress").timeout_seconds
+            )
+        if connection.silent:
+            log.info("connection %s dropped behind the runtime's back: no $disconnect", connection.id)
+            return
+        request_id = api_gateway_id()
+        context = self._request_context(
+            connection.id,
+            connection.connected_at,
+            "$disconnect",
+            "DISCONNECT",
+            request_id,
+            connection.source_ip,
+            connection.user_agent,
+            connection.authorizer,
+        )
+        code = connection.close_code if connection.close_code is not None else CLOSE_ABNORMAL
+        event = {
+            "headers": {"Host": self.domain_name},
+            "multiValueHeaders": {"Host": [self.domain_name]},
+            "requestContext": context,
+            "isBase64Encoded": False,
+            "disconnectStatusCode": code,
+            "disconnectReason": connection.close_reason,
+        }
+        await self.runner.invoke("ingress", event, trigger="$disconnect", request_id=request_id)
+
+    def track(self, task: asyncio.Task[Any]) -> None:
+        """Keeps a background task referenced until it ends (asyncio holds only weak references)."""
+        self._handlers.add(task)
+        task.add_done_callback(self._handlers.discard)
+
+    async def close_connection(self, connection: Connection, code: int, reason: str) -> None:
+        """Server-side close (DeleteConnection): unregistered at once, $disconnect follows."""
+        self.registry.unregister(connection.id)
+        connection.mark_closing(code, reason)
+        with contextlib.suppress(Exception):
+            await connection.ws.close(code=code, message=reason.encode())
+
+    def drop_silently(self, connection: Connection) -> None:
+        """Test hook: the socket dies and the runtime forgets it, without $disconnect."""
+        self.registry.unregister(connection.id)
+        connection.silent = True
+        connection.mark_closing(CLOSE_ABNORMAL, "")
+        transport = connection.request.transport
+        if transport is not None:
+            transport.abort()
+
+    async def shutdown(self) -> None:
+        """Closes every connection (1001 Going away); each runs its $disconnect."""
+        for connection_id in self.registry.ids():
+            connection = self.registry.get(connection_id)
+            if connection is not None:
+                connection.mark_closing(CLOSE_GOING_AWAY, "Going away")
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(
+                        connection.ws.close(code=CLOSE_GOING_AWAY, message=b"Going away"), 2
+                    )
+
+
+def new_gateway_request_id() -> str:
+    return new_request_id()
+
+
+def _status_code(result: Any) -> int:
+    if isinstance(result, dict):
+        status = result.get("statusCode", 200)
+        try:
+            return int(status)
+        except (TypeError, ValueError):
+            return 500
+    return 200  # a Lambda proxy integration that returns nothing counts as success
+
+
+def _route_response(invocation: Invocation) -> str | None:
+    result = invocation.result
+    if not isinstance(result, dict) or "body" not in result or result["body"] is None:
+        return None
+    body = result["body"]
+    return body if isinstance(body, str) else json.dumps(body, separators=(",", ":"))
+
+
+def _json_response(status: int, body: dict[str, Any]) -> web.Response:
+    return web.json_response(body, status=status)

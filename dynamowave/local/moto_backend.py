@@ -1,0 +1,150 @@
+"""The embedded AWS: moto's server on a loopback port, in a thread of this process.
+
+moto's backends are not thread-safe: two concurrent conditional writes can both pass their
+condition (a duplicate ``seq``), two concurrent receives can take the same SQS message. DynamoDB
+and SQS are linearizable per item / per receive, so the embedded server runs one request at a
+time (`SerializedMoto`). Long-poll receives would hold that lock for seconds, so they are
+rewritten into short receives under the lock with waits outside it, woken at once by any send.
+Every request is CPU-bound Python under the GIL anyway, so serializing them costs little.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from dynamowave.local.config import REGION
+
+DUMMY_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+# SQS actions after which a waiting receive may find something (JSON protocol targets).
+_SQS_WAKERS = {"SendMessage", "SendMessageBatch", "ChangeMessageVisibility", "ChangeMessageVisibilityBatch"}
+# How often a waiting receive looks again without a wake-up: only messages whose visibility
+# timeout expired need it (they do not announce themselves), and those waited seconds already.
+_RECHECK_SECONDS = 1.0
+
+
+class SerializedMoto:
+    """WSGI middleware: one moto request at a time; long polls wait outside the lock."""
+
+    def __init__(self, app: WsgiApp) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+        self._activity = threading.Condition()
+        self._generation = 0
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        action = target.rpartition(".")[2] if target.startswith("AmazonSQS.") else ""
+        if action == "ReceiveMessage":
+            return self._receive(environ, start_response)
+        with self._lock:
+            body = list(self._app(environ, start_response))
+        if action in _SQS_WAKERS:
+            with self._activity:
+                self._generation += 1
+                self._activity.notify_all()
+        return body
+
+    def _receive(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        raw = environ["wsgi.input"].read(length) if length else b"{}"
+        request = json.loads(raw or b"{}")
+        wait = float(request.get("WaitTimeSeconds") or 0)
+        request["WaitTimeSeconds"] = 0
+        payload = json.dumps(request).encode()
+        deadline = time.monotonic() + wait
+        while True:
+            with self._activity:
+                generation = self._generation
+            captured: dict[str, Any] = {}
+            attempt = dict(environ)
+            attempt["wsgi.input"] = io.BytesIO(payload)
+            attempt["CONTENT_LENGTH"] = str(len(payload))
+            with self._lock:
+                body = b"".join(self._app(attempt, _capturing(captured)))
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not captured["status"].startswith("200") or _has_messages(body):
+                start_response(captured["status"], captured["headers"])
+                return [body]
+            with self._activity:
+                if self._generation == generation:
+                    self._activity.wait(min(remaining, _RECHECK_SECONDS))
+
+
+def _capturing(captured: dict[str, Any]) -> StartResponse:
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        captured["status"], captured["headers"] = status, headers
+        return lambda data: None
+
+    return start_response
+
+
+def _has_messages(body: bytes) -> bool:
+    try:
+        return bool(json.loads(body or b"{}").get("Messages"))
+    except ValueError:
+        return True  # not JSON: hand it back as it is
+
+
+class MotoBackend:
+    """moto's server app behind `SerializedMoto`, on 127.0.0.1 and a port chosen by the OS."""
+
+    def __init__(self) -> None:
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self.endpoint = ""
+
+    def start(self) -> str:
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+
+        # werkzeug logs every request at INFO: one line per DynamoDB call drowns the invocation log.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        app = SerializedMoto(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
+        host, port = self._server.server_address[:2]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
+        self._thread.start()
+        self.endpoint = f"http://{host}:{port}"
+        return self.endpoint
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+
+def point_boto3_at(endpoint: str, region: str = REGION) -> None:
+    """Every boto3 client created from now on talks to ``endpoint`` with dummy credentials.
+
+    Must run before any function code creates a client (they are cached per process).
+    """
+    os.environ["AWS_ENDPOINT_URL"] = endpoint
+    os.environ["AWS_DEFAULT_REGION"] = region
+    os.environ["AWS_REGION"] = region
+    for key, value in DUMMY_CREDENTIALS.items():
+        os.environ[key] = value
+    # A developer's ~/.aws profile must not leak in (it could name a real account or role).
+    os.environ.pop("AWS_PROFILE", None)

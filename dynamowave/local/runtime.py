@@ -1,0 +1,271 @@
+"""Wires the local runtime: moto, tables and queues, function settings, gateway, event sources.
+
+Order matters: boto3 is pointed at moto before any function code exists in the process, and the
+functions' environment (including the Management API endpoint, which needs the bound port) is
+set before their modules are imported.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from dynamowave.local.config import RuntimeConfig
+from dynamowave.local.faults import FaultInjector
+from dynamowave.local.lambda_runner import Invocation, LambdaRunner
+from dynamowave.local.provisioning import Resources
+
+log = logging.getLogger("dynamowave.runtime")
+
+# Defaults for the functions' own observability in a terminal (a user's environment wins).
+QUIET_FUNCTION_ENV = {
+    "POWERTOOLS_SERVICE_NAME": "dynamowave",
+    "POWERTOOLS_METRICS_NAMESPACE": "DynamoWave",
+    "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon locally
+    "POWERTOOLS_METRICS_DISABLED": "true",  # EMF lines would flood the terminal
+    "LOG_LEVEL": "WARNING",
+}
+
+
+def default_web_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "web"
+
+
+class LocalRuntime:
+    def __init__(self, config: RuntimeConfig) -> None:
+        self.config = config
+        self.faults = FaultInjector(config.faults)
+        self.runner = LambdaRunner(config.functions, region=config.region, account_id=config.account_id)
+        self.resources: Resources | None = None
+        self.aws_endpoint = ""
+        self.port = 0
+        self._moto: Any = None
+        self._app_runner: web.AppRunner | None = None
+        self._sqs_source: Any = None
+        self._janitor: Any = None
+        self.gateway: Any = None
+        self.secret = ""
+        self._warmup: Any = None
+
+    # ----- public surface ---------------------------------------------------------------------
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self._public_host()}:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self._public_host()}:{self.port}/"
+
+    @property
+    def management_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}/{self.config.stage}"
+
+    def _public_host(self) -> str:
+        host = self.config.host
+        if host in ("0.0.0.0", "::", ""):
+            return "127.0.0.1"
+        return f"[{host}]" if ":" in host else host
+
+    async def run_janitor(self) -> Invocation:
+        assert self._janitor is not None
+        invocation: Invocation = await self._janitor.fire()
+        return invocation
+
+    # ----- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        import asyncio
+
+        from dynamowave.local.moto_backend import MotoBackend, point_boto3_at
+        from dynamowave.local.tokens import local_secret
+
+        config = self.config
+        if config.aws_endpoint:
+            self.aws_endpoint = config.aws_endpoint
+        else:
+            self._moto = MotoBackend()
+            self.aws_endpoint = await asyncio.to_thread(self._moto.start)
+        point_boto3_at(self.aws_endpoint, config.region)
+        self.secret = config.jwt_secret or local_secret(config.state_dir)
+
+        from dynamowave.local.provisioning import provision
+        from functions.chat.schema import VISIBILITY_TIMEOUT_FACTOR
+
+        visibility = config.visibility_timeout or int(
+            VISIBILITY_TIMEOUT_FACTOR * config.function("fanout").timeout_seconds
+        )
+        self.resources = await asyncio.to_thread(
+            provision,
+            prefix=config.prefix,
+            region=config.region,
+            visibility_timeout=visibility,
+            max_receive_count=config.max_receive_count,
+        )
+        await self._start_http()
+        self._configure_functions()
+        # Handlers import in the background (about a second of powertools and boto3): the
+        # service is ready sooner, and a request that comes first waits on the import lock,
+        # like a Lambda cold start.
+        self._warmup = asyncio.create_task(asyncio.to_thread(self._load_handlers))
+        self._start_event_sources()
+
+    def _load_handlers(self) -> None:
+        for name in self.config.functions:
+            try:
+                self.runner.handler(name)
+            except Exception as exc:  # a function not written yet: invoking it reports the error
+                log.warning("cannot import the %s handler (%s); its invocations will fail", name, exc)
+
+    async def _start_http(self) -> None:
+        from dynamowave.local.dev_api import DevApi
+        from dynamowave.local.gateway import WebSocketGateway
+        from dynamowave.local.management_api import ManagementApi
+        from functions.chat.schema import ACTION_ROUTES, TWO_WAY_ROUTES
+
+        config = self.config
+        gateway = WebSocketGateway(config, self.runner, routes=ACTION_ROUTES, two_way=TWO_WAY_ROUTES)
+        self.gateway = gateway
+        dev = DevApi(
+            gateway,
+            self.faults,
+            secret=self.secret,
+            web_dir=config.web_dir or default_web_dir(),
+            ws_url=lambda: self.ws_url + "/",
+            run_janitor=self.run_janitor,
+            info=self.info,
+        )
+
+        async def root(request: web.Request) -> web.StreamResponse:
+            # One URL for the web client and the WebSocket endpoint, told apart by the Upgrade header.
+            if request.headers.get("Upgrade", "").lower() == "websocket":
+                return await gateway.handle(request)
+            return await dev.index(request)
+
+        app = web.Application(client_max_size=4 * config.message_limit)
+        app.router.add_get("/", root)
+        app.router.add_get(f"/{config.stage}", root)
+        app.router.add_get(f"/{config.stage}/", root)
+        dev.add_routes(app)
+        ManagementApi(gateway, self.faults).add_routes(app, config.stage)
+
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+        await runner.setup()
+        site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
+        await site.start()
+        self._app_runner = runner
+        self.port = int(runner.addresses[0][1])
+        gateway.domain_name = f"{self._public_host()}:{self.port}"
+
+    def function_environment(self) -> dict[str, str]:
+        from functions.chat.settings import ENV
+
+        config = self.config
+        assert self.resources is not None
+        tables = self.resources.tables
+        env = {key: os.environ.get(key, value) for key, value in QUIET_FUNCTION_ENV.items()}
+        env.update(
+            {
+                ENV.CONNECTIONS_TABLE: tables["connections"],
+                ENV.ROOMS_TABLE: tables["rooms"],
+                ENV.MESSAGES_TABLE: tables["messages"],
+                ENV.FANOUT_QUEUE_URL: self.resources.fanout_queue_url,
+                ENV.FANOUT_DLQ_URL: self.resources.fanout_dlq_url,
+                ENV.MANAGEMENT_API_ENDPOINT: self.management_endpoint,
+                ENV.JWT_SECRET: self.secret,
+                # The janitor prunes by the same limits the gateway enforces.
+                ENV.IDLE_TIMEOUT_SECONDS: str(max(1, round(config.idle_timeout))),
+                ENV.MAX_CONNECTION_SECONDS: str(max(1, round(config.max_duration))),
+            }
+        )
+        env.update(config.function_env)
+        return env
+
+    def _configure_functions(self) -> None:
+        os.environ.pop("JWT_SECRET_ARN", None)  # locally the secret is given directly
+        os.environ.update(self.function_environment())
+        try:
+            from functions.chat import deps
+        except ImportError:
+            return
+        reset = getattr(deps, "reset", None)
+        if callable(reset):
+            reset()
+
+    def _start_event_sources(self) -> None:
+        import boto3
+        from botocore.config import Config
+
+        from dynamowave.local.event_sources import Schedule, SqsEventSource, SqsMapping
+
+        config = self.config
+        assert self.resources is not None
+        sqs = boto3.session.Session().client(
+            "sqs",
+            region_name=config.region,
+            endpoint_url=self.aws_endpoint,
+            config=Config(
+                max_pool_connections=config.pollers + 8, read_timeout=config.poll_wait_seconds + 10
+            ),
+        )
+        mapping = SqsMapping(
+            function="fanout",
+            queue_url=self.resources.fanout_queue_url,
+            queue_arn=self.resources.fanout_queue_arn,
+            region=config.region,
+            batch_size=config.batch_size,
+            batching_window=config.batching_window,
+            pollers=config.pollers,
+            wait_seconds=config.poll_wait_seconds,
+        )
+        self._sqs_source = SqsEventSource(mapping, self.runner, self.faults, sqs)
+        self._sqs_source.start()
+        self._janitor = Schedule(
+            self.runner,
+            "janitor",
+            interval=config.janitor_interval,
+            rule_name=f"{config.prefix}-janitor",
+            region=config.region,
+            account_id=config.account_id,
+        )
+        self._janitor.start()
+
+    def info(self) -> dict[str, Any]:
+        resources = self.resources
+        return {
+            "ws_url": self.ws_url,
+            "http_url": self.http_url,
+            "management_endpoint": self.management_endpoint,
+            "aws_endpoint": self.aws_endpoint,
+            "region": self.config.region,
+            "stage": self.config.stage,
+            "tables": resources.tables if resources else {},
+            "fanout_queue_url": resources.fanout_queue_url if resources else "",
+            "fanout_dlq_url": resources.fanout_dlq_url if resources else "",
+            "connections": len(self.gateway.registry) if self.gateway else 0,
+            "invocations": self.runner.invocations,
+            "throttled": self.gateway.throttled if self.gateway else 0,
+            "faults": self.faults.config.to_json(),
+            "injected_faults": dict(self.faults.injected),
+        }
+
+    async def stop(self) -> None:
+        import asyncio
+
+        if self._warmup is not None:
+            await asyncio.gather(self._warmup, return_exceptions=True)
+        if self.gateway is not None:
+            await self.gateway.shutdown()
+        if self._sqs_source is not None:
+            await self._sqs_source.stop()
+        if self._janitor is not None:
+            await self._janitor.stop()
+        if self._app_runner is not None:
+            await self._app_runner.cleanup()
+        if self._moto is not None:
+            await asyncio.to_thread(self._moto.stop)
+        self.runner.shutdown()

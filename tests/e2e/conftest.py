@@ -1,0 +1,169 @@
+"""`dynamowave serve --port 0` as a subprocess, and helpers to talk to it.
+
+Each fixture starts one server (module scope) and stops it with SIGTERM. Output goes to files,
+never to pipes nobody reads (a full pipe would block the server).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+E2E_DIR = Path(__file__).resolve().parent
+SECRET = "e2e-test-secret-0123456789abcdef0123456789"
+STUBS = [
+    "--handler",
+    "authorizer=stub_functions.authorizer",
+    "--handler",
+    "ingress=stub_functions.ingress",
+    "--handler",
+    "fanout=stub_functions.fanout",
+    "--handler",
+    "janitor=stub_functions.janitor",
+]
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    ws_url: str
+    http_url: str
+    workdir: Path
+    events_file: Path
+    log_file: Path
+    _seen: int = field(default=0)
+
+    @property
+    def port(self) -> int:
+        return int(self.ws_url.rsplit(":", 1)[1])
+
+    @property
+    def management_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}/local"
+
+    def url(self, token: str | None = None, **query: str) -> str:
+        params = dict(query)
+        if token is not None:
+            params["token"] = token
+        from urllib.parse import urlencode
+
+        return f"{self.ws_url}/" + (f"?{urlencode(params)}" if params else "")
+
+    def token(self, user: str, *, name: str | None = None, rooms: list[str] | None = None) -> str:
+        from functions.chat.auth import mint_token
+
+        return mint_token(SECRET, user, name=name, rooms=rooms)
+
+    def http(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                raw = response.read()
+                status = response.status
+        except urllib.error.HTTPError as exc:
+            raw, status = exc.read(), exc.code
+        try:
+            return status, json.loads(raw) if raw else None
+        except ValueError:
+            return status, raw.decode()
+
+    def info(self) -> dict[str, Any]:
+        status, body = self.http("GET", "/dev/info")
+        assert status == 200
+        return body  # type: ignore[no-any-return]
+
+    def events(self, function: str | None = None) -> list[dict[str, Any]]:
+        """Every invocation the stub handlers recorded so far."""
+        if not self.events_file.exists():
+            return []
+        lines = self.events_file.read_text(encoding="utf-8").splitlines()
+        records = [json.loads(line) for line in lines if line.strip()]
+        return [r for r in records if function is None or r["function"] == function]
+
+    def boto3_client(self, service: str) -> Any:
+        import boto3
+
+        session: Any = boto3.session.Session()
+        if service == "apigatewaymanagementapi":
+            from botocore.config import Config
+
+            return session.client(
+                service,
+                endpoint_url=self.management_endpoint,
+                region_name="us-east-1",
+                config=Config(retries={"total_max_attempts": 1}),
+            )
+        return session.client(service, endpoint_url=self.info()["aws_endpoint"], region_name="us-east-1")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def start_server(workdir: Path, *args: str, env: dict[str, str] | None = None) -> Server:
+    workdir.mkdir(parents=True, exist_ok=True)
+    events_file = workdir / "events.jsonl"
+    out_file = workdir / "stdout.txt"
+    log_file = workdir / "stderr.txt"
+    process_env = dict(os.environ)
+    process_env.update(
+        {
+            "DYNAMOWAVE_JWT_SECRET": SECRET,
+            "DYNAMOWAVE_STATE_DIR": str(workdir / "state"),
+            "STUB_EVENTS_FILE": str(events_file),
+            "PYTHONPATH": os.pathsep.join([str(E2E_DIR), str(REPO)]),
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+    )
+    process_env.update(env or {})
+    command = [sys.executable, "-m", "dynamowave.cli", "serve", "--port", "0", "--quiet", *args]
+    with open(out_file, "wb") as out, open(log_file, "wb") as err:
+        process = subprocess.Popen(command, cwd=REPO, env=process_env, stdout=out, stderr=err)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        lines = out_file.read_text(encoding="utf-8").splitlines()
+        if len(lines) >= 2 and lines[0].startswith("ws://"):
+            return Server(process, lines[0].strip(), lines[1].strip(), workdir, events_file, log_file)
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"serve did not start:\n{log_file.read_text(encoding='utf-8')[-4000:]}")
+
+
+@pytest.fixture(scope="module")
+def stub_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The runtime with stub handlers and AWS's default limits, short SQS timings."""
+    server = start_server(
+        tmp_path_factory.mktemp("stub"),
+        *STUBS,
+        "--visibility-timeout",
+        "1",
+        "--max-receive-count",
+        "3",
+        "--janitor-interval",
+        "1",
+    )
+    yield server
+    server.stop()

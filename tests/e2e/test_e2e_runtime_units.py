@@ -1,0 +1,125 @@
+"""The runtime's pure pieces: route selection, policies, throttle, SQS records, faults."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dynamowave.local.event_sources import failed_message_ids, sqs_record
+from dynamowave.local.faults import FaultConfig, FaultInjector
+from dynamowave.local.gateway import TokenBucket, policy_effect, select_route
+from dynamowave.local.lambda_runner import Invocation, api_gateway_id
+
+ROUTES = frozenset({"join", "sendmessage"})
+ARN = "arn:aws:execute-api:us-east-1:123456789012:local/local/$connect"
+
+
+def test_connection_ids_look_like_api_gateways() -> None:
+    ids = {api_gateway_id() for _ in range(200)}
+    assert len(ids) == 200
+    assert all(len(i) == 16 and i.endswith("=") and "/" not in i and "+" not in i for i in ids)
+
+
+@pytest.mark.parametrize(
+    ("body", "route"),
+    [
+        ('{"action": "join"}', "join"),
+        ('{"action": "JOIN"}', "$default"),
+        ('{"action": null}', "$default"),
+        ('"join"', "$default"),
+        ("{", "$default"),
+        (None, "$default"),
+    ],
+)
+def test_select_route(body: str | None, route: str) -> None:
+    assert select_route(body, ROUTES) == route
+
+
+def policy(effect: str, resource: Any = ARN) -> dict[str, Any]:
+    return {
+        "principalId": "u",
+        "policyDocument": {
+            "Statement": [{"Effect": effect, "Action": "execute-api:Invoke", "Resource": resource}]
+        },
+    }
+
+
+def test_policy_effect() -> None:
+    assert policy_effect(policy("Allow"), ARN) == "Allow"
+    assert (
+        policy_effect(policy("Allow", "arn:aws:execute-api:us-east-1:123456789012:local/*"), ARN) == "Allow"
+    )
+    assert policy_effect(policy("Deny"), ARN) == "Deny"
+    assert policy_effect(policy("Allow", "arn:aws:execute-api:us-east-1:1:other/*"), ARN) == "Deny"
+    both = policy("Allow")
+    both["policyDocument"]["Statement"].append({"Effect": "Deny", "Resource": "*"})
+    assert policy_effect(both, ARN) == "Deny"
+    with pytest.raises(ValueError, match="principalId"):
+        policy_effect({"policyDocument": {}}, ARN)
+
+
+def test_token_bucket_allows_burst_then_refills_at_rate() -> None:
+    now = [0.0]
+    bucket = TokenBucket(rate=2, burst=3, clock=lambda: now[0])
+    assert [bucket.take() for _ in range(4)] == [True, True, True, False]
+    now[0] += 0.5  # one token at 2/s
+    assert [bucket.take(), bucket.take()] == [True, False]
+    now[0] += 100
+    assert sum(bucket.take() for _ in range(10)) == 3
+
+
+def invocation(result: Any = None, error: BaseException | None = None) -> Invocation:
+    return Invocation("fanout", "r", result, error, 1.0)
+
+
+RECORDS = [{"messageId": "a"}, {"messageId": "b"}]
+
+
+def test_failed_message_ids_follow_partial_batch_response_rules() -> None:
+    assert failed_message_ids(invocation({"batchItemFailures": []}), RECORDS) == set()
+    assert failed_message_ids(invocation(None), RECORDS) == set()
+    assert failed_message_ids(invocation({"batchItemFailures": [{"itemIdentifier": "b"}]}), RECORDS) == {"b"}
+    assert failed_message_ids(invocation(error=RuntimeError()), RECORDS) == {"a", "b"}
+    # malformed responses fail the whole batch, as Lambda does
+    assert failed_message_ids(invocation({"batchItemFailures": [{"itemIdentifier": "zzz"}]}), RECORDS) == {
+        "a",
+        "b",
+    }
+    assert failed_message_ids(invocation({"batchItemFailures": [{}]}), RECORDS) == {"a", "b"}
+    assert failed_message_ids(invocation("nonsense"), RECORDS) == {"a", "b"}
+
+
+def test_sqs_record_shape() -> None:
+    record = sqs_record(
+        {
+            "MessageId": "m",
+            "ReceiptHandle": "h",
+            "Body": "{}",
+            "MD5OfBody": "99914b932bd37a50b983c5e7c90ae93b",
+            "Attributes": {"ApproximateReceiveCount": "1"},
+            "MessageAttributes": {"k": {"DataType": "String", "StringValue": "v"}},
+        },
+        queue_arn="arn:aws:sqs:us-east-1:123456789012:q",
+        region="us-east-1",
+    )
+    assert record["messageAttributes"]["k"] == {
+        "stringValue": "v",
+        "binaryValue": None,
+        "stringListValues": [],
+        "binaryListValues": [],
+        "dataType": "String",
+    }
+    assert (record["eventSource"], record["awsRegion"]) == ("aws:sqs", "us-east-1")
+
+
+def test_fault_injector_rates_are_honoured() -> None:
+    injector = FaultInjector(FaultConfig.from_json({"post_to_connection": {"throttle_rate": 0.5}, "seed": 3}))
+    draws = [injector.management_fault(allow_gone=True) for _ in range(2000)]
+    assert 800 < draws.count("throttle") < 1200
+    assert set(draws) == {"throttle", None}
+    injector.configure(FaultConfig.from_json({"post_to_connection": {"gone_rate": 1.0}}))
+    assert injector.management_fault(allow_gone=False) is None
+    assert injector.management_fault(allow_gone=True) == "gone"
+    injector.configure(FaultConfig())
+    assert injector.fanout_crash_after(10) is None and injector.duplicate_record() is False
