@@ -18,8 +18,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from stacks.bundling import functions_code
 from functions.chat.settings import METRICS_NAMESPACE, METRICS_SERVICE
+from stacks.bundling import functions_code
 from stacks.config import DeploymentConfig
 
 # The newest Python runtime both aws-cdk-lib and the Powertools layer support.

@@ -24,7 +24,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from functions.chat import protocol
-from functions.chat.gateway import ConnectionInfo, Gone, ManagementApi, PostError, Refused
+from functions.chat.gateway import ConnectionInfo, Gone, ManagementApi, PostError, Refused, backoff_seconds
 from functions.chat.jobs import FanoutJob
 from functions.chat.queue import MAX_DELAY_SECONDS, JobQueue
 from functions.chat.settings import Settings
@@ -59,11 +59,6 @@ class Deadline:
 
     def allows_sleep(self, seconds: float) -> bool:
         return seconds * 1000 < self.left_ms()
-
-
-def backoff_seconds(retry: int, *, base_ms: int, cap_ms: int, draw: Callable[[float, float], float]) -> float:
-    """Full jitter: uniform in [0, min(cap, base * 2**retry)] (AWS's recommended backoff)."""
-    return draw(0.0, min(cap_ms, base_ms * 2**retry)) / 1000.0
 
 
 def retry_delay_seconds(attempt: int, base_seconds: int) -> int:

@@ -6,6 +6,7 @@ bounded by the invocation's remaining time), and a 410 must never be retried.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
@@ -49,6 +50,11 @@ class Refused(PostError):
 RETRYABLE_CODES: Final = frozenset(
     {"LimitExceededException", "ThrottlingException", "TooManyRequestsException"}
 )
+
+
+def backoff_seconds(retry: int, *, base_ms: int, cap_ms: int, draw: Callable[[float, float], float]) -> float:
+    """Full jitter: uniform in [0, min(cap, base * 2**retry)] (AWS's recommended backoff)."""
+    return draw(0.0, min(cap_ms, base_ms * 2**retry)) / 1000.0
 
 
 @dataclass(frozen=True)

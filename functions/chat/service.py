@@ -8,6 +8,7 @@ calls on `ChatService`, and the service returns the frame to send back as the ro
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any
 
 from functions.chat import protocol
 from functions.chat.auth import Identity
-from functions.chat.gateway import PostError
+from functions.chat.gateway import PostError, backoff_seconds
 from functions.chat.jobs import FanoutJob
 from functions.chat.protocol import ErrorCode, ProtocolError
 from functions.chat.queue import EnqueueFailed, JobQueue
@@ -26,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 Clock = Callable[[], int]
 Poster = Callable[[str, bytes], None]
+# A throttled or failing ack is retried briefly inside the request (API Gateway allows 29 s).
+ACK_RETRIES = 3
 
 
 def now_ms() -> int:
@@ -52,12 +55,14 @@ class ChatService:
         settings: Settings,
         post: Poster,
         clock: Clock = now_ms,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._store = store
         self._queue = queue
         self._settings = settings
         self._post = post
         self._clock = clock
+        self._sleep = sleep
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -262,8 +267,22 @@ class ChatService:
         return len(jobs)
 
     def _post_quietly(self, connection_id: str, frame: dict[str, Any]) -> None:
-        try:
-            self._post(connection_id, protocol.encode(frame).encode("utf-8"))
-        except PostError as error:
-            # The sender may have gone; the message is stored and fans out regardless.
-            logger.warning("reply to %s not delivered: %s", connection_id, error.detail)
+        """Post a reply, retrying throttling and 5xx briefly; a lost reply never fails the action
+        (the message is stored and fans out regardless, and a resend gets the same ack)."""
+        data = protocol.encode(frame).encode("utf-8")
+        for retry in range(ACK_RETRIES + 1):
+            try:
+                self._post(connection_id, data)
+                return
+            except PostError as error:
+                if not error.retryable or retry == ACK_RETRIES:
+                    logger.warning("reply to %s not delivered: %s", connection_id, error.detail)
+                    return
+                self._sleep(
+                    backoff_seconds(
+                        retry,
+                        base_ms=self._settings.post_backoff_base_ms,
+                        cap_ms=self._settings.post_backoff_cap_ms,
+                        draw=random.uniform,
+                    )
+                )

@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 
-
 # CloudWatch EMF: every function's custom metrics share one namespace and one `service`
 # dimension, which the stack's alarms and dashboard read.
 METRICS_NAMESPACE = "DynamoWave"

@@ -387,3 +387,42 @@ def test_jobs_are_one_per_non_empty_shard_in_batches(chat_factory: Any) -> None:
     assert len(shards) > 2 and sorted(j.shard for j in jobs) == sorted(shards)  # type: ignore[type-var]
     recipients = [m.connection_id for shard in shards for m in env.service._store.shard_members("s", shard)]
     assert sorted(recipients) == sorted(m.connection_id for m in members)
+
+
+def test_ack_is_retried_through_throttling_and_never_fails_the_send(chat: Chat) -> None:
+    from functions.chat.gateway import Gone, Throttled
+    from functions.chat.service import ChatService
+
+    attempts: list[str] = []
+    script = [Throttled("c", "429"), Throttled("c", "429")]
+
+    def flaky_post(connection_id: str, data: bytes) -> None:
+        attempts.append(connection_id)
+        if script:
+            raise script.pop(0)
+
+    service = ChatService(
+        chat.service._store, chat.service._queue, chat.settings, flaky_post, sleep=lambda _: None
+    )  # noqa: SLF001
+    cid, identity = chat.connect("alice")
+    service.handle(cid, identity, json.dumps({"action": "join", "room": "r"}), "x")
+    service.handle(
+        cid,
+        identity,
+        json.dumps({"action": "sendmessage", "room": "r", "text": "t", "clientMsgId": "a1"}),
+        "x",
+    )
+    assert len(attempts) == 3  # two throttled posts, then the ack went out
+
+    def gone(connection_id: str, data: bytes) -> None:
+        raise Gone(connection_id, "410")
+
+    service = ChatService(chat.service._store, chat.service._queue, chat.settings, gone, sleep=lambda _: None)  # noqa: SLF001
+    outcome = service.handle(
+        cid,
+        identity,
+        json.dumps({"action": "sendmessage", "room": "r", "text": "t", "clientMsgId": "a2"}),
+        "x",
+    )
+    assert outcome.error is None and outcome.stored  # a sender gone mid-send still stores and fans out
+    assert [m["seq"] for m in stored_messages(chat, "r")] == [1, 2]
