@@ -15,8 +15,9 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from functions.chat.settings import METRICS_NAMESPACE
 from stacks.config import DeploymentConfig
-from stacks.functions import METRICS_NAMESPACE, SERVICE_NAME
+from stacks.functions import SERVICE_NAME
 
 FIVE_MINUTES = Duration.minutes(5)
 ONE_MINUTE = Duration.minutes(1)

@@ -6,17 +6,14 @@ is absent the tests are skipped with a reason that says so loudly.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 # The runtime helper is shared with the terminal client's tests.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "clients"))
-from chat_page import CHROMIUM, CHROMIUM_ARGS, ChatPage
-from local_runtime import LocalRuntime, start_local_runtime
+from tests.browser.chat_page import CHROMIUM, CHROMIUM_ARGS, ChatPage
+from tests.clients.local_runtime import LocalRuntime, start_local_runtime
 
 TIMEOUT_MS = 15_000
 

@@ -1,6 +1,6 @@
 """Regenerate docs/screenshots/web-client.png: two users chatting, seen from one of them.
 
-    .venv/bin/python tests/browser/screenshot.py [OUTPUT.png]
+    .venv/bin/python -m tests.browser.screenshot [OUTPUT.png]
 
 Starts its own `dynamowave serve --port 0` and Debian's Chromium, like the browser tests.
 """
@@ -11,12 +11,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "clients"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from chat_page import CHROMIUM, CHROMIUM_ARGS
-from local_runtime import REPO, start_local_runtime
 from playwright.sync_api import Page, expect, sync_playwright
+
+from tests.browser.chat_page import CHROMIUM, CHROMIUM_ARGS
+from tests.clients.local_runtime import REPO, start_local_runtime
 
 CONVERSATION = [
     ("alice", "Morning! The new fan-out stage is deployed to dev."),

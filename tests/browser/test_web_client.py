@@ -8,9 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from chat_page import ChatPage
-from local_runtime import LocalRuntime, post_messages
 from playwright.sync_api import expect
+
+from tests.browser.chat_page import ChatPage
+from tests.clients.local_runtime import LocalRuntime, post_messages
 
 pytestmark = pytest.mark.browser
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from local_runtime import LocalRuntime, start_local_runtime
+
+from tests.clients.local_runtime import LocalRuntime, start_local_runtime
 
 
 @pytest.fixture(scope="module")

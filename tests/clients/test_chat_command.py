@@ -8,8 +8,9 @@ import subprocess
 import sys
 import uuid
 
-from local_runtime import REPO, LocalRuntime, wait_for_frame
 from websockets.sync.client import connect
+
+from tests.clients.local_runtime import REPO, LocalRuntime, wait_for_frame
 
 # `python -m dynamowave.cli` would load cli.py twice (as __main__ and as dynamowave.cli);
 # calling main() from the imported module is exactly what the `dynamowave` script does.

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import pytest
-from local_runtime import LocalRuntime, post_messages, wait_for_frame
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.sync.client import connect as connect_sync
 
@@ -28,6 +27,7 @@ from dynamowave.terminal_client import (
     printable,
     with_token,
 )
+from tests.clients.local_runtime import LocalRuntime, post_messages, wait_for_frame
 
 WAIT = 15.0
 

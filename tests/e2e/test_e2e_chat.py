@@ -16,8 +16,9 @@ from typing import Any, TypeVar
 
 import pytest
 import websockets
-from conftest import Server, start_server
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from tests.e2e.conftest import Server, start_server
 
 T = TypeVar("T")
 Frame = dict[str, Any]
@@ -593,8 +594,11 @@ def test_idle_timeout_closes_1001_and_runs_disconnect(short_server: Server) -> N
 
 def test_janitor_prunes_a_connection_dropped_behind_the_runtimes_back(short_server: Server) -> None:
     async def scenario() -> str:
-        _ws, client, connection = await connect_with_id(short_server, unique("ghost"))
+        user = unique("ghost")
+        _ws, client, connection = await connect_with_id(short_server, user)
         await client.join(unique("room"))
+        # Wait for the fan-out of our own presence: dropped earlier, its 410 would prune us first.
+        await client.expect("presence", user=user, event="join")
         short_server.http("POST", f"/dev/connections/{connection}/drop")
         return connection
 

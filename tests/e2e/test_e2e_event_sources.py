@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from conftest import Server
+from tests.e2e.conftest import Server
 
 T = TypeVar("T")
 

@@ -12,8 +12,9 @@ from typing import Any, TypeVar
 
 import pytest
 import websockets
-from conftest import STUBS, Server, start_server
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from tests.e2e.conftest import STUBS, Server, start_server
 
 T = TypeVar("T")
 CONNECTION_ID = re.compile(r"^[A-Za-z0-9_-]{15}=$")
@@ -421,9 +422,8 @@ def test_healthz_index_and_dev_token(stub_server: Server) -> None:
     status, body = stub_server.http("GET", "/dev/token?user=alice&name=Alice&rooms=a,b")
     assert status == 200
     assert body["url"] == f"{stub_server.ws_url}/"
-    from conftest import SECRET
-
     from functions.chat.auth import verify_token
+    from tests.e2e.conftest import SECRET
 
     identity = verify_token(body["token"], SECRET)
     assert (identity.user_id, identity.name, identity.rooms) == ("alice", "Alice", ("a", "b"))

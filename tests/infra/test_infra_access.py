@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from infra_helpers import function_id, ref_id, resources_of
 
 from functions.chat.schema import CONNECTIONS, MESSAGES, ROOMS
+from tests.infra.infra_helpers import function_id, ref_id, resources_of
 
 XRAY = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 DATA_KEY = {"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"}

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from infra_helpers import function_id, ref_id, resources_of
-
 from functions.chat.schema import (
     ACTION_ROUTES,
     AUTHORIZER_IDENTITY_SOURCE,
@@ -14,6 +12,7 @@ from functions.chat.schema import (
     SYSTEM_ROUTES,
     TWO_WAY_ROUTES,
 )
+from tests.infra.infra_helpers import function_id, ref_id, resources_of
 
 
 def _routes(template: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -6,11 +6,11 @@ import json
 from typing import Any
 
 import pytest
-from infra_helpers import ref_id, resources_of
 
 from stacks.application import build_app
 from stacks.config import ConfigError
 from stacks.edge import MANAGED_RULE_GROUPS
+from tests.infra.infra_helpers import ref_id, resources_of
 
 CACHING_DISABLED = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
 ALL_VIEWER_EXCEPT_HOST_HEADER = "b689b0a8-53d0-40ab-baf2-68738e2966ac"

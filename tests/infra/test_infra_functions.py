@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from infra_helpers import function_id, ref_id, resources_of
 
 from functions.chat.settings import ENV
 from stacks.functions import SPECS
+from tests.infra.infra_helpers import function_id, ref_id, resources_of
 
 NAMES = [spec.name for spec in SPECS]
 

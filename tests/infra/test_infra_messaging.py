@@ -8,11 +8,11 @@ from typing import Any
 import aws_cdk as cdk
 from aws_cdk import aws_kms as kms
 from aws_cdk.assertions import Template
-from infra_helpers import function_id, ref_id, resources_of
 
 from functions.chat.schema import VISIBILITY_TIMEOUT_FACTOR
 from stacks.config import DeploymentConfig
 from stacks.messaging import Messaging
+from tests.infra.infra_helpers import function_id, ref_id, resources_of
 
 
 def _queues(template: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], str]:

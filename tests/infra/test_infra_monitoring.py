@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra_helpers import function_id, ref_id, resources_of
+from tests.infra.infra_helpers import function_id, ref_id, resources_of
 
 
 def _alarms(template: dict[str, Any]) -> list[dict[str, Any]]:

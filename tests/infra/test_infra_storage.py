@@ -6,11 +6,11 @@ from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk.assertions import Match, Template
-from infra_helpers import ref_id, resources_of
 
 from functions.chat.schema import TABLES
 from stacks.config import DeploymentConfig
 from stacks.storage import Storage
+from tests.infra.infra_helpers import ref_id, resources_of
 
 
 def _key_schema(definition: Any) -> list[dict[str, str]]:

@@ -403,7 +403,7 @@ def test_ack_is_retried_through_throttling_and_never_fails_the_send(chat: Chat) 
 
     service = ChatService(
         chat.service._store, chat.service._queue, chat.settings, flaky_post, sleep=lambda _: None
-    )  # noqa: SLF001
+    )
     cid, identity = chat.connect("alice")
     service.handle(cid, identity, json.dumps({"action": "join", "room": "r"}), "x")
     service.handle(
@@ -417,7 +417,7 @@ def test_ack_is_retried_through_throttling_and_never_fails_the_send(chat: Chat) 
     def gone(connection_id: str, data: bytes) -> None:
         raise Gone(connection_id, "410")
 
-    service = ChatService(chat.service._store, chat.service._queue, chat.settings, gone, sleep=lambda _: None)  # noqa: SLF001
+    service = ChatService(chat.service._store, chat.service._queue, chat.settings, gone, sleep=lambda _: None)
     outcome = service.handle(
         cid,
         identity,
