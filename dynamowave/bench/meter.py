@@ -1,0 +1,267 @@
+"""Counts the AWS requests a process makes, from the real boto3 calls (botocore event hooks).
+
+Every client the process creates gets two hooks: ``before-parameter-build`` keeps the call's
+parameters, ``after-call`` (which botocore fires for successes and errors alike) counts the
+request and, for DynamoDB, its capacity units. moto's ConsumedCapacity is a constant per call
+(0.5 or 1.0, whatever was read), so the units are computed here from item sizes by DynamoDB's
+on-demand rules (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/read-write-operations.html):
+
+* reads: 4 KB per unit, summed over every item a Query or Scan *evaluates* (before its
+  filter), rounded up per request; strongly consistent reads cost 1 RRU per 4 KB, eventually
+  consistent 0.5, transactional 2; a GetItem that finds nothing still costs one read.
+* writes: 1 KB per unit per item, rounded up per item; transactional writes cost 2 per KB; a
+  write refused by its condition still costs its unit.
+
+Sizes of items the response does not show (filtered out, projected away, the old image of an
+update or delete) are the mean size of the items seen in that table so far (puts, full reads,
+and rows the benchmark seeds itself), which is what an item of that table weighs on average.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+READ_UNIT_BYTES: Final = 4096
+WRITE_UNIT_BYTES: Final = 1024
+DEFAULT_ITEM_BYTES: Final = 200
+
+
+def attribute_value_size(value: Mapping[str, Any]) -> int:
+    """Bytes of one attribute value in DynamoDB's wire format ({"S": ...}, {"M": {...}}, ...)."""
+    (kind, raw), *_ = value.items()
+    if kind == "S":
+        return len(str(raw).encode("utf-8"))
+    if kind == "N":
+        digits = str(raw).lstrip("-").replace(".", "").lstrip("0") or "0"
+        return math.ceil(len(digits) / 2) + 1
+    if kind == "B":
+        return len(raw) if isinstance(raw, bytes | bytearray) else math.ceil(len(str(raw)) * 3 / 4)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "SS":
+        return sum(len(s.encode("utf-8")) for s in raw)
+    if kind == "NS":
+        return sum(attribute_value_size({"N": n}) for n in raw)
+    if kind == "BS":
+        return sum(attribute_value_size({"B": b}) for b in raw)
+    if kind == "M":
+        return 3 + sum(len(k.encode("utf-8")) + attribute_value_size(v) + 1 for k, v in raw.items())
+    if kind == "L":
+        return 3 + sum(attribute_value_size(v) + 1 for v in raw)
+    return 0
+
+
+def item_size(item: Mapping[str, Any]) -> int:
+    """An item's size as DynamoDB bills it: attribute names plus values."""
+    return sum(len(name.encode("utf-8")) + attribute_value_size(value) for name, value in item.items())
+
+
+@dataclass
+class AwsUsage:
+    """Counters since the last reset; `snapshot` is what the benchmark reports."""
+
+    calls: Counter[str] = field(default_factory=Counter)  # "service.Operation" -> requests
+    dynamodb_rru: float = 0.0
+    dynamodb_wru: float = 0.0
+    empty_receives: int = 0  # idle long polls: a fixed cost per poller, not per message
+    lambda_invocations: Counter[str] = field(default_factory=Counter)
+    lambda_gb_seconds: float = 0.0
+    lambda_ms: dict[str, float] = field(default_factory=dict)
+
+    def snapshot(self) -> dict[str, Any]:
+        sqs = sum(n for name, n in self.calls.items() if name.startswith("sqs."))
+        return {
+            "calls": dict(self.calls),
+            "dynamodb_rru": round(self.dynamodb_rru, 3),
+            "dynamodb_wru": round(self.dynamodb_wru, 3),
+            "dynamodb_requests": sum(n for name, n in self.calls.items() if name.startswith("dynamodb.")),
+            "sqs_requests": sqs - self.empty_receives,
+            "sqs_empty_receives": self.empty_receives,
+            "post_to_connection": self.calls.get("apigatewaymanagementapi.PostToConnection", 0),
+            "lambda_invocations": dict(self.lambda_invocations),
+            "lambda_gb_seconds": self.lambda_gb_seconds,
+            "lambda_ms": {name: round(ms, 1) for name, ms in self.lambda_ms.items()},
+        }
+
+
+class AwsMeter:
+    """Thread-safe counters fed by botocore hooks (`attach`) and by the Lambda runner."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.usage = AwsUsage()
+        self._sizes: dict[str, tuple[int, int]] = {}  # table -> (bytes seen, items seen)
+
+    # -- wiring ----------------------------------------------------------------------------------
+
+    def attach(self, events: Any) -> None:
+        """Register on one client's event system (``client.meta.events``)."""
+        events.register("before-parameter-build", self._remember_params)
+        events.register("after-call", self._count)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.usage = AwsUsage()
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return self.usage.snapshot()
+
+    def observe_item(self, table: str, size: int, count: int = 1) -> None:
+        """Teach the meter what a table's items weigh (the benchmark's own seeded rows)."""
+        with self._lock:
+            total, seen = self._sizes.get(table, (0, 0))
+            self._sizes[table] = (total + size * count, seen + count)
+
+    def lambda_invocation(self, function: str, duration_ms: float, memory_mb: int) -> None:
+        with self._lock:
+            self.usage.lambda_invocations[function] += 1
+            self.usage.lambda_ms[function] = self.usage.lambda_ms.get(function, 0.0) + duration_ms
+            self.usage.lambda_gb_seconds += duration_ms / 1000 * memory_mb / 1024
+
+    # -- hooks -----------------------------------------------------------------------------------
+
+    def _remember_params(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["dynamowave_bench_params"] = params
+
+    def _count(self, parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+        service = str(model.service_model.endpoint_prefix)
+        operation = str(model.name)
+        params: dict[str, Any] = context.get("dynamowave_bench_params") or {}
+        with self._lock:
+            self.usage.calls[f"{_service_name(model)}.{operation}"] += 1
+            if operation == "ReceiveMessage" and not parsed.get("Messages"):
+                self.usage.empty_receives += 1
+            if service == "dynamodb":
+                self._dynamodb(operation, params, parsed)
+
+    # -- DynamoDB capacity -------------------------------------------------------------------------
+
+    def _mean(self, table: str) -> float:
+        total, seen = self._sizes.get(table, (0, 0))
+        return total / seen if seen else DEFAULT_ITEM_BYTES
+
+    def _learn(self, table: str, item: Mapping[str, Any]) -> int:
+        size = item_size(item)
+        total, seen = self._sizes.get(table, (0, 0))
+        self._sizes[table] = (total + size, seen + 1)
+        return size
+
+    def _dynamodb(self, operation: str, params: dict[str, Any], parsed: dict[str, Any]) -> None:
+        handler = _DYNAMODB_RULES.get(operation)
+        if handler is not None:
+            handler(self, params, parsed)
+
+    def _get_item(self, params: dict[str, Any], parsed: dict[str, Any]) -> None:
+        table = str(params.get("TableName", ""))
+        factor = 1.0 if params.get("ConsistentRead") else 0.5
+        item = parsed.get("Item")
+        if item is None:
+            size = 0.0
+        elif params.get("ProjectionExpression"):
+            size = max(float(item_size(item)), self._mean(table))
+        else:
+            size = float(self._learn(table, item))
+        self.usage.dynamodb_rru += factor * max(1, math.ceil(size / READ_UNIT_BYTES))
+
+    def _query_or_scan(self, params: dict[str, Any], parsed: dict[str, Any]) -> None:
+        table = str(params.get("TableName", ""))
+        factor = 1.0 if params.get("ConsistentRead") else 0.5
+        items = parsed.get("Items") or []
+        evaluated = int(parsed.get("ScannedCount", len(items)))
+        full_items = not params.get("ProjectionExpression") and params.get("Select") != "COUNT"
+        if full_items and not params.get("FilterExpression"):
+            total = float(sum(self._learn(table, item) for item in items))
+        elif full_items and items:
+            sizes = [self._learn(table, item) for item in items]
+            total = sum(sizes) / len(sizes) * evaluated
+        else:
+            total = self._mean(table) * evaluated
+        self.usage.dynamodb_rru += factor * max(1, math.ceil(total / READ_UNIT_BYTES))
+
+    def _write(self, params: dict[str, Any], parsed: dict[str, Any]) -> None:
+        self.usage.dynamodb_wru += self._write_units(params, parsed.get("Attributes"))
+
+    def _write_units(self, request: Mapping[str, Any], returned: Mapping[str, Any] | None) -> int:
+        table = str(request.get("TableName", ""))
+        if "Item" in request:
+            size = float(self._learn(table, request["Item"]))
+        elif returned:
+            size = max(float(item_size(returned)), self._mean(table))
+        else:
+            size = self._mean(table)
+        return max(1, math.ceil(size / WRITE_UNIT_BYTES))
+
+    def _transact_write(self, params: dict[str, Any], parsed: dict[str, Any]) -> None:
+        for entry in params.get("TransactItems") or []:
+            for request in entry.values():  # {"Put": {...}} / Update / Delete / ConditionCheck
+                self.usage.dynamodb_wru += 2 * self._write_units(request, None)
+
+    def _batch_write(self, params: dict[str, Any], parsed: dict[str, Any]) -> None:
+        for table, requests in (params.get("RequestItems") or {}).items():
+            for request in requests:
+                put = request.get("PutRequest")
+                body = {"TableName": table, **({"Item": put["Item"]} if put else {})}
+                self.usage.dynamodb_wru += self._write_units(body, None)
+
+    def _transact_get(self, params: dict[str, Any], parsed: dict[str, Any]) -> None:
+        for entry, response in zip(
+            params.get("TransactItems") or [], parsed.get("Responses") or [], strict=False
+        ):
+            table = str(entry.get("Get", {}).get("TableName", ""))
+            item = response.get("Item")
+            size = item_size(item) if item else self._mean(table)
+            self.usage.dynamodb_rru += 2 * max(1, math.ceil(size / READ_UNIT_BYTES))
+
+    def _batch_get(self, params: dict[str, Any], parsed: dict[str, Any]) -> None:
+        for table, items in (parsed.get("Responses") or {}).items():
+            factor = 1.0 if (params.get("RequestItems") or {}).get(table, {}).get("ConsistentRead") else 0.5
+            for item in items:
+                self.usage.dynamodb_rru += factor * max(1, math.ceil(item_size(item) / READ_UNIT_BYTES))
+
+
+_DYNAMODB_RULES: Final[dict[str, Callable[[AwsMeter, dict[str, Any], dict[str, Any]], None]]] = {
+    "GetItem": AwsMeter._get_item,
+    "Query": AwsMeter._query_or_scan,
+    "Scan": AwsMeter._query_or_scan,
+    "PutItem": AwsMeter._write,
+    "UpdateItem": AwsMeter._write,
+    "DeleteItem": AwsMeter._write,
+    "TransactWriteItems": AwsMeter._transact_write,
+    "BatchWriteItem": AwsMeter._batch_write,
+    "TransactGetItems": AwsMeter._transact_get,
+    "BatchGetItem": AwsMeter._batch_get,
+}
+
+
+def _service_name(model: Any) -> str:
+    return str(model.service_model.service_name)
+
+
+def meter_every_client(meter: AwsMeter) -> Callable[[], None]:
+    """Attach `meter` to every botocore client created from now on, in this process.
+
+    botocore copies a session's event system into each client it creates, and the functions
+    build their own sessions (functions.chat.deps), so the hooks go onto each new client.
+    Returns a function that undoes it.
+    """
+    import botocore.session
+
+    original = botocore.session.Session.create_client
+
+    def create_client(self: Any, *args: Any, **kwargs: Any) -> Any:
+        client = original(self, *args, **kwargs)
+        meter.attach(client.meta.events)
+        return client
+
+    botocore.session.Session.create_client = create_client  # type: ignore[method-assign]
+
+    def undo() -> None:
+        botocore.session.Session.create_client = original  # type: ignore[method-assign]
+
+    return undo

@@ -1,0 +1,109 @@
+"""The bench's moto speed-ups change costs, never results: queries and transactions as before."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from dynamowave.bench.moto_speedups import partition_scoped_queries
+
+
+@pytest.fixture
+def table() -> Iterator[Any]:
+    undo = partition_scoped_queries()  # taken out again: other tests get stock moto
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName="t",
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+        )
+        for p in range(5):
+            for s in range(20):
+                client.put_item(TableName="t", Item={"pk": {"S": f"p{p}"}, "sk": {"S": f"s{s:02d}"}})
+        yield client
+    undo()
+
+
+def _sks(page: dict[str, Any]) -> list[str]:
+    return [item["sk"]["S"] for item in page["Items"]]
+
+
+def test_queries_return_the_partition_in_order_with_pagination(table: Any) -> None:
+    first = table.query(
+        TableName="t",
+        KeyConditionExpression="pk = :p AND sk > :s",
+        ExpressionAttributeValues={":p": {"S": "p3"}, ":s": {"S": "s15"}},
+        ScanIndexForward=False,
+        Limit=3,
+    )
+    assert _sks(first) == ["s19", "s18", "s17"]
+    rest = table.query(
+        TableName="t",
+        KeyConditionExpression="pk = :p AND sk > :s",
+        ExpressionAttributeValues={":p": {"S": "p3"}, ":s": {"S": "s15"}},
+        ScanIndexForward=False,
+        ExclusiveStartKey=first["LastEvaluatedKey"],
+    )
+    assert _sks(rest) == ["s16"]
+    assert (
+        table.query(
+            TableName="t", KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "nope"}}
+        )["Items"]
+        == []
+    )
+    assert table.scan(TableName="t")["Count"] == 100  # scans still see every partition
+
+
+def test_a_cancelled_transaction_leaves_every_item_as_it_was(table: Any) -> None:
+    table.put_item(TableName="t", Item={"pk": {"S": "c"}, "sk": {"S": "n"}, "v": {"N": "1"}})
+    with pytest.raises(ClientError) as refused:
+        table.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": "t", "Item": {"pk": {"S": "new"}, "sk": {"S": "x"}}}},
+                {
+                    "Update": {
+                        "TableName": "t",
+                        "Key": {"pk": {"S": "c"}, "sk": {"S": "n"}},
+                        "UpdateExpression": "SET v = :two",
+                        "ExpressionAttributeValues": {":two": {"N": "2"}},
+                    }
+                },
+                {"Delete": {"TableName": "t", "Key": {"pk": {"S": "p0"}, "sk": {"S": "s00"}}}},
+                {
+                    "ConditionCheck": {
+                        "TableName": "t",
+                        "Key": {"pk": {"S": "p1"}, "sk": {"S": "s01"}},
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+            ]
+        )
+    assert refused.value.response["Error"]["Code"] == "TransactionCanceledException"
+    get = lambda pk, sk: table.get_item(TableName="t", Key={"pk": {"S": pk}, "sk": {"S": sk}}).get("Item")  # noqa: E731
+    assert get("new", "x") is None
+    assert get("c", "n")["v"] == {"N": "1"}
+    assert get("p0", "s00") is not None
+
+
+def test_a_committed_transaction_applies_every_item(table: Any) -> None:
+    table.transact_write_items(
+        TransactItems=[
+            {"Put": {"TableName": "t", "Item": {"pk": {"S": "new"}, "sk": {"S": "x"}}}},
+            {"Delete": {"TableName": "t", "Key": {"pk": {"S": "p0"}, "sk": {"S": "s00"}}}},
+        ]
+    )
+    assert table.get_item(TableName="t", Key={"pk": {"S": "new"}, "sk": {"S": "x"}}).get("Item") is not None
+    assert table.get_item(TableName="t", Key={"pk": {"S": "p0"}, "sk": {"S": "s00"}}).get("Item") is None
