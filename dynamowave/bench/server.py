@@ -26,7 +26,6 @@ from typing import IO, Any, Final
 
 from dynamowave.bench import experiments
 from dynamowave.bench.meter import AwsMeter, item_size, meter_every_client
-from dynamowave.bench.moto_speedups import partition_scoped_queries
 
 SYSTEMS: Final = ("dynamowave", "tutorial", "broadcast")
 TUTORIAL_HANDLER: Final = "dynamowave.bench.tutorial.handler"
@@ -87,7 +86,6 @@ class PipelineSystem:
         from dynamowave.local.runtime import LocalRuntime
 
         serialize_dynamodb()
-        partition_scoped_queries()
         chosen = experiments.enabled()
         experiments.before_start(chosen)
         functions = default_functions()

@@ -116,6 +116,11 @@ class MotoBackend:
         )
         from werkzeug.serving import make_server
 
+        from dynamowave.local.moto_patches import serialize_dynamodb
+
+        # DynamoDB as real DynamoDB behaves and costs: atomic transactions that touch only their
+        # items, queries that read only their partition.
+        serialize_dynamodb()
         # werkzeug logs every request at INFO: one line per DynamoDB call drowns the invocation log.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         app = SerializedMoto(DomainDispatcherApplication(create_backend_app))

@@ -3,6 +3,10 @@
 A thin adapter: SQS records in, `Fanout.deliver` per record, a partial batch response out
 (ReportBatchItemFailures). A record fails, and SQS redelivers it alone, when its body is not a
 job (after maxReceiveCount the queue moves it to the DLQ) or when DynamoDB or SQS failed.
+
+A batch's records are delivered concurrently (the shard jobs of one message to a big room
+arrive together, and one after another they would multiply its delivery time by the shard
+count); powertools' BatchProcessor still collects each record's outcome.
 """
 
 from __future__ import annotations
@@ -25,12 +29,20 @@ from functions.chat.observability import is_warmup, observability
 from functions.chat.settings import get_settings
 
 logger, tracer, metrics = observability("fanout")
+MAX_SQS_BATCH = 10
 
 
 @cache
 def post_pool(size: int) -> ThreadPoolExecutor:
     """One bounded pool per process, shared by every record and invocation (a warm Lambda keeps it)."""
     return ThreadPoolExecutor(max_workers=size, thread_name_prefix="fanout-post")
+
+
+@cache
+def record_pool() -> ThreadPoolExecutor:
+    """Runs a batch's records side by side; separate from `post_pool`, whose tasks they wait on.
+    SQS batches hold at most 10 records."""
+    return ThreadPoolExecutor(max_workers=MAX_SQS_BATCH, thread_name_prefix="fanout-record")
 
 
 @logger.inject_lambda_context
@@ -52,8 +64,13 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
     )
     deadline = Deadline(context.get_remaining_time_in_millis, settings.fanout_deadline_safety_ms)
 
+    started_records = {
+        raw["messageId"]: record_pool().submit(deliver_record, fanout, deadline, SQSRecord(raw))
+        for raw in event.get("Records", [])
+    }
+
     def deliver(record: SQSRecord) -> None:
-        deliver_record(fanout, deadline, record)
+        started_records[record.message_id].result()  # re-raises the record's own failure
 
     # A processor per invocation: it keeps per-batch state, and the local runtime runs several
     # invocations at once in one process. An all-failed batch is still reported item by item.
@@ -68,9 +85,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
 
 
 def deliver_record(fanout: Fanout, deadline: Deadline, record: SQSRecord) -> None:
-    # Keys of the previous record must not leak into this one's lines (None values are dropped).
-    logger.set_correlation_id(record.message_id)
-    logger.append_keys(message_id=record.message_id, room=None, shard=None, attempt=None)
+    # Records run on their own threads: their keys are thread-local, so lines never mix them.
+    logger.thread_safe_clear_keys()
+    logger.thread_safe_append_keys(correlation_id=record.message_id, message_id=record.message_id)
     try:
         job = FanoutJob.from_json(record.body)
     except InvalidJob as invalid:
@@ -80,8 +97,12 @@ def deliver_record(fanout: Fanout, deadline: Deadline, record: SQSRecord) -> Non
         )
         metrics.add_metric(name="InvalidJobs", unit=MetricUnit.Count, value=1)
         raise
-    logger.set_correlation_id(job.correlation_id or record.message_id)
-    logger.append_keys(room=job.room, shard=job.shard, attempt=job.attempt)
+    logger.thread_safe_append_keys(
+        correlation_id=job.correlation_id or record.message_id,
+        room=job.room,
+        shard=job.shard,
+        attempt=job.attempt,
+    )
     try:
         report = fanout.deliver(job, deadline)
     except Exception:

@@ -263,6 +263,38 @@ def test_partial_batch_response_lists_exactly_the_failed_records(deployment: Dep
     assert len(deployment.messages_to(alice)) == 1 and len(deployment.messages_to(bob)) == 1
 
 
+def test_a_batchs_records_are_delivered_side_by_side(deployment: Deployment) -> None:
+    import threading
+
+    alice = deployment.member("alice")
+    carol = deployment.member("carol", room="other")
+    deployment.queued()
+    deployment.send(alice, "one")
+    deployment.send(carol, "two", room="other")
+    jobs = deployment.queued()
+    assert len(jobs) == 2
+    # Each record's shard Query waits until the other record's has started: one after the other,
+    # the barrier would time out and both records would fail.
+    both_reading = threading.Barrier(2, timeout=10)
+
+    def wait_for_the_other(params: dict[str, Any], **_: Any) -> None:
+        if (
+            params.get("ExpressionAttributeValues", {}).get(":pk", {}).get("S", "").startswith("ROOM#")
+            and "#S#" in (params["ExpressionAttributeValues"][":pk"]["S"])
+        ):
+            both_reading.wait()
+
+    deps.dynamodb_client().meta.events.register("before-parameter-build.dynamodb.Query", wait_for_the_other)
+    try:
+        response = handler(sqs_event(jobs, deployment.resources.fanout_queue_arn), FakeContext())
+    finally:
+        deps.dynamodb_client().meta.events.unregister(
+            "before-parameter-build.dynamodb.Query", wait_for_the_other
+        )
+    assert response["batchItemFailures"] == []
+    assert len(deployment.messages_to(alice)) == 1 and len(deployment.messages_to(carol)) == 1
+
+
 def test_an_all_failed_batch_is_reported_item_by_item(deployment: Deployment) -> None:
     event = sqs_event(["{}", "[]"], deployment.resources.fanout_queue_arn)
     response = handler(event, FakeContext())

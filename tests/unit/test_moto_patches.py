@@ -1,4 +1,4 @@
-"""The bench's moto speed-ups change costs, never results: queries and transactions as before."""
+"""The local runtime's moto patches change costs, never results: queries and transactions as before."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from dynamowave.bench.moto_speedups import partition_scoped_queries
+from dynamowave.local.moto_patches import serialize_dynamodb
 
 
 @pytest.fixture
 def table() -> Iterator[Any]:
-    undo = partition_scoped_queries()  # taken out again: other tests get stock moto
+    serialize_dynamodb()  # process-wide, as in the runtime: every moto test here runs patched
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
         client.create_table(
@@ -34,7 +34,6 @@ def table() -> Iterator[Any]:
             for s in range(20):
                 client.put_item(TableName="t", Item={"pk": {"S": f"p{p}"}, "sk": {"S": f"s{s:02d}"}})
         yield client
-    undo()
 
 
 def _sks(page: dict[str, Any]) -> list[str]:
