@@ -3,7 +3,8 @@
 The actions mirror the calls in functions/chat (store, queue, gateway, auth): a new boto3 call
 there needs a line here, and tests/infra/test_access.py pins every statement.
 TransactWriteItems and SendMessageBatch have no IAM actions of their own: they are authorised
-per item by PutItem/UpdateItem/DeleteItem/ConditionCheckItem and by SendMessage.
+per item by PutItem/UpdateItem/DeleteItem (no transaction here uses a ConditionCheck) and by
+SendMessage. tests/iam derives what each function calls from the code and fails on any excess.
 """
 
 from __future__ import annotations
@@ -28,36 +29,27 @@ ITEM_WRITE = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
 # Table actions per function and table (logical names from functions.chat.schema).
 TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     INGRESS.name: {
+        # connect, touch, the join transaction, $disconnect's prune
         CONNECTIONS.logical_name: ("dynamodb:GetItem", *ITEM_WRITE),
-        ROOMS.logical_name: (
-            "dynamodb:GetItem",
-            *ITEM_WRITE,
-            "dynamodb:Query",
-            "dynamodb:ConditionCheckItem",
-        ),
+        # counters, shard directory, presence, claims; leave; list_shards, online_users
+        ROOMS.logical_name: ("dynamodb:GetItem", *ITEM_WRITE, "dynamodb:Query"),
         MESSAGES.logical_name: ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"),
     },
     FANOUT.name: {
-        CONNECTIONS.logical_name: ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
-        ROOMS.logical_name: (
-            "dynamodb:GetItem",
-            *ITEM_WRITE,
-            "dynamodb:Query",
-            "dynamodb:ConditionCheckItem",
-        ),
+        # a 410's prune: get_connection, delete_connection_item
+        CONNECTIONS.logical_name: ("dynamodb:GetItem", "dynamodb:DeleteItem"),
+        # shard_members, list_shards; the prune's leave transaction (Update/Delete only)
+        ROOMS.logical_name: ("dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
     },
     JANITOR.name: {
-        CONNECTIONS.logical_name: (
-            "dynamodb:Scan",
-            "dynamodb:GetItem",
-            "dynamodb:UpdateItem",
-            "dynamodb:DeleteItem",
-        ),
+        CONNECTIONS.logical_name: ("dynamodb:Scan", "dynamodb:GetItem", "dynamodb:DeleteItem"),
+        # the resume cursor (get/put), list_shards, the prune's leave transaction
         ROOMS.logical_name: (
             "dynamodb:GetItem",
-            *ITEM_WRITE,
+            "dynamodb:PutItem",
             "dynamodb:Query",
-            "dynamodb:ConditionCheckItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
         ),
     },
 }

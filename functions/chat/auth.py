@@ -70,6 +70,11 @@ def verify_token(token: str, secret: str) -> Identity:
         claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]})
     except jwt.PyJWTError as exc:
         raise TokenRefused(f"invalid token: {exc}") from None
+    for claim in ("exp", "nbf", "iat"):
+        # pyjwt accepts "9999999999" (it calls int()); RFC 7519 NumericDate is a JSON number.
+        value = claims.get(claim)
+        if claim in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise TokenRefused(f"'{claim}' must be a number")
     return identity_from_claims(claims)
 
 

@@ -19,7 +19,7 @@ from functions.chat.auth import Identity
 from functions.chat.gateway import PostError, backoff_seconds
 from functions.chat.jobs import FanoutJob
 from functions.chat.protocol import ErrorCode, ProtocolError
-from functions.chat.queue import EnqueueFailed, JobQueue
+from functions.chat.queue import JobQueue
 from functions.chat.settings import Settings
 from functions.chat.store import ChatStore, ConnectionGone, NotMember, RateLimited, StoreBusy
 
@@ -45,6 +45,8 @@ class Outcome:
     stored: bool = False
     duplicate: bool = False
     error: ErrorCode | None = None
+    message_id: str | None = None
+    seq: int | None = None
 
 
 class ChatService:
@@ -213,17 +215,18 @@ class ChatService:
                 ErrorCode.INTERNAL, "the room is busy; resend", action="sendmessage", room=request.room, **ids
             ) from None
         message = stored.item
-        # The ack goes out before any fan-out job exists, so the sender sees ack before message.
-        ack = protocol.ack_frame(request.room, request.client_msg_id, message["id"], int(message["seq"]))
-        self._post_quietly(connection_id, ack)
         jobs = 0
         if not stored.fanned_out:
+            # Fan-out work is queued before the ack: an acked message is always on its way (or,
+            # past every retry, in the DLQ). If queueing fails the sender gets no ack, only an
+            # `internal` error, and its resend of the same clientMsgId finds the claim not yet
+            # fanned out and queues it then. The fan-out's posts start only after a queue hop,
+            # so the ack still reaches the sender first in practice (docs/protocol.md).
             frame = protocol.message_frame(message)
             try:
                 jobs = self._queue_jobs(self._room_jobs(request.room, frame, message["id"]))
-            except EnqueueFailed:
-                # Stored and acked, not yet fanned out: a resend of the same clientMsgId gets the
-                # same ack and enqueues the fan-out then (the claim records it has not happened).
+            except Exception:
+                logger.exception("message %s stored, fan-out not queued", message["id"])
                 raise ProtocolError(
                     ErrorCode.INTERNAL,
                     "stored, but delivery could not start; resend the same clientMsgId",
@@ -231,9 +234,21 @@ class ChatService:
                     room=request.room,
                     **ids,
                 ) from None
-            self._store.mark_fanned_out(identity.user_id, request.room, request.client_msg_id)
+            try:
+                self._store.mark_fanned_out(identity.user_id, request.room, request.client_msg_id)
+            except Exception:
+                # Only costs a second fan-out if the sender resends (duplicates are de-duplicated).
+                logger.warning("message %s queued; fannedOut mark not written", message["id"], exc_info=True)
+        ack = protocol.ack_frame(request.room, request.client_msg_id, message["id"], int(message["seq"]))
+        self._post_quietly(connection_id, ack)
         return Outcome(
-            None, action="sendmessage", jobs=jobs, stored=not stored.duplicate, duplicate=stored.duplicate
+            None,
+            action="sendmessage",
+            jobs=jobs,
+            stored=not stored.duplicate,
+            duplicate=stored.duplicate,
+            message_id=str(message["id"]),
+            seq=int(message["seq"]),
         )
 
     def _history(self, connection_id: str, request: protocol.History) -> Outcome:

@@ -56,6 +56,12 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if outcome.error is not None:
         logger.info("frame refused", extra={"code": str(outcome.error), "action": outcome.action})
         metrics.add_metric(name="RefusedFrames", unit=MetricUnit.Count, value=1)
+    if outcome.message_id is not None:
+        # Links this request's id to the message id, the correlation id the fan-out logs carry.
+        logger.info(
+            "message stored" if outcome.stored else "message resent (idempotent)",
+            extra={"message_id": outcome.message_id, "seq": outcome.seq, "jobs": outcome.jobs},
+        )
     if outcome.stored:
         metrics.add_metric(name="MessagesStored", unit=MetricUnit.Count, value=1)
     if outcome.duplicate:

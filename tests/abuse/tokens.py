@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 import jwt
-import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -125,11 +124,4 @@ def valid_token(secret: str, **overrides: Any) -> str:
     return hs256(secret, claims(**{"rooms": ["public"], **overrides}))
 
 
-# Open bug (docs/operations.md, open finding 2); the mark goes when the fix lands.
-EXP_AS_STRING = pytest.mark.xfail(
-    strict=True,
-    reason="BUG: functions/chat/auth.py verify_token accepts a numeric-string exp (pyjwt int()s it); refuse non-numeric exp/nbf/iat",
-)
-KINDS = [
-    pytest.param(kind, marks=EXP_AS_STRING) if kind == "exp-as-string" else kind for kind in sorted(REFUSED)
-]
+KINDS = sorted(REFUSED)

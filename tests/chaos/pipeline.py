@@ -30,13 +30,6 @@ from tests.chaos.botofaults import BotoFaults
 from tests.fuzz.support import IngressHarness
 from tests.integration.events import FakeContext
 
-# Open finding 1 (docs/operations.md): the tests that show it are marked with this reason.
-ACK_BEFORE_ENQUEUE = (
-    "BUG: functions/chat/service.py ChatService._send posts the ack before list_shards + enqueue; "
-    "a failure there (ClientError, not EnqueueFailed) leaves an acked message never fanned out "
-    "and not in the DLQ"
-)
-
 
 @dataclass
 class Member:

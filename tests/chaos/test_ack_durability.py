@@ -16,7 +16,7 @@ import pytest
 
 from functions.chat import deps
 from tests.chaos.botofaults import BotoFaults
-from tests.chaos.pipeline import ACK_BEFORE_ENQUEUE, Pipeline
+from tests.chaos.pipeline import Pipeline
 from tests.fuzz.support import ENDPOINT, ingress_harness
 
 ROOM = "acks"
@@ -31,7 +31,6 @@ def pipeline() -> Iterator[Pipeline]:
         yield Pipeline(harness, faults)
 
 
-@pytest.mark.xfail(strict=True, reason=ACK_BEFORE_ENQUEUE)  # open finding 1; goes when fixed
 @pytest.mark.parametrize(
     "failing_call",
     [

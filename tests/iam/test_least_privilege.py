@@ -204,15 +204,7 @@ def grants_of(template: dict[str, Any], role_id: str) -> Grants:
     return grants
 
 
-OVER_GRANTED = pytest.mark.xfail(
-    strict=True,
-    reason="BUG: stacks/access.py over-grants: ConditionCheckItem on rooms (all roles); fan-out UpdateItem on connections and GetItem/PutItem on rooms; janitor UpdateItem on connections",
-)  # open finding 3
-
-
-@pytest.mark.parametrize(
-    "function", [pytest.param(f, marks=OVER_GRANTED) if f != "authorizer" else f for f in sorted(USES)]
-)
+@pytest.mark.parametrize("function", sorted(USES))
 def test_each_function_reaches_only_what_it_uses(template: dict[str, Any], function: str) -> None:
     role_id = function_roles(template)[function]
     granted = grants_of(template, role_id)

@@ -101,7 +101,7 @@ def _data_key(template: dict[str, Any]) -> str:
 
 
 ITEM = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
-ROOMS_ACTIONS = ITEM | {"dynamodb:Query", "dynamodb:ConditionCheckItem"}
+ROOMS_ACTIONS = ITEM | {"dynamodb:Query"}
 EXPECTED: dict[str, dict[str, set[str]]] = {
     "ingress": {
         CONNECTIONS.logical_name: ITEM,
@@ -111,8 +111,8 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
         "/dev/POST/@connections/*": {"execute-api:ManageConnections"},
     },
     "fanout": {
-        CONNECTIONS.logical_name: {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
-        ROOMS.logical_name: ROOMS_ACTIONS,
+        CONNECTIONS.logical_name: {"dynamodb:GetItem", "dynamodb:DeleteItem"},
+        ROOMS.logical_name: {"dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
         "queue": {"sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"},
         "dlq": {"sqs:SendMessage"},
         "/dev/POST/@connections/*": {"execute-api:ManageConnections"},
@@ -121,7 +121,6 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
         CONNECTIONS.logical_name: {
             "dynamodb:Scan",
             "dynamodb:GetItem",
-            "dynamodb:UpdateItem",
             "dynamodb:DeleteItem",
         },
         ROOMS.logical_name: ROOMS_ACTIONS,
