@@ -43,9 +43,10 @@ loadtest: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/dynamowave bench $(ARGS)
 
-## make chaos: the long fault-injection run whose figures docs/operations.md records
+## make chaos: the long fault-injection run whose figures docs/operations.md records, and the long fuzz profile
 chaos: $(STAMP)
 	DYNAMOWAVE_CHAOS_MESSAGES=$${DYNAMOWAVE_CHAOS_MESSAGES:-400} $(PY) -m pytest tests/chaos -m "slow or not slow" -s $(PYTEST_ARGS)
+	HYPOTHESIS_PROFILE=long $(PY) -m pytest tests/fuzz $(PYTEST_ARGS)
 
 clean:
 	rm -rf cdk.out cdk.out.* results .pytest_cache .mypy_cache .ruff_cache
