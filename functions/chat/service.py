@@ -215,16 +215,18 @@ class ChatService:
                 ErrorCode.INTERNAL, "the room is busy; resend", action="sendmessage", room=request.room, **ids
             ) from None
         message = stored.item
+        frame = protocol.message_frame(message)
         jobs = 0
         if not stored.fanned_out:
             # Fan-out work is queued before the ack: an acked message is always on its way (or,
             # past every retry, in the DLQ). If queueing fails the sender gets no ack, only an
             # `internal` error, and its resend of the same clientMsgId finds the claim not yet
-            # fanned out and queues it then. The fan-out's posts start only after a queue hop,
-            # so the ack still reaches the sender first in practice (docs/protocol.md).
-            frame = protocol.message_frame(message)
+            # fanned out and queues it then. The jobs skip the sending connection, which gets
+            # its copy below, after its ack: the sender always sees `ack` before `message`.
             try:
-                jobs = self._queue_jobs(self._room_jobs(request.room, frame, message["id"]))
+                jobs = self._queue_jobs(
+                    self._room_jobs(request.room, frame, message["id"], exclude=connection_id)
+                )
             except Exception:
                 logger.exception("message %s stored, fan-out not queued", message["id"])
                 raise ProtocolError(
@@ -241,6 +243,15 @@ class ChatService:
                 logger.warning("message %s queued; fannedOut mark not written", message["id"], exc_info=True)
         ack = protocol.ack_frame(request.room, request.client_msg_id, message["id"], int(message["seq"]))
         self._post_quietly(connection_id, ack)
+        if self._post_quietly(connection_id, frame) is False:
+            # The sender's copy gets the fan-out's guarantees too: retried, or dead-lettered.
+            retry = FanoutJob(
+                room=request.room, frame=frame, connections=(connection_id,), correlation_id=message["id"]
+            )
+            try:
+                jobs += self._queue_jobs([retry])
+            except Exception:
+                logger.exception("sender's copy of %s neither posted nor queued", message["id"])
         return Outcome(
             None,
             action="sendmessage",
@@ -281,18 +292,20 @@ class ChatService:
             self._queue.enqueue(jobs)
         return len(jobs)
 
-    def _post_quietly(self, connection_id: str, frame: dict[str, Any]) -> None:
+    def _post_quietly(self, connection_id: str, frame: dict[str, Any]) -> bool | None:
         """Post a reply, retrying throttling and 5xx briefly; a lost reply never fails the action
-        (the message is stored and fans out regardless, and a resend gets the same ack)."""
+        (the message is stored and fans out regardless, and a resend gets the same ack).
+        True: posted; None: the connection is gone or refused it (retrying cannot help);
+        False: still failing after the retries."""
         data = protocol.encode(frame).encode("utf-8")
         for retry in range(ACK_RETRIES + 1):
             try:
                 self._post(connection_id, data)
-                return
+                return True
             except PostError as error:
                 if not error.retryable or retry == ACK_RETRIES:
                     logger.warning("reply to %s not delivered: %s", connection_id, error.detail)
-                    return
+                    return False if error.retryable else None
                 self._sleep(
                     backoff_seconds(
                         retry,
@@ -301,3 +314,4 @@ class ChatService:
                         draw=random.uniform,
                     )
                 )
+        return False

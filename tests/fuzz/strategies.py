@@ -141,7 +141,7 @@ def near_valid_frames(draw: st.DrawFn) -> dict[str, Any]:
         key = draw(st.sampled_from(sorted(_HOSTILE_FIELD_VALUES)))
         if kind == 0:
             frame[key] = draw(_HOSTILE_FIELD_VALUES[key])
-        elif kind == 1:
+        elif kind == 1 and frame:  # an earlier mutation may have emptied it
             frame.pop(draw(st.sampled_from(sorted(frame))), None)
         else:
             frame[draw(hostile_text)] = draw(json_values)

@@ -135,8 +135,10 @@ def test_sendmessage_stores_acks_then_enqueues_one_job_per_shard(env: Chat) -> N
     bob.send(action="join", room="general")
     env.drain_jobs()
     assert alice.send(action="sendmessage", room="general", text="hello <b>", clientMsgId="m1") is None
-    [ack] = alice.posted()
+    # The sender gets its ack, then its own copy, in that order, from the ingress itself.
+    [ack, own] = alice.posted()
     assert ack["type"] == "ack" and (ack["room"], ack["clientMsgId"], ack["seq"]) == ("general", "m1", 1)
+    assert own["type"] == "message" and (own["id"], own["seq"]) == (ack["id"], 1)
     [stored] = stored_messages(env, "general")
     assert stored == {
         "room": "general",
@@ -154,7 +156,8 @@ def test_sendmessage_stores_acks_then_enqueues_one_job_per_shard(env: Chat) -> N
         **{k: stored[k] for k in ("room", "id", "seq", "user", "name", "text", "ts")},
         "clientMsgId": "m1",
     }
-    assert job.shard == "0.0" and job.exclude is None and job.correlation_id == ack["id"]
+    # Everyone else (the sender's other connections included) gets it through the fan-out.
+    assert job.shard == "0.0" and job.exclude == alice.connection_id and job.correlation_id == ack["id"]
 
 
 def test_resend_with_same_client_msg_id_is_idempotent(env: Chat) -> None:
@@ -163,7 +166,7 @@ def test_resend_with_same_client_msg_id_is_idempotent(env: Chat) -> None:
     env.drain_jobs()
     for _ in range(3):
         alice.send(action="sendmessage", room="r", text="once", clientMsgId="same-id")
-    acks = alice.posted()
+    acks = [frame for frame in alice.posted() if frame["type"] == "ack"]
     assert len(acks) == 3 and len({(a["id"], a["seq"]) for a in acks}) == 1
     assert len(stored_messages(env, "r")) == 1
     assert len(env.drain_jobs()) == 1  # fanned out once per successful store
@@ -412,7 +415,7 @@ def test_ack_is_retried_through_throttling_and_never_fails_the_send(chat: Chat) 
         json.dumps({"action": "sendmessage", "room": "r", "text": "t", "clientMsgId": "a1"}),
         "x",
     )
-    assert len(attempts) == 3  # two throttled posts, then the ack went out
+    assert len(attempts) == 4  # two throttled posts, then the ack, then the sender's copy
 
     def gone(connection_id: str, data: bytes) -> None:
         raise Gone(connection_id, "410")
@@ -426,3 +429,20 @@ def test_ack_is_retried_through_throttling_and_never_fails_the_send(chat: Chat) 
     )
     assert outcome.error is None and outcome.stored  # a sender gone mid-send still stores and fans out
     assert [m["seq"] for m in stored_messages(chat, "r")] == [1, 2]
+    chat.drain_jobs()
+
+    def always_throttled(connection_id: str, data: bytes) -> None:
+        raise Throttled(connection_id, "429")
+
+    service = ChatService(
+        chat.service._store, chat.service._queue, chat.settings, always_throttled, sleep=lambda _: None
+    )
+    service.handle(
+        cid,
+        identity,
+        json.dumps({"action": "sendmessage", "room": "r", "text": "t", "clientMsgId": "a3"}),
+        "x",
+    )
+    # The sender's copy that could not be posted goes to the fan-out, with its retries and DLQ.
+    retries = [job for job in chat.drain_jobs() if job.connections == (cid,)]
+    assert len(retries) == 1 and retries[0].frame["seq"] == 3
