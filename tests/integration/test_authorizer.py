@@ -67,6 +67,9 @@ def test_missing_token_is_unauthorized_401() -> None:
 
 
 now = int(time.time())
+# Built at collection: far enough ahead that only the property under test can refuse the token,
+# however long the suite runs before this module's tests.
+FAR = now + 365 * 86400
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 RSA_PUBLIC_PEM = RSA_KEY.public_key().public_bytes(
     serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -75,14 +78,14 @@ RSA_PUBLIC_PEM = RSA_KEY.public_key().public_bytes(
 
 def alg_none_token() -> str:
     header = b64(json.dumps({"alg": "none", "typ": "JWT"}).encode())
-    payload = b64(json.dumps({"sub": "mallory", "exp": now + 600}).encode())
+    payload = b64(json.dumps({"sub": "mallory", "exp": FAR}).encode())
     return f"{header}.{payload}."
 
 
 def rs_hs_confusion_token() -> str:
     # Signed HS256 with the RSA public key as the HMAC secret: the classic confusion attack.
     header = b64(json.dumps({"alg": "RS256", "typ": "JWT"}).encode())
-    payload = b64(json.dumps({"sub": "mallory", "exp": now + 600}).encode())
+    payload = b64(json.dumps({"sub": "mallory", "exp": FAR}).encode())
     import hashlib
     import hmac
 
@@ -92,7 +95,7 @@ def rs_hs_confusion_token() -> str:
 
 def tampered_token() -> str:
     header, _, signature = mint_token(SECRET, "alice").split(".")
-    payload = b64(json.dumps({"sub": "admin", "exp": now + 600}).encode())
+    payload = b64(json.dumps({"sub": "admin", "exp": FAR}).encode())
     return f"{header}.{payload}.{signature}"
 
 
@@ -100,22 +103,22 @@ REFUSED = {
     "garbage": "not-a-jwt",
     "three garbage parts": "a.b.c",
     "expired": encode({"sub": "alice", "exp": now - 1}),
-    "not yet valid": encode({"sub": "alice", "exp": now + 600, "nbf": now + 300}),
-    "wrong key": encode({"sub": "alice", "exp": now + 600}, key="another-secret-0123456789abcdef"),
+    "not yet valid": encode({"sub": "alice", "exp": FAR, "nbf": now + 30 * 86400}),
+    "wrong key": encode({"sub": "alice", "exp": FAR}, key="another-secret-0123456789abcdef"),
     "alg none": alg_none_token(),
-    "RS256 signed": jwt.encode({"sub": "alice", "exp": now + 600}, RSA_KEY, algorithm="RS256"),
+    "RS256 signed": jwt.encode({"sub": "alice", "exp": FAR}, RSA_KEY, algorithm="RS256"),
     "RS/HS confusion": rs_hs_confusion_token(),
-    "HS512": encode({"sub": "alice", "exp": now + 600}, algorithm="HS512"),
+    "HS512": encode({"sub": "alice", "exp": FAR}, algorithm="HS512"),
     "tampered payload": tampered_token(),
-    "missing sub": encode({"exp": now + 600}),
+    "missing sub": encode({"exp": FAR}),
     "missing exp": encode({"sub": "alice"}),
-    "sub with bad characters": encode({"sub": "al ice", "exp": now + 600}),
-    "sub too long": encode({"sub": "a" * 65, "exp": now + 600}),
-    "sub not a string": encode({"sub": 42, "exp": now + 600}),
-    "rooms not a list": encode({"sub": "alice", "exp": now + 600, "rooms": "general"}),
-    "rooms with a bad name": encode({"sub": "alice", "exp": now + 600, "rooms": ["ok", "not ok"]}),
-    "rooms with a number": encode({"sub": "alice", "exp": now + 600, "rooms": [1]}),
-    "name not a string": encode({"sub": "alice", "exp": now + 600, "name": {"x": 1}}),
+    "sub with bad characters": encode({"sub": "al ice", "exp": FAR}),
+    "sub too long": encode({"sub": "a" * 65, "exp": FAR}),
+    "sub not a string": encode({"sub": 42, "exp": FAR}),
+    "rooms not a list": encode({"sub": "alice", "exp": FAR, "rooms": "general"}),
+    "rooms with a bad name": encode({"sub": "alice", "exp": FAR, "rooms": ["ok", "not ok"]}),
+    "rooms with a number": encode({"sub": "alice", "exp": FAR, "rooms": [1]}),
+    "name not a string": encode({"sub": "alice", "exp": FAR, "name": {"x": 1}}),
 }
 
 
