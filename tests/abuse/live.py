@@ -19,6 +19,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from tests.chaos.invariants import State
 from tests.clients.local_runtime import SECRET, LocalRuntime
+from tests.queues import peek_jobs
 
 __all__ = ["SECRET", "Client", "DevApi"]
 
@@ -86,20 +87,7 @@ class DevApi:
         return sum(int(value) for value in attributes.values())
 
     def dead_letters(self) -> list[Frame]:
-        sqs, url = self.client("sqs"), self.info["fanout_dlq_url"]
-        jobs: list[Frame] = []
-        handles: list[str] = []
-        while True:
-            batch = sqs.receive_message(
-                QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=60
-            ).get("Messages", [])
-            if not batch:
-                break
-            jobs.extend(json.loads(m["Body"]) for m in batch)
-            handles.extend(m["ReceiptHandle"] for m in batch)
-        for handle in handles:
-            sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=0)
-        return jobs
+        return peek_jobs(self.client("sqs"), self.info["fanout_dlq_url"], visibility_timeout=60)
 
 
 class Client:

@@ -29,6 +29,7 @@ from functions.janitor.handler import handler as janitor_handler
 from tests.chaos.botofaults import BotoFaults
 from tests.fuzz.support import IngressHarness
 from tests.integration.events import FakeContext
+from tests.queues import peek_jobs
 
 
 @dataclass
@@ -153,21 +154,8 @@ class Pipeline:
                 sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
 
     def dead_letters(self) -> list[dict[str, Any]]:
-        """The DLQ's jobs, without consuming them (received, then made visible again)."""
-        sqs, url = self.harness.sqs, self.harness.resources.fanout_dlq_url
-        jobs: list[dict[str, Any]] = []
-        handles: list[str] = []
-        while True:
-            batch = sqs.receive_message(
-                QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=30
-            ).get("Messages", [])
-            if not batch:
-                break
-            jobs.extend(json.loads(m["Body"]) for m in batch)
-            handles.extend(m["ReceiptHandle"] for m in batch)
-        for handle in handles:
-            sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=0)
-        return jobs
+        """The DLQ's jobs, without consuming them."""
+        return peek_jobs(self.harness.sqs, self.harness.resources.fanout_dlq_url)
 
     def run_janitor(self) -> Any:
         return janitor_handler(
