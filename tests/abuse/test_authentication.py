@@ -11,11 +11,10 @@ from typing import Any
 
 import pytest
 
-from functions.authorizer.handler import handler
 from functions.chat import deps
 from functions.chat.settings import ENV
 from tests.abuse.tokens import KINDS, REFUSED, valid_token
-from tests.integration.events import FakeContext, authorizer_event
+from tests.integration.events import authorize
 
 SECRET = "abuse-test-secret-0123456789abcdef0123"
 
@@ -24,11 +23,6 @@ SECRET = "abuse-test-secret-0123456789abcdef0123"
 def secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV.JWT_SECRET, SECRET)
     deps.reset()
-
-
-def authorize(token: str | None) -> dict[str, Any]:
-    result: dict[str, Any] = handler(authorizer_event(token), FakeContext())
-    return result
 
 
 def effects(result: dict[str, Any]) -> set[str]:

@@ -12,18 +12,13 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from tests.e2e.conftest import Server
+from tests.e2e.conftest import wait_until as shared_wait_until
 
 T = TypeVar("T")
 
 
 def wait_until(predicate: Callable[[], T | None], timeout: float = 15.0) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
+    return shared_wait_until(predicate, timeout)
 
 
 def send(server: Server, **body: Any) -> str:

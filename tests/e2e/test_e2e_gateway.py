@@ -15,6 +15,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.e2e.conftest import STUBS, Server, start_server
+from tests.e2e.conftest import wait_until as shared_wait_until
 
 T = TypeVar("T")
 CONNECTION_ID = re.compile(r"^[A-Za-z0-9_-]{15}=$")
@@ -39,13 +40,7 @@ async def connection_id(ws: Any) -> str:
 
 
 def wait_until(predicate: Callable[[], T | None], timeout: float = 10.0) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
+    return shared_wait_until(predicate, timeout)
 
 
 def disconnects_of(server: Server, connection: str) -> list[dict[str, Any]]:

@@ -40,6 +40,14 @@ def authorizer_event(token: str | None) -> dict[str, Any]:
     }
 
 
+def authorize(token: str | None) -> dict[str, Any]:
+    """The authorizer's answer to a $connect carrying `token`, called as API Gateway calls it."""
+    from functions.authorizer.handler import handler
+
+    result: dict[str, Any] = handler(authorizer_event(token), FakeContext())
+    return result
+
+
 def route_event(
     route: str, connection_id: str, identity: Identity | None, body: str | None = None
 ) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from functions.authorizer.handler import handler
 from functions.chat import deps
 from functions.chat.auth import Identity, mint_token
 from functions.chat.settings import ENV
-from tests.integration.events import METHOD_ARN, FakeContext, authorizer_event
+from tests.integration.events import METHOD_ARN, FakeContext, authorize
 
 SECRET = "authorizer-test-secret-0123456789abcdef"
 
@@ -25,11 +25,6 @@ SECRET = "authorizer-test-secret-0123456789abcdef"
 def secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV.JWT_SECRET, SECRET)
     deps.reset()
-
-
-def authorize(token: str | None) -> dict[str, Any]:
-    result: dict[str, Any] = handler(authorizer_event(token), FakeContext())
-    return result
 
 
 def effect(result: dict[str, Any]) -> str:
