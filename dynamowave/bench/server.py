@@ -29,6 +29,7 @@ from dynamowave.bench.meter import AwsMeter, item_size, meter_every_client
 
 SYSTEMS: Final = ("dynamowave", "tutorial", "broadcast")
 TUTORIAL_HANDLER: Final = "dynamowave.bench.tutorial.handler"
+SEED_BATCH: Final = 25  # BatchWriteItem's limit
 IDLE_ROOM_SIZE: Final = 100  # idle connections sit in rooms of this many members
 # Per-connection limits far above what one sender does in a benchmark.
 GENEROUS_LIMITS: Final = {"RATE_LIMIT_PER_SECOND": "100000", "RATE_LIMIT_BURST": "100000"}
@@ -66,6 +67,14 @@ def idle_rows(index: int, now_ms: int) -> tuple[dict[str, Any], dict[str, Any]]:
     return connection, membership
 
 
+def _write_all(dynamodb: Any, table: str, items: list[dict[str, Any]]) -> None:
+    """BatchWriteItem, again for whatever comes back unprocessed."""
+    requests = [{"PutRequest": {"Item": item}} for item in items]
+    while requests:
+        response = dynamodb.batch_write_item(RequestItems={table: requests})
+        requests = response.get("UnprocessedItems", {}).get(table, [])
+
+
 class PipelineSystem:
     """The local runtime in this process, metered."""
 
@@ -76,6 +85,7 @@ class PipelineSystem:
         self._post_latency_ms = post_latency_ms
         self._shard_size = shard_size
         self.runtime: Any = None
+        self._posts_at_reset = 0
 
     async def start(self, secret: str) -> str:
         from dataclasses import replace
@@ -122,32 +132,39 @@ class PipelineSystem:
 
     async def seed(self, idle: int) -> dict[str, Any]:
         """Idle connections as rows (a connection item plus its membership in a room of 100),
-        written straight into moto's tables: 100,000 sockets would not fit one machine, and the
+        written with BatchWriteItem before anyone connects: 100,000 sockets would not fit one machine, and the
         designs only differ in which rows they read."""
         started = time.perf_counter()
         await asyncio.to_thread(self._seed_rows, idle)
         return {"seeded": idle, "seconds": round(time.perf_counter() - started, 2)}
 
     def _seed_rows(self, idle: int) -> None:
-        from moto.dynamodb.models import dynamodb_backends
+        # Before any client connects, through the real API (moto runs in its own process).
+        import boto3
 
-        config = self.runtime.config
         tables = self.runtime.resources.tables
-        backend = dynamodb_backends[config.account_id][config.region]
-        connections, rooms = backend.get_table(tables["connections"]), backend.get_table(tables["rooms"])
+        dynamodb = boto3.session.Session().client(
+            "dynamodb", endpoint_url=self.runtime.aws_endpoint, region_name=self.runtime.config.region
+        )
         now_ms = int(time.time() * 1000)
-        for index in range(idle):
-            connection, membership = idle_rows(index, now_ms)
-            # Seeding runs before any client connects: nothing else touches the tables yet.
-            connections.put_item(connection)
-            rooms.put_item(membership)
+        for start in range(0, idle, SEED_BATCH):
+            rows = [idle_rows(index, now_ms) for index in range(start, min(idle, start + SEED_BATCH))]
+            _write_all(dynamodb, tables["connections"], [connection for connection, _ in rows])
+            _write_all(dynamodb, tables["rooms"], [membership for _, membership in rows])
         if idle:
             connection, membership = idle_rows(0, now_ms)
             self.meter.observe_item(tables["connections"], item_size(connection), idle)
             self.meter.observe_item(tables["rooms"], item_size(membership), idle)
 
+    def reset(self) -> None:
+        self.meter.reset()
+        self._posts_at_reset = self.runtime.management.posts
+
     def usage(self) -> dict[str, Any]:
         snapshot = self.meter.snapshot()
+        # Counted where API Gateway counts (and bills) them: at the Management API, whichever
+        # way they came (boto3's client, the functions' signed poster, in process or over HTTP).
+        snapshot["post_to_connection"] = self.runtime.management.posts - self._posts_at_reset
         functions = self.runtime.config.functions
         snapshot["memory_mb"] = {name: f.memory_mb for name, f in functions.items()}
         return snapshot
@@ -247,7 +264,7 @@ async def serve(system: str, post_latency_ms: float, shard_size: int | None) -> 
                 reply({"ok": True, **(await target.seed(int(command.get("idle", 0))))})
             elif op == "reset":
                 if isinstance(target, PipelineSystem):
-                    target.meter.reset()
+                    target.reset()
                 reply({"ok": True})
             elif op == "usage":
                 reply({"ok": True, "usage": target.usage()})

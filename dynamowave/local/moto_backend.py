@@ -1,4 +1,9 @@
-"""The embedded AWS: moto's server on a loopback port, in a thread of this process.
+"""The embedded AWS: moto's server on a loopback port, in a child process of the runtime.
+
+Its own process because on AWS the services do not share the functions' CPU: in the runtime's
+process every DynamoDB and SQS request would hold the one GIL that the gateway and every
+invocation also need (moto was about a fifth of the runtime's CPU under fan-out). The child
+exits when the runtime closes its stdin, or dies.
 
 moto's backends are not thread-safe: two concurrent conditional writes can both pass their
 condition (a duplicate ``seq``), two concurrent receives can take the same SQS message. DynamoDB
@@ -14,10 +19,12 @@ import io
 import json
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import IO, Any
 
 from dynamowave.local.config import REGION
 
@@ -101,44 +108,90 @@ def _has_messages(body: bytes) -> bool:
 
 
 class MotoBackend:
-    """moto's server app behind `SerializedMoto`, on 127.0.0.1 and a port chosen by the OS."""
+    """Starts and stops the child process (`serve`); `start` returns its endpoint."""
+
+    STARTUP_TIMEOUT_SECONDS = 60.0
 
     def __init__(self) -> None:
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
+        self._process: subprocess.Popen[str] | None = None
         self.endpoint = ""
 
     def start(self) -> str:
-        from moto.moto_server.werkzeug_app import (
-            DomainDispatcherApplication,
-            MotoRequestHandler,
-            create_backend_app,
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dynamowave.local.moto_backend"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
-        from werkzeug.serving import make_server
-
-        from dynamowave.local.moto_patches import serialize_dynamodb
-
-        # DynamoDB as real DynamoDB behaves and costs: atomic transactions that touch only their
-        # items, queries that read only their partition.
-        serialize_dynamodb()
-        # werkzeug logs every request at INFO: one line per DynamoDB call drowns the invocation log.
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        app = SerializedMoto(DomainDispatcherApplication(create_backend_app))
-        self._server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
-        host, port = self._server.server_address[:2]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
-        self._thread.start()
-        self.endpoint = f"http://{host}:{port}"
+        self._process = process
+        assert process.stdout is not None
+        ready = _read_line(process.stdout, self.STARTUP_TIMEOUT_SECONDS)
+        try:
+            self.endpoint = str(json.loads(ready)["endpoint"])
+        except (ValueError, KeyError, TypeError):
+            self.stop()
+            raise RuntimeError(
+                f"the moto server did not start (exit code {process.poll()}): {ready!r}"
+            ) from None
         return self.endpoint
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.stdin is not None:
+            process.stdin.close()  # the child's cue to exit
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _read_line(stream: IO[str], timeout: float) -> str:
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.append(stream.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    return lines[0] if lines else ""
+
+
+def serve() -> None:
+    """The child: moto's server app behind `SerializedMoto` on 127.0.0.1 and a free port."""
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    from dynamowave.local.moto_patches import cache_server_dispatch, serialize_dynamodb
+
+    # DynamoDB as real DynamoDB behaves and costs: atomic transactions that touch only their
+    # items, queries that read only their partition.
+    serialize_dynamodb()
+    cache_server_dispatch()
+    # werkzeug logs every request at INFO: one line per DynamoDB call drowns the invocation log.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    app = SerializedMoto(DomainDispatcherApplication(create_backend_app))
+
+    class NoDelayHandler(MotoRequestHandler):
+        # Headers and body leave in separate writes: with Nagle's algorithm the body waits
+        # for the client's delayed ACK of the headers.
+        disable_nagle_algorithm = True
+
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=NoDelayHandler)
+    port = server.server_address[1]
+    threading.Thread(target=_exit_with_parent, name="parent-watch", daemon=True).start()
+    print(json.dumps({"endpoint": f"http://127.0.0.1:{port}"}), flush=True)
+    os.dup2(2, 1)  # nobody reads stdout after that line: a full pipe would block the server
+    server.serve_forever()
+
+
+def _exit_with_parent() -> None:
+    """stdin reaches EOF when the runtime closes it or dies (even by SIGKILL): no orphan server."""
+    sys.stdin.read()
+    os._exit(0)
 
 
 def point_boto3_at(endpoint: str, region: str = REGION) -> None:
@@ -153,3 +206,7 @@ def point_boto3_at(endpoint: str, region: str = REGION) -> None:
         os.environ[key] = value
     # A developer's ~/.aws profile must not leak in (it could name a real account or role).
     os.environ.pop("AWS_PROFILE", None)
+
+
+if __name__ == "__main__":
+    serve()

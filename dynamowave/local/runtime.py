@@ -48,6 +48,8 @@ class LocalRuntime:
         self._sqs_source: Any = None
         self._janitor: Any = None
         self.gateway: Any = None
+        self.management: Any = None
+        self._in_process_posts: Any = None
         self.secret = ""
         self._warmup: Any = None
 
@@ -151,7 +153,8 @@ class LocalRuntime:
         app.router.add_get(f"/{config.stage}", root)
         app.router.add_get(f"/{config.stage}/", root)
         dev.add_routes(app)
-        ManagementApi(gateway, self.faults).add_routes(app, config.stage)
+        self.management = ManagementApi(gateway, self.faults)
+        self.management.add_routes(app, config.stage)
 
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await runner.setup()
@@ -186,8 +189,17 @@ class LocalRuntime:
         return env
 
     def _configure_functions(self) -> None:
+        import asyncio
+
+        from dynamowave.local.management_api import InProcessPosts
+
         os.environ.pop("JWT_SECRET_ARN", None)  # locally the secret is given directly
         os.environ.update(self.function_environment())
+        # Before the functions' clients exist: botocore sessions pick it up when created.
+        self._in_process_posts = InProcessPosts(
+            self.management, self.management_endpoint, asyncio.get_running_loop()
+        )
+        self._in_process_posts.install()
         try:
             from functions.chat import deps
         except ImportError:
@@ -268,4 +280,6 @@ class LocalRuntime:
             await self._app_runner.cleanup()
         if self._moto is not None:
             await asyncio.to_thread(self._moto.stop)
+        if self._in_process_posts is not None:
+            self._in_process_posts.uninstall()
         self.runner.shutdown()

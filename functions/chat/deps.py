@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import boto3
 from botocore.config import Config
 
-from functions.chat.gateway import ManagementApi
+from functions.chat.gateway import ManagementApi, SignedPoster
 from functions.chat.queue import JobQueue
 from functions.chat.service import ChatService
 from functions.chat.settings import Settings, get_settings
@@ -22,6 +22,10 @@ from functions.chat.store import ChatStore
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_sqs import SQSClient
+
+
+POST_CONNECT_TIMEOUT = 2
+POST_READ_TIMEOUT = 5
 
 
 @cache
@@ -60,16 +64,27 @@ def job_queue() -> JobQueue:
 
 @cache
 def management_api(endpoint: str) -> ManagementApi:
-    """One client per endpoint, with a connection pool as large as the fan-out's thread pool."""
+    """One client and one poster per endpoint, each with a connection pool as large as the
+    fan-out's thread pool."""
     settings: Settings = get_settings()
     config = Config(
         retries={"total_max_attempts": 1},  # the fan-out does its own backoff; 410 is final
         max_pool_connections=settings.fanout_pool_size,
-        connect_timeout=2,
-        read_timeout=5,
+        connect_timeout=POST_CONNECT_TIMEOUT,
+        read_timeout=POST_READ_TIMEOUT,
     )
     client = _session().client("apigatewaymanagementapi", endpoint_url=endpoint, config=config)
-    return ManagementApi(client)
+    credentials = _session().get_credentials()
+    if credentials is None:
+        raise RuntimeError("no AWS credentials to sign Management API calls with")
+    poster = SignedPoster(
+        client,
+        credentials,
+        pool_size=settings.fanout_pool_size,
+        connect_timeout=POST_CONNECT_TIMEOUT,
+        read_timeout=POST_READ_TIMEOUT,
+    )
+    return ManagementApi(client, poster)
 
 
 def management_endpoint(domain_name: str | None = None, stage: str | None = None) -> str:
