@@ -8,7 +8,8 @@ What the functions import, and where it comes from on Lambda:
   pyproject.toml pins), so the asset matches what the tests ran against.
 * ``aws-lambda-powertools`` (with the X-Ray SDK): the AWS-managed Powertools v3 layer
   (see :mod:`stacks.functions`), built per runtime and architecture by AWS.
-* ``boto3``: part of the Lambda Python runtime.
+* ``boto3`` (with botocore and urllib3, which ``SignedPoster`` uses directly): part of the
+  Lambda Python runtime.
 
 Nothing here calls pip, so ``cdk synth`` works offline and gives the same asset every time.
 """

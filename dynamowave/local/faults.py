@@ -141,6 +141,11 @@ class FaultInjector:
         with self._lock:
             return self._random.random()
 
+    def management_faultless(self) -> bool:
+        """No Management API fault or latency configured: every post's answer is known at once."""
+        post = self._config.post_to_connection
+        return post.throttle_rate == post.error_rate == post.gone_rate == post.latency_ms == 0.0
+
     def management_latency_seconds(self) -> float:
         return self._config.post_to_connection.latency_ms / 1000.0
 

@@ -9,10 +9,12 @@ exception (``client.exceptions.GoneException`` and friends) with the right statu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
 import uuid
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from queue import Empty, SimpleQueue
@@ -32,6 +34,8 @@ log = logging.getLogger("dynamowave.management")
 DELETE_CLOSE_CODE = 1000
 # A post answered in process waits at most this long for the event loop (botocore's read timeout).
 IN_PROCESS_TIMEOUT_SECONDS: Final = 5.0
+# A connection with more unsent bytes than this is a slow reader: its frames queue on their own.
+SLOW_READER_BYTES: Final = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,19 @@ class ManagementApi:
     def __init__(self, gateway: WebSocketGateway, faults: FaultInjector) -> None:
         self._gateway = gateway
         self._faults = faults
-        self.posts = 0  # PostToConnection calls received, over HTTP or in process
+        self._posts = 0
+        self._posts_lock = threading.Lock()  # in-process posts are counted on the callers' threads
+        # Frames waiting behind a slow reader's full socket buffer, per connection, in order.
+        self._backlogs: dict[str, deque[bytes]] = {}
+
+    @property
+    def posts(self) -> int:
+        """PostToConnection calls received, over HTTP or in process."""
+        return self._posts
+
+    def _count_post(self) -> None:
+        with self._posts_lock:
+            self._posts += 1
 
     def add_routes(self, app: web.Application, stage: str) -> None:
         for prefix in (f"/{stage}", ""):
@@ -94,8 +110,8 @@ class ManagementApi:
         return None
 
     def answers_at_once(self) -> bool:
-        """No modelled latency: a post's only wait is a slow socket's back-pressure."""
-        return self._faults.management_latency_seconds() <= 0
+        """No fault or latency configured: a post's answer depends only on the connection."""
+        return self._faults.management_faultless()
 
     def _live(self, connection_id: str) -> Connection | None:
         connection = self._gateway.registry.get(connection_id)
@@ -106,7 +122,7 @@ class ManagementApi:
     async def deliver(self, connection_id: str, data: bytes) -> Answer:
         """PostToConnection: faults first (as a throttle answers before anything is sent), then
         the size limit, then the frame to the socket if it is still open."""
-        self.posts += 1
+        self._count_post()
         fault = await self._fault(allow_gone=True, connection=self._live(connection_id))
         if fault is not None:
             return fault
@@ -116,15 +132,48 @@ class ManagementApi:
         if connection is None:
             return GONE
         try:
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError:
-                await connection.ws.send_bytes(data)
-            else:
-                await connection.ws.send_str(text)
+            await _write(connection, data)
         except (ConnectionError, RuntimeError):
             return GONE
         return OK
+
+    def accept(self, connection_id: str, data: bytes) -> Answer:
+        """PostToConnection without faults, answered on the caller's thread as API Gateway
+        answers: 200 once the frame is accepted for an open connection, not once it is written.
+        The frame is then `send_accepted` on the loop."""
+        self._count_post()
+        if len(data) > self._gateway.config.message_limit:
+            return Answer(413, "PayloadTooLargeException", "Message too long")
+        return GONE if self._live(connection_id) is None else OK
+
+    async def send_accepted(self, connection_id: str, data: bytes) -> None:
+        connection = self._live(connection_id)
+        if connection is None:
+            return  # closed after its post was accepted: lost with the socket, as on AWS
+        backlog = self._backlogs.get(connection_id)
+        if backlog is not None:
+            backlog.append(data)
+            return
+        transport = connection.request.transport
+        if transport is not None and transport.get_write_buffer_size() > SLOW_READER_BYTES:
+            # This reader is behind: its frames wait in order on their own task, so that its
+            # back-pressure never holds up the frames of every other connection.
+            self._backlogs[connection_id] = deque([data])
+            self._gateway.track(asyncio.create_task(self._send_backlog(connection)))
+            return
+        # A socket that closes under it: the connection's own close handling follows.
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await _write(connection, data)
+
+    async def _send_backlog(self, connection: Connection) -> None:
+        backlog = self._backlogs[connection.id]
+        try:
+            while backlog:
+                await _write(connection, backlog.popleft())
+        except (ConnectionError, RuntimeError):
+            pass
+        finally:
+            del self._backlogs[connection.id]
 
     async def post(self, request: web.Request) -> web.Response:
         return respond(await self.deliver(request.match_info["connection_id"], await request.read()))
@@ -156,6 +205,15 @@ class ManagementApi:
         return web.Response(status=204)
 
 
+async def _write(connection: Connection, data: bytes) -> None:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        await connection.ws.send_bytes(data)
+    else:
+        await connection.ws.send_str(text)
+
+
 class _Body:
     """The raw stream an AWSResponse reads its content from."""
 
@@ -177,6 +235,10 @@ def _body_bytes(body: object) -> bytes:
     return data.encode("utf-8") if isinstance(data, str) else bytes(data)
 
 
+# (connection id, frame, where the caller waits for the loop's answer, or None: already answered)
+_Post = tuple[str, bytes, "SimpleQueue[Answer | BaseException] | None"]
+
+
 class InProcessPosts:
     """Answers the PostToConnection calls this process's functions make to this runtime's
     endpoint without the loopback HTTP hop, as moto's mock answers boto3 in tests.
@@ -196,10 +258,10 @@ class InProcessPosts:
         self._prefix = endpoint.rstrip("/") + "/@connections/"
         self._loop = loop
         self._loop_thread = threading.get_ident()  # built on the loop's own thread
-        # Posts wait here for the loop; one wake-up takes every post queued by then (a fan-out
+        # Posts queue here for the loop; one wake-up takes every post queued by then (a fan-out
         # has dozens in flight), instead of a thread-safe call and a task per post.
         self._lock = threading.Lock()
-        self._waiting: list[tuple[str, bytes, SimpleQueue[Answer | BaseException]]] = []
+        self._waiting: list[_Post] = []
         self._wake_scheduled = False
 
     def __call__(self, request: AWSPreparedRequest, **_: Any) -> AWSResponse | None:
@@ -207,40 +269,57 @@ class InProcessPosts:
             return None
         if threading.get_ident() == self._loop_thread:
             return None  # waiting here would block the loop that must answer: take the HTTP path
+        connection_id, data = unquote(request.url[len(self._prefix) :]), _body_bytes(request.body)
+        if self._api.answers_at_once():
+            answer = self._api.accept(connection_id, data)
+            if answer is OK:
+                self._hand_to_loop((connection_id, data, None))
+        else:
+            answer = self._wait_for_answer(connection_id, data)
+        headers = HTTPHeaders.from_dict(answer.headers())
+        return AWSResponse(request.url, answer.status, headers, _Body(answer.body()))
+
+    def _wait_for_answer(self, connection_id: str, data: bytes) -> Answer:
+        """Faults or latency are configured: the loop decides the answer, as over HTTP."""
         # A one-slot queue, C-implemented: the cheapest way for the loop to hand back an answer.
         answered: SimpleQueue[Answer | BaseException] = SimpleQueue()
-        post = (unquote(request.url[len(self._prefix) :]), _body_bytes(request.body), answered)
+        self._hand_to_loop((connection_id, data, answered))
+        try:
+            answer = answered.get(timeout=IN_PROCESS_TIMEOUT_SECONDS)
+        except Empty:
+            return Answer(504, "GatewayTimeoutException", "no answer from the gateway in time")
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    def _hand_to_loop(self, post: _Post) -> None:
         with self._lock:
             self._waiting.append(post)
             wake, self._wake_scheduled = not self._wake_scheduled, True
         if wake:
             self._loop.call_soon_threadsafe(self._take_waiting)
-        try:
-            answer = answered.get(timeout=IN_PROCESS_TIMEOUT_SECONDS)
-        except Empty:
-            answer = Answer(504, "GatewayTimeoutException", "no answer from the gateway in time")
-        if isinstance(answer, BaseException):
-            raise answer
-        headers = HTTPHeaders.from_dict(answer.headers())
-        return AWSResponse(request.url, answer.status, headers, _Body(answer.body()))
 
     def _take_waiting(self) -> None:
         with self._lock:
             posts, self._waiting, self._wake_scheduled = self._waiting, [], False
-        if self._api.answers_at_once():
-            self._loop.create_task(self._deliver_in_turn(posts))
-        else:  # modelled latency: the posts wait side by side, as concurrent HTTP calls would
-            for post in posts:
-                self._loop.create_task(self._deliver_in_turn([post]))
+        accepted = [post for post in posts if post[2] is None]
+        if accepted:  # in order, one task: ack before the sender's own copy, as they were posted
+            self._loop.create_task(self._send_in_turn(accepted))
+        for post in posts:  # answers the loop decides wait side by side, as concurrent HTTP calls
+            if post[2] is not None:
+                self._loop.create_task(self._deliver(post[0], post[1], post[2]))
 
-    async def _deliver_in_turn(
-        self, posts: list[tuple[str, bytes, SimpleQueue[Answer | BaseException]]]
+    async def _send_in_turn(self, posts: list[_Post]) -> None:
+        for connection_id, data, _ in posts:
+            await self._api.send_accepted(connection_id, data)
+
+    async def _deliver(
+        self, connection_id: str, data: bytes, answered: SimpleQueue[Answer | BaseException]
     ) -> None:
-        for connection_id, data, answered in posts:
-            try:
-                answered.put(await self._api.deliver(connection_id, data))
-            except Exception as error:  # never leave a posting thread waiting
-                answered.put(error)
+        try:
+            answered.put(await self._api.deliver(connection_id, data))
+        except Exception as error:  # never leave a posting thread waiting
+            answered.put(error)
 
     def install(self) -> None:
         handlers.BUILTIN_HANDLERS.append((self.EVENT, self))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,18 +19,35 @@ from functions.chat.gateway import Gone, SignedPoster
 
 
 class RecordingApi:
-    """Stands in for `ManagementApi`: records each post and answers with `answer`."""
+    """Stands in for `ManagementApi`: answers every post with `answer`, records what it sends.
+    Without faults (`faultless`) posts are accepted on the caller's thread and sent on the loop;
+    with faults the loop decides the answer (`deliver`), as over HTTP."""
 
     def __init__(self) -> None:
         self.posts: list[tuple[str, bytes]] = []
         self.answer = OK
+        self.faultless = True
 
     def answers_at_once(self) -> bool:
-        return True
+        return self.faultless
+
+    def accept(self, connection_id: str, data: bytes) -> Answer:
+        return self.answer
+
+    async def send_accepted(self, connection_id: str, data: bytes) -> None:
+        self.posts.append((connection_id, data))
 
     async def deliver(self, connection_id: str, data: bytes) -> Answer:
-        self.posts.append((connection_id, data))
+        if self.answer is OK:
+            self.posts.append((connection_id, data))
         return self.answer
+
+
+def _eventually(check: Any) -> None:
+    deadline = time.monotonic() + 5
+    while not check():
+        assert time.monotonic() < deadline, "the loop never sent the accepted frames"
+        time.sleep(0.01)
 
 
 def _closed_port() -> int:
@@ -82,7 +100,11 @@ def test_posts_to_the_runtimes_endpoint_are_answered_in_process(
     client.post_to_connection(ConnectionId="Ab3dEfGhIAMCJ-Q=", Data=b"by boto3")
     poster = SignedPoster(client, session.get_credentials(), pool_size=1, connect_timeout=1, read_timeout=1)
     poster.post("Zz9=", b"by the poster")
-    assert api.posts == [("Ab3dEfGhIAMCJ-Q=", b"by boto3"), ("Zz9=", b"by the poster")]
+    _eventually(lambda: len(api.posts) == 2)
+    assert api.posts == [("Ab3dEfGhIAMCJ-Q=", b"by boto3"), ("Zz9=", b"by the poster")]  # in order
+    api.faultless = False  # with faults configured the loop answers, and the frame goes out too
+    client.post_to_connection(ConnectionId="late=", Data=b"third")
+    assert api.posts[-1] == ("late=", b"third")
 
 
 def test_the_endpoints_answers_reach_the_caller_as_aws_errors(
@@ -95,6 +117,7 @@ def test_the_endpoints_answers_reach_the_caller_as_aws_errors(
         client.post_to_connection(ConnectionId="gone=", Data=b"x")
     assert error.value.response["Error"]["Code"] == "GoneException"
     assert error.value.response["ResponseMetadata"]["HTTPStatusCode"] == 410
+    api.faultless = False
     api.answer = Answer(429, "LimitExceededException", "Rate exceeded")
     with pytest.raises(client.exceptions.LimitExceededException):
         client.post_to_connection(ConnectionId="busy=", Data=b"x")
