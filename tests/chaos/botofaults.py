@@ -12,6 +12,7 @@ test's own clients read the truth). Two kinds of fault:
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 from collections import Counter
@@ -20,6 +21,8 @@ from typing import Any
 from urllib.parse import unquote
 
 from botocore.awsrequest import AWSResponse, HTTPHeaders
+
+from dynamowave.local.management_api import BytesBody
 
 # (HTTP status, error code) per service, the ones the app must survive.
 ERRORS: dict[str, list[tuple[int, str]]] = {
@@ -51,6 +54,11 @@ class BotoFaults:
         self._random = random.Random(self.seed)
 
     def install(self, client: Any) -> None:
+        if client.meta.service_model.service_name == "apigatewaymanagementapi":
+            # The functions post through SignedPoster, which emits only `before-send` (as the
+            # client does once a request is signed): faults there reach both kinds of call.
+            client.meta.events.register("before-send.apigatewaymanagementapi", self._before_send)
+            return
         client.meta.events.register("before-call", self._before_call)
         client.meta.events.register("after-call", self._after_call)
 
@@ -65,26 +73,41 @@ class BotoFaults:
     def _rate(self, service: str, operation: str) -> float:
         return self.rates.get(f"{service}.{operation}", self.rates.get(service, 0.0))
 
-    def _before_call(
-        self, model: Any, params: dict[str, Any], **_: Any
-    ) -> tuple[AWSResponse, dict[str, Any]] | None:
-        service = model.service_model.endpoint_prefix
-        service = "apigatewaymanagementapi" if service == "execute-api" else service
-        # `params` is the serialized request: the connection id is the URL's last segment.
-        connection_id = unquote(str(params.get("url_path", "")).rsplit("/", 1)[-1])
+    def _fault_for(self, service: str, operation: str, connection_id: str) -> tuple[int, str] | None:
+        """The (status, code) to fail this call with, counted, or None to let it through."""
         if service == "apigatewaymanagementapi" and connection_id in self.gone:
             with self._lock:
-                self.counts[f"{service}.{model.name}:GoneException"] += 1
-            return _error(410, "GoneException")
+                self.counts[f"{service}.{operation}:GoneException"] += 1
+            return 410, "GoneException"
         if not self.enabled or service not in ERRORS:
             return None
-        if self._draw() >= self._rate(service, model.name):
+        if self._draw() >= self._rate(service, operation):
             return None
         status, code = self._choice(ERRORS[service])
         with self._lock:
-            self.counts[f"{service}.{model.name}:{code}"] += 1
+            self.counts[f"{service}.{operation}:{code}"] += 1
             self.counts[f"{service}:refused"] += 1
-        return _error(status, code)
+        return status, code
+
+    def _before_call(
+        self, model: Any, params: dict[str, Any], **_: Any
+    ) -> tuple[AWSResponse, dict[str, Any]] | None:
+        # `params` is the serialized request: for the Management API the id ends the URL.
+        connection_id = unquote(str(params.get("url_path", "")).rsplit("/", 1)[-1])
+        fault = self._fault_for(model.service_model.endpoint_prefix, model.name, connection_id)
+        return None if fault is None else _error(*fault)
+
+    def _before_send(self, request: Any, event_name: str, **_: Any) -> AWSResponse | None:
+        connection_id = unquote(request.url.rsplit("/", 1)[-1])
+        fault = self._fault_for("apigatewaymanagementapi", event_name.rsplit(".", 1)[-1], connection_id)
+        if fault is None:
+            return None
+        status, code = fault
+        # As API Gateway answers: the code in x-amzn-ErrorType and the body, where botocore and
+        # SignedPoster read it.
+        body = json.dumps({"message": f"injected fault: {code}", "__type": code}).encode()
+        headers = HTTPHeaders.from_dict({"x-amzn-ErrorType": code, "Content-Type": "application/json"})
+        return AWSResponse(request.url, status, headers, BytesBody(body))
 
     def _after_call(self, model: Any, http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
         if not self.enabled or model.name != "TransactWriteItems" or http_response.status_code >= 300:
