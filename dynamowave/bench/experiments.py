@@ -58,7 +58,3 @@ def configure(chosen: set[str], config: Any) -> Any:
     if "one-poller" in chosen:
         config = replace(config, pollers=1)
     return config
-
-
-def after_start(chosen: set[str], runtime: Any) -> None:
-    """Experiments that need the running gateway (none left: ``direct-posts`` was adopted)."""

@@ -116,7 +116,6 @@ class PipelineSystem:
         self.runtime = LocalRuntime(experiments.configure(chosen, config))
         self._meter_invocations()
         await self.runtime.start()
-        experiments.after_start(chosen, self.runtime)
         return str(self.runtime.ws_url)
 
     def _meter_invocations(self) -> None:
@@ -132,8 +131,8 @@ class PipelineSystem:
 
     async def seed(self, idle: int) -> dict[str, Any]:
         """Idle connections as rows (a connection item plus its membership in a room of 100),
-        written with BatchWriteItem before anyone connects: 100,000 sockets would not fit one machine, and the
-        designs only differ in which rows they read."""
+        written with BatchWriteItem before anyone connects: 100,000 sockets would not fit one
+        machine, and the designs only differ in which rows they read."""
         started = time.perf_counter()
         await asyncio.to_thread(self._seed_rows, idle)
         return {"seeded": idle, "seconds": round(time.perf_counter() - started, 2)}

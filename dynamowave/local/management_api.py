@@ -214,8 +214,8 @@ async def _write(connection: Connection, data: bytes) -> None:
         await connection.ws.send_str(text)
 
 
-class _Body:
-    """The raw stream an AWSResponse reads its content from."""
+class BytesBody:
+    """The raw stream an AWSResponse reads its content from, for answers made in process."""
 
     def __init__(self, data: bytes) -> None:
         self._data = data
@@ -277,7 +277,7 @@ class InProcessPosts:
         else:
             answer = self._wait_for_answer(connection_id, data)
         headers = HTTPHeaders.from_dict(answer.headers())
-        return AWSResponse(request.url, answer.status, headers, _Body(answer.body()))
+        return AWSResponse(request.url, answer.status, headers, BytesBody(answer.body()))
 
     def _wait_for_answer(self, connection_id: str, data: bytes) -> Answer:
         """Faults or latency are configured: the loop decides the answer, as over HTTP."""

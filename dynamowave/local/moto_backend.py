@@ -174,13 +174,7 @@ def serve() -> None:
     # werkzeug logs every request at INFO: one line per DynamoDB call drowns the invocation log.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     app = SerializedMoto(DomainDispatcherApplication(create_backend_app))
-
-    class NoDelayHandler(MotoRequestHandler):
-        # Headers and body leave in separate writes: with Nagle's algorithm the body waits
-        # for the client's delayed ACK of the headers.
-        disable_nagle_algorithm = True
-
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=NoDelayHandler)
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
     port = server.server_address[1]
     threading.Thread(target=_exit_with_parent, name="parent-watch", daemon=True).start()
     print(json.dumps({"endpoint": f"http://127.0.0.1:{port}"}), flush=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from functions.chat.schema import FANOUT_DLQ, FANOUT_QUEUE, TABLES, TableDefinition
+from functions.chat.settings import ENV
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -20,6 +21,18 @@ class Resources:
     fanout_queue_arn: str
     fanout_dlq_url: str
     fanout_dlq_arn: str
+
+    def function_environment(self, *, management_endpoint: str, jwt_secret: str) -> dict[str, str]:
+        """Where the functions find these resources, in the variables the stack sets on Lambda."""
+        return {
+            ENV.CONNECTIONS_TABLE: self.tables["connections"],
+            ENV.ROOMS_TABLE: self.tables["rooms"],
+            ENV.MESSAGES_TABLE: self.tables["messages"],
+            ENV.FANOUT_QUEUE_URL: self.fanout_queue_url,
+            ENV.FANOUT_DLQ_URL: self.fanout_dlq_url,
+            ENV.MANAGEMENT_API_ENDPOINT: management_endpoint,
+            ENV.JWT_SECRET: jwt_secret,
+        }
 
 
 def _create_table(client: DynamoDBClient, definition: TableDefinition, name: str) -> None:

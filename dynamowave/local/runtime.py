@@ -169,17 +169,14 @@ class LocalRuntime:
 
         config = self.config
         assert self.resources is not None
-        tables = self.resources.tables
         env = {key: os.environ.get(key, value) for key, value in QUIET_FUNCTION_ENV.items()}
         env.update(
+            self.resources.function_environment(
+                management_endpoint=self.management_endpoint, jwt_secret=self.secret
+            )
+        )
+        env.update(
             {
-                ENV.CONNECTIONS_TABLE: tables["connections"],
-                ENV.ROOMS_TABLE: tables["rooms"],
-                ENV.MESSAGES_TABLE: tables["messages"],
-                ENV.FANOUT_QUEUE_URL: self.resources.fanout_queue_url,
-                ENV.FANOUT_DLQ_URL: self.resources.fanout_dlq_url,
-                ENV.MANAGEMENT_API_ENDPOINT: self.management_endpoint,
-                ENV.JWT_SECRET: self.secret,
                 # The janitor prunes by the same limits the gateway enforces.
                 ENV.IDLE_TIMEOUT_SECONDS: str(max(1, round(config.idle_timeout))),
                 ENV.MAX_CONNECTION_SECONDS: str(max(1, round(config.max_duration))),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import uuid
@@ -11,6 +10,7 @@ import uuid
 from websockets.sync.client import connect
 
 from tests.clients.local_runtime import REPO, LocalRuntime, wait_for_frame
+from tests.ports import closed_port
 
 # `python -m dynamowave.cli` would load cli.py twice (as __main__ and as dynamowave.cli);
 # calling main() from the imported module is exactly what the `dynamowave` script does.
@@ -73,9 +73,7 @@ def test_bad_url_exits_non_zero() -> None:
 
 
 def test_unreachable_endpoint_exits_non_zero() -> None:
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = closed_port()
     result = chat("--url", f"ws://127.0.0.1:{port}/", "--token", "t", timeout=30)
     assert result.returncode == 2
     assert f"cannot connect to ws://127.0.0.1:{port}/" in result.stderr

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 
 from dynamowave.local.management_api import GONE, OK, Answer, InProcessPosts
 from functions.chat.gateway import Gone, SignedPoster
+from tests.ports import closed_port
 
 
 class RecordingApi:
@@ -50,12 +50,6 @@ def _eventually(check: Any) -> None:
         time.sleep(0.01)
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop = asyncio.new_event_loop()
@@ -70,7 +64,7 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 @pytest.fixture
 def endpoint() -> str:
     # Nothing listens there: a post that took the HTTP path would fail to connect.
-    return f"http://127.0.0.1:{_closed_port()}/local"
+    return f"http://127.0.0.1:{closed_port()}/local"
 
 
 @pytest.fixture
@@ -132,7 +126,7 @@ def test_other_endpoints_and_uninstalled_runtimes_take_the_network(
     shortcut: tuple[InProcessPosts, RecordingApi], endpoint: str
 ) -> None:
     posts, api = shortcut
-    _, elsewhere = _client(f"http://127.0.0.1:{_closed_port()}/local")
+    _, elsewhere = _client(f"http://127.0.0.1:{closed_port()}/local")
     with pytest.raises(EndpointConnectionError):
         elsewhere.post_to_connection(ConnectionId="a=", Data=b"x")
     posts.uninstall()

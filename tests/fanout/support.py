@@ -275,13 +275,9 @@ def configure(
 ) -> None:
     """The functions' environment, as the stack sets it, then a fresh set of cached clients."""
     values: dict[str, str | int] = {
-        ENV.CONNECTIONS_TABLE: resources.tables["connections"],
-        ENV.ROOMS_TABLE: resources.tables["rooms"],
-        ENV.MESSAGES_TABLE: resources.tables["messages"],
-        ENV.FANOUT_QUEUE_URL: resources.fanout_queue_url,
-        ENV.FANOUT_DLQ_URL: resources.fanout_dlq_url,
-        ENV.MANAGEMENT_API_ENDPOINT: endpoint,
-        ENV.JWT_SECRET: "fanout-test-secret-0123456789abcdef",
+        **resources.function_environment(
+            management_endpoint=endpoint, jwt_secret="fanout-test-secret-0123456789abcdef"
+        ),
         # Fast, deterministic tests: tiny backoffs, no SQS delay between attempts.
         ENV.POST_BACKOFF_BASE_MS: 1,
         ENV.POST_BACKOFF_CAP_MS: 5,

@@ -29,7 +29,6 @@ from dynamowave.local.provisioning import Resources, provision
 from functions.chat import deps
 from functions.chat.auth import Identity
 from functions.chat.schema import ACTION_ROUTES
-from functions.chat.settings import ENV
 from functions.ingress.handler import handler
 from tests.integration.events import FakeContext, route_event
 
@@ -152,13 +151,7 @@ def ingress_harness(**overrides: str) -> Iterator[IngressHarness]:
     with mock_aws(), pytest.MonkeyPatch.context() as patch:
         resources = provision(prefix="fuzz", region="us-east-1", visibility_timeout=30, max_receive_count=3)
         values = {
-            ENV.CONNECTIONS_TABLE: resources.tables["connections"],
-            ENV.ROOMS_TABLE: resources.tables["rooms"],
-            ENV.MESSAGES_TABLE: resources.tables["messages"],
-            ENV.FANOUT_QUEUE_URL: resources.fanout_queue_url,
-            ENV.FANOUT_DLQ_URL: resources.fanout_dlq_url,
-            ENV.MANAGEMENT_API_ENDPOINT: ENDPOINT,
-            ENV.JWT_SECRET: SECRET,
+            **resources.function_environment(management_endpoint=ENDPOINT, jwt_secret=SECRET),
             "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",

@@ -18,7 +18,7 @@ from functions.chat import deps
 from functions.chat.auth import Identity
 from functions.chat.jobs import FanoutJob
 from functions.chat.service import ChatService
-from functions.chat.settings import ENV, Settings
+from functions.chat.settings import Settings
 
 SECRET = "integration-test-secret-0123456789abcdef"
 ENDPOINT = "https://abc123.execute-api.us-east-1.amazonaws.com/test"
@@ -87,16 +87,7 @@ class Chat:
 
 
 def configure_env(monkeypatch: pytest.MonkeyPatch, resources: Resources, **overrides: str) -> None:
-    values = {
-        ENV.CONNECTIONS_TABLE: resources.tables["connections"],
-        ENV.ROOMS_TABLE: resources.tables["rooms"],
-        ENV.MESSAGES_TABLE: resources.tables["messages"],
-        ENV.FANOUT_QUEUE_URL: resources.fanout_queue_url,
-        ENV.FANOUT_DLQ_URL: resources.fanout_dlq_url,
-        ENV.MANAGEMENT_API_ENDPOINT: ENDPOINT,
-        ENV.JWT_SECRET: SECRET,
-        **overrides,
-    }
+    values = {**resources.function_environment(management_endpoint=ENDPOINT, jwt_secret=SECRET), **overrides}
     for key, value in values.items():
         monkeypatch.setenv(key, value)
     deps.reset()

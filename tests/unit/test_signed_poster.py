@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 import boto3
@@ -10,18 +9,12 @@ import pytest
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.config import Config
 
+from dynamowave.local.management_api import BytesBody
 from functions.chat.gateway import Gone, Refused, SignedPoster, Throttled, Transient
+from tests.ports import closed_port
 
 ENDPOINT = "https://abc123.execute-api.eu-west-1.amazonaws.com/prod"
 CONNECTION = "Ab3dEfGhIAMCJ-Q="  # API Gateway ids end in "=", which the URL must encode
-
-
-class _Body:
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    def stream(self, **_: Any) -> list[bytes]:
-        return [self._data]
 
 
 def _client(endpoint: str = ENDPOINT) -> Any:
@@ -39,7 +32,7 @@ def _answering(client: Any, status: int, error_type: str = "") -> list[Any]:
 
     def answer(request: Any, **_: Any) -> AWSResponse:
         seen.append(request)
-        return AWSResponse(request.url, status, headers, _Body(b"{}" if error_type else b""))
+        return AWSResponse(request.url, status, headers, BytesBody(b"{}" if error_type else b""))
 
     client.meta.events.register("before-send.apigatewaymanagementapi.PostToConnection", answer)
     return seen
@@ -89,9 +82,6 @@ def test_error_answers_become_the_fan_outs_kinds_of_failure(
 
 
 def test_an_unreachable_endpoint_is_transient() -> None:
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    session, client = _client(f"http://127.0.0.1:{port}/prod")
+    session, client = _client(f"http://127.0.0.1:{closed_port()}/prod")
     with pytest.raises(Transient):
         _poster(session, client).post(CONNECTION, b"{}")
