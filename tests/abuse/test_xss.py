@@ -60,13 +60,7 @@ def open_as(browser: Any, runtime: LocalRuntime, user: str, name: str) -> ChatPa
     context.set_default_timeout(20_000)
     page = context.new_page()
     chat = ChatPage(page, user)
-
-    def on_dialog(dialog: Any) -> None:  # an alert() from injected HTML would land here
-        chat.dialogs.append(dialog.message)
-        dialog.dismiss()
-
-    page.on("dialog", on_dialog)
-    page.on("pageerror", lambda error: chat.errors.append(str(error)))
+    chat.record_script_errors()
     page.goto(runtime.http_url)
     page.fill("#name", name)
     page.fill("#user-id", user)

@@ -28,6 +28,16 @@ class ChatPage:
     errors: list[str] = field(default_factory=list)
     frames_sent: list[str] = field(default_factory=list)
 
+    def record_script_errors(self) -> None:
+        """Collect alert() dialogs (injected HTML would raise them) and uncaught page errors."""
+
+        def on_dialog(dialog: Any) -> None:
+            self.dialogs.append(dialog.message)
+            dialog.dismiss()
+
+        self.page.on("dialog", on_dialog)
+        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+
     def join(self, room: str) -> None:
         self.page.fill("#room-input", room)
         self.page.click("#join")

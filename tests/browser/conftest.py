@@ -60,13 +60,7 @@ def open_chat(browser: Any, runtime: LocalRuntime) -> Iterator[Callable[..., Cha
         contexts.append(context)
         page = context.new_page()
         chat = ChatPage(page, user)
-
-        def on_dialog(dialog: Any) -> None:  # an alert() from injected HTML would land here
-            chat.dialogs.append(dialog.message)
-            dialog.dismiss()
-
-        page.on("dialog", on_dialog)
-        page.on("pageerror", lambda error: chat.errors.append(str(error)))
+        chat.record_script_errors()
         page.on(
             "websocket",
             lambda ws: ws.on("framesent", lambda payload: chat.frames_sent.append(str(payload))),
