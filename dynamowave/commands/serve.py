@@ -197,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
 
     from dynamowave.local.config import RuntimeConfig
     from dynamowave.local.runtime import LocalRuntime
+    from dynamowave.local.sigv4 import LOCAL_CREDENTIALS
 
     assert isinstance(config, RuntimeConfig)
     logging.basicConfig(
@@ -224,6 +225,13 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"dynamowave: ready in {elapsed:.2f}s ({time.process_time():.2f}s CPU; stage {config.stage}, AWS endpoint {runtime.aws_endpoint}); "
             "Ctrl-C stops",
+            file=sys.stderr,
+            flush=True,
+        )
+        print(
+            f"dynamowave: signed APIs (@connections) take SigV4 from AWS_ACCESS_KEY_ID={LOCAL_CREDENTIALS.access_key} "
+            f"AWS_SECRET_ACCESS_KEY={LOCAL_CREDENTIALS.secret_key} AWS_SESSION_TOKEN={LOCAL_CREDENTIALS.token} "
+            f"(region {config.region})",
             file=sys.stderr,
             flush=True,
         )

@@ -27,6 +27,7 @@ from botocore.awsrequest import AWSPreparedRequest, AWSResponse, HTTPHeaders
 
 from dynamowave.local.faults import FaultInjector
 from dynamowave.local.gateway import Connection, WebSocketGateway, iso_time
+from dynamowave.local.sigv4 import SignatureRejected, SigV4Verifier
 
 log = logging.getLogger("dynamowave.management")
 
@@ -65,14 +66,31 @@ OK = Answer(200)
 GONE = Answer(410, "GoneException", None)
 
 
+def authenticate(
+    verifier: SigV4Verifier | None, method: str, url: str, headers: Any, body: bytes
+) -> Answer | None:
+    """None if the request is signed by credentials the runtime knows, else API Gateway's 403."""
+    if verifier is None:
+        return None
+    try:
+        verifier.verify(method, url, headers, body)
+    except SignatureRejected as rejected:
+        return Answer(rejected.rejection.status, rejected.rejection.error_type, rejected.rejection.message)
+    return None
+
+
 def respond(answer: Answer) -> web.Response:
     return web.Response(status=answer.status, body=answer.body(), headers=answer.headers())
 
 
 class ManagementApi:
-    def __init__(self, gateway: WebSocketGateway, faults: FaultInjector) -> None:
+    def __init__(
+        self, gateway: WebSocketGateway, faults: FaultInjector, verifier: SigV4Verifier | None = None
+    ) -> None:
         self._gateway = gateway
         self._faults = faults
+        # API Gateway authenticates every @connections call (SigV4, execute-api) before anything else.
+        self._verifier = verifier
         self._posts = 0
         self._posts_lock = threading.Lock()  # in-process posts are counted on the callers' threads
         # Frames waiting behind a slow reader's full socket buffer, per connection, in order.
@@ -93,6 +111,24 @@ class ManagementApi:
             app.router.add_post(path, self.post)
             app.router.add_get(path, self.get)
             app.router.add_delete(path, self.delete)
+
+    def authenticate(self, method: str, url: str, headers: Any, body: bytes) -> Answer | None:
+        """None if the request is signed by credentials the runtime knows, else API Gateway's 403."""
+        if self._verifier is None:
+            return None
+        try:
+            self._verifier.verify(method, url, headers, body)
+        except SignatureRejected as rejected:
+            return Answer(
+                rejected.rejection.status, rejected.rejection.error_type, rejected.rejection.message
+            )
+        return None
+
+    async def _refusal(self, request: web.Request) -> tuple[Answer | None, bytes]:
+        """The HTTP request's signature check, and its body (read once for both)."""
+        body = await request.read()
+        url = f"{request.scheme}://{request.host}{request.raw_path}"
+        return self.authenticate(request.method, url, request.headers, body), body
 
     async def _fault(self, *, allow_gone: bool, connection: Connection | None) -> Answer | None:
         latency = self._faults.management_latency_seconds()
@@ -176,9 +212,15 @@ class ManagementApi:
             del self._backlogs[connection.id]
 
     async def post(self, request: web.Request) -> web.Response:
-        return respond(await self.deliver(request.match_info["connection_id"], await request.read()))
+        refusal, body = await self._refusal(request)
+        if refusal is not None:
+            return respond(refusal)
+        return respond(await self.deliver(request.match_info["connection_id"], body))
 
     async def get(self, request: web.Request) -> web.Response:
+        refusal, _ = await self._refusal(request)
+        if refusal is not None:
+            return respond(refusal)
         connection = self._live(request.match_info["connection_id"])
         fault = await self._fault(allow_gone=False, connection=connection)
         if fault is not None:
@@ -193,6 +235,9 @@ class ManagementApi:
         return web.json_response(body)
 
     async def delete(self, request: web.Request) -> web.Response:
+        refusal, _ = await self._refusal(request)
+        if refusal is not None:
+            return respond(refusal)
         connection = self._live(request.match_info["connection_id"])
         fault = await self._fault(allow_gone=False, connection=connection)
         if fault is not None:
@@ -270,7 +315,10 @@ class InProcessPosts:
         if threading.get_ident() == self._loop_thread:
             return None  # waiting here would block the loop that must answer: take the HTTP path
         connection_id, data = unquote(request.url[len(self._prefix) :]), _body_bytes(request.body)
-        if self._api.answers_at_once():
+        refusal = self._api.authenticate(request.method, request.url, request.headers.items(), data)
+        if refusal is not None:
+            answer = refusal
+        elif self._api.answers_at_once():
             answer = self._api.accept(connection_id, data)
             if answer is OK:
                 self._hand_to_loop((connection_id, data, None))

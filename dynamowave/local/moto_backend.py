@@ -27,12 +27,10 @@ from collections.abc import Callable, Iterable
 from typing import IO, Any
 
 from dynamowave.local.config import REGION
+from dynamowave.local.sigv4 import LOCAL_CREDENTIALS
 
-DUMMY_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-}
+# The credentials every local client signs with; the runtime's signed APIs check them (sigv4).
+DUMMY_CREDENTIALS = LOCAL_CREDENTIALS.environment()
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]

@@ -18,6 +18,7 @@ from dynamowave.local.config import RuntimeConfig
 from dynamowave.local.faults import FaultInjector
 from dynamowave.local.lambda_runner import Invocation, LambdaRunner
 from dynamowave.local.provisioning import Resources
+from dynamowave.local.sigv4 import LOCAL_CREDENTIALS, SigV4Verifier
 
 log = logging.getLogger("dynamowave.runtime")
 
@@ -153,7 +154,7 @@ class LocalRuntime:
         app.router.add_get(f"/{config.stage}", root)
         app.router.add_get(f"/{config.stage}/", root)
         dev.add_routes(app)
-        self.management = ManagementApi(gateway, self.faults)
+        self.management = ManagementApi(gateway, self.faults, self.verifier())
         self.management.add_routes(app, config.stage)
 
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
@@ -163,6 +164,10 @@ class LocalRuntime:
         self._app_runner = runner
         self.port = int(runner.addresses[0][1])
         gateway.domain_name = f"{self._public_host()}:{self.port}"
+
+    def verifier(self) -> SigV4Verifier:
+        """Who may sign calls to the runtime's signed APIs: the local credentials (`sigv4`)."""
+        return SigV4Verifier([LOCAL_CREDENTIALS], region=self.config.region)
 
     def function_environment(self) -> dict[str, str]:
         from functions.chat.settings import ENV

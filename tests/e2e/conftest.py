@@ -66,9 +66,16 @@ class Server:
 
         return mint_token(SECRET, user, name=name, rooms=rooms)
 
-    def http(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    def http(self, method: str, path: str, body: Any = None, *, signed: bool = False) -> tuple[int, Any]:
+        """One HTTP call; `signed` signs it (SigV4, execute-api) with the local credentials."""
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method)
+        url = f"http://127.0.0.1:{self.port}{path}"
+        request = urllib.request.Request(url, data=data, method=method)
+        if signed:
+            from dynamowave.local.sigv4 import LOCAL_CREDENTIALS, sign
+
+            for name, value in sign(LOCAL_CREDENTIALS, method, url, data or b"", region="us-east-1").items():
+                request.add_header(name, value)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 raw = response.read()

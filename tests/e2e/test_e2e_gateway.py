@@ -9,6 +9,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import pytest
 import websockets
@@ -361,8 +362,47 @@ def test_management_api_post_get_and_errors_with_boto3(stub_server: Server) -> N
 
 
 def test_management_api_without_stage_prefix(stub_server: Server) -> None:
-    status, _ = stub_server.http("POST", "/@connections/unknown", {"x": 1})
+    status, _ = stub_server.http("POST", "/@connections/unknown", {"x": 1}, signed=True)
     assert status == 410
+
+
+def test_management_api_refuses_unsigned_and_wrongly_signed_calls(stub_server: Server) -> None:
+    """API Gateway authenticates every @connections call: an unsigned one is 403 Missing
+    Authentication Token, a wrong secret 403 InvalidSignatureException, and nothing is delivered."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    async def scenario() -> None:
+        async with websockets.connect(stub_server.url("allow-alice")) as ws:
+            connection = await connection_id(ws)
+            path = f"/local/@connections/{quote(connection, safe='')}"
+            for method in ("POST", "GET", "DELETE"):
+                status, body = stub_server.http(method, path, {"x": 1})
+                assert status == 403, (method, status, body)
+                assert body["message"] == "Missing Authentication Token"
+            wrong = boto3.session.Session(
+                aws_access_key_id="testing", aws_secret_access_key="wrong", aws_session_token="testing"
+            ).client(
+                "apigatewaymanagementapi",
+                endpoint_url=stub_server.management_endpoint,
+                region_name="us-east-1",
+                config=Config(retries={"total_max_attempts": 1}),
+            )
+            with pytest.raises(ClientError) as caught:
+                wrong.post_to_connection(ConnectionId=connection, Data=b"not delivered")
+            assert caught.value.response["Error"]["Code"] == "InvalidSignatureException"
+            assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+            with pytest.raises(ClientError) as caught:
+                wrong.delete_connection(ConnectionId=connection)
+            assert caught.value.response["Error"]["Code"] == "InvalidSignatureException"
+            # The connection is still open and received nothing but what a signed call sends.
+            stub_server.boto3_client("apigatewaymanagementapi").post_to_connection(
+                ConnectionId=connection, Data=b"signed"
+            )
+            assert await asyncio.wait_for(ws.recv(), 10) == "signed"
+
+    run(scenario())
 
 
 def test_post_fault_injection_throttle_and_error(stub_server: Server) -> None:

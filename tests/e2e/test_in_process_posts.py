@@ -13,8 +13,9 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from dynamowave.local.management_api import GONE, OK, Answer, InProcessPosts
-from functions.chat.gateway import Gone, SignedPoster
+from dynamowave.local.management_api import GONE, OK, Answer, InProcessPosts, authenticate
+from dynamowave.local.sigv4 import LocalCredentials, SigV4Verifier
+from functions.chat.gateway import Gone, Refused, SignedPoster
 from tests.ports import closed_port
 
 
@@ -27,6 +28,10 @@ class RecordingApi:
         self.posts: list[tuple[str, bytes]] = []
         self.answer = OK
         self.faultless = True
+        self.verifier = SigV4Verifier([LocalCredentials("a", "b", None, "test")], region="us-east-1")
+
+    def authenticate(self, method: str, url: str, headers: Any, body: bytes) -> Answer | None:
+        return authenticate(self.verifier, method, url, headers, body)
 
     def answers_at_once(self) -> bool:
         return self.faultless
@@ -80,8 +85,10 @@ def shortcut(loop: asyncio.AbstractEventLoop, endpoint: str) -> Iterator[tuple[I
     posts.uninstall()
 
 
-def _client(endpoint: str) -> Any:
-    session = boto3.session.Session(aws_access_key_id="a", aws_secret_access_key="b", region_name="us-east-1")
+def _client(endpoint: str, secret: str = "b") -> Any:
+    session = boto3.session.Session(
+        aws_access_key_id="a", aws_secret_access_key=secret, region_name="us-east-1"
+    )
     config = Config(retries={"total_max_attempts": 1}, connect_timeout=1)
     return session, session.client("apigatewaymanagementapi", endpoint_url=endpoint, config=config)
 
@@ -120,6 +127,22 @@ def test_the_endpoints_answers_reach_the_caller_as_aws_errors(
         SignedPoster(client, session.get_credentials(), pool_size=1, connect_timeout=1, read_timeout=1).post(
             "g=", b"x"
         )
+
+
+def test_posts_answered_in_process_are_authenticated_first(
+    shortcut: tuple[InProcessPosts, RecordingApi], endpoint: str
+) -> None:
+    _, api = shortcut
+    session, client = _client(endpoint, secret="wrong")
+    with pytest.raises(ClientError) as error:
+        client.post_to_connection(ConnectionId="Ab3dEfGhIAMCJ-Q=", Data=b"x")
+    assert error.value.response["Error"]["Code"] == "InvalidSignatureException"
+    assert error.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    poster = SignedPoster(client, session.get_credentials(), pool_size=1, connect_timeout=1, read_timeout=1)
+    with pytest.raises(Refused):
+        poster.post("Zz9=", b"x")
+    time.sleep(0.2)
+    assert api.posts == []
 
 
 def test_other_endpoints_and_uninstalled_runtimes_take_the_network(
