@@ -96,6 +96,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="extra function setting, e.g. SHARD_SIZE=2 (repeatable)",
     )
+    review = parser.add_argument_group("message review (docs/protocol.md)")
+    review.add_argument(
+        "--review-handler",
+        metavar="MODULE.ATTR",
+        help="review every message and edit with this Lambda handler, e.g. functions.review.handler.handler",
+    )
+    review.add_argument(
+        "--review-timeout",
+        type=positive_int,
+        metavar="MS",
+        help="review time budget (REVIEW_TIMEOUT_MS, 1000)",
+    )
+    review.add_argument(
+        "--review-fallback",
+        choices=("allow", "deny"),
+        help="what a review that times out or fails decides (REVIEW_FALLBACK, allow)",
+    )
     parser.add_argument(
         "--faults", type=Path, metavar="FILE", help="fault-injection JSON (docs/local-runtime.md)"
     )
@@ -132,7 +149,7 @@ def _load_faults(path: Path | None) -> object:
 def build_config(args: argparse.Namespace) -> object:
     from dataclasses import replace
 
-    from dynamowave.local.config import RuntimeConfig, default_functions
+    from dynamowave.local.config import REVIEW_FUNCTION, RuntimeConfig, default_functions, review_function
     from dynamowave.local.faults import FaultConfig
 
     faults = _load_faults(args.faults)
@@ -156,6 +173,14 @@ def build_config(args: argparse.Namespace) -> object:
         if match is None:
             raise CommandError(f"--env expects KEY=VALUE with an upper-case KEY, got {raw!r}")
         function_env[match.group(1)] = match.group(2)
+    if args.review_handler:
+        if "." not in args.review_handler:
+            raise CommandError(f"--review-handler expects MODULE.ATTR, got {args.review_handler!r}")
+        functions[REVIEW_FUNCTION] = review_function(args.review_handler)
+    if args.review_timeout is not None:
+        function_env["REVIEW_TIMEOUT_MS"] = str(args.review_timeout)
+    if args.review_fallback is not None:
+        function_env["REVIEW_FALLBACK"] = args.review_fallback
     if args.rate_limit is not None:
         function_env["RATE_LIMIT_PER_SECOND"] = str(args.rate_limit)
     if args.rate_burst is not None:

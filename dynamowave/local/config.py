@@ -45,6 +45,15 @@ def default_functions() -> dict[str, FunctionConfig]:
     }
 
 
+# The message review function (`dynamowave serve --review-handler`): Lambda's own timeout is its
+# limit; the ingress's budget (REVIEW_TIMEOUT_MS) is usually far shorter.
+REVIEW_FUNCTION = "review"
+
+
+def review_function(handler: str) -> FunctionConfig:
+    return FunctionConfig(REVIEW_FUNCTION, handler, 10, 128, 16)
+
+
 @dataclass
 class RuntimeConfig:
     host: str = "127.0.0.1"
@@ -81,3 +90,6 @@ class RuntimeConfig:
 
     def function(self, name: str) -> FunctionConfig:
         return self.functions[name]
+
+    def function_arn(self, name: str) -> str:
+        return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{name}"

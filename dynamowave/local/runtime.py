@@ -127,6 +127,7 @@ class LocalRuntime:
     async def _start_http(self) -> None:
         from dynamowave.local.dev_api import DevApi
         from dynamowave.local.gateway import WebSocketGateway
+        from dynamowave.local.lambda_api import LambdaInvokeApi
         from dynamowave.local.management_api import ManagementApi
         from functions.chat.schema import ACTION_ROUTES, TWO_WAY_ROUTES
 
@@ -156,6 +157,7 @@ class LocalRuntime:
         dev.add_routes(app)
         self.management = ManagementApi(gateway, self.faults, self.verifier())
         self.management.add_routes(app, config.stage)
+        LambdaInvokeApi(self.runner, self._invocable_functions()).add_routes(app)
 
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await runner.setup()
@@ -168,6 +170,12 @@ class LocalRuntime:
     def verifier(self) -> SigV4Verifier:
         """Who may sign calls to the runtime's signed APIs: the local credentials (`sigv4`)."""
         return SigV4Verifier([LOCAL_CREDENTIALS], region=self.config.region)
+
+    def _invocable_functions(self) -> list[str]:
+        """Functions other functions invoke through Lambda's API (the message reviewer)."""
+        from dynamowave.local.config import REVIEW_FUNCTION
+
+        return [name for name in self.config.functions if name == REVIEW_FUNCTION]
 
     def function_environment(self) -> dict[str, str]:
         from functions.chat.settings import ENV
@@ -187,6 +195,12 @@ class LocalRuntime:
                 ENV.MAX_CONNECTION_SECONDS: str(max(1, round(config.max_duration))),
             }
         )
+        if self._invocable_functions():
+            from dynamowave.local.config import REVIEW_FUNCTION
+
+            # boto3's lambda client in the functions calls this runtime's Invoke API.
+            env["AWS_ENDPOINT_URL_LAMBDA"] = f"http://127.0.0.1:{self.port}"
+            env[ENV.REVIEW_FUNCTION_ARN] = config.function_arn(REVIEW_FUNCTION)
         env.update(config.function_env)
         return env
 

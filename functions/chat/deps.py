@@ -15,6 +15,7 @@ from botocore.config import Config
 
 from functions.chat.gateway import ManagementApi, SignedPoster
 from functions.chat.queue import JobQueue
+from functions.chat.review import LambdaReviewer, NoReview, Result, Reviewer
 from functions.chat.service import ChatService
 from functions.chat.settings import Settings, get_settings
 from functions.chat.store import ChatStore
@@ -98,9 +99,33 @@ def management_endpoint(domain_name: str | None = None, stage: str | None = None
 
 
 @cache
+def reviewer() -> Reviewer:
+    """The message review function, if one is configured: one synchronous Lambda invoke per
+    message or edit, bounded by REVIEW_TIMEOUT_MS end to end (no SDK retries within it)."""
+    settings = get_settings()
+    if not settings.review_function_arn:
+        return NoReview()
+    budget = settings.review_timeout_ms / 1000
+    config = Config(
+        retries={"total_max_attempts": 1},
+        connect_timeout=budget,
+        read_timeout=budget,
+        max_pool_connections=max(10, settings.fanout_pool_size),
+    )
+    return LambdaReviewer(
+        _session().client("lambda", config=config),
+        settings.review_function_arn,
+        fallback=Result(settings.review_fallback),
+        max_text_length=settings.max_text_length,
+    )
+
+
+@cache
 def chat_service(endpoint: str) -> ChatService:
     """The chat actions, replying to callers through the Management API at `endpoint`."""
-    return ChatService(store(), job_queue(), get_settings(), management_api(endpoint).post)
+    return ChatService(
+        store(), job_queue(), get_settings(), management_api(endpoint).post, reviewer=reviewer()
+    )
 
 
 def reset() -> None:
@@ -112,6 +137,7 @@ def reset() -> None:
         store,
         job_queue,
         management_api,
+        reviewer,
         chat_service,
     ):
         factory.cache_clear()

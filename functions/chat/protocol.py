@@ -40,6 +40,10 @@ class ErrorCode(StrEnum):
     TOO_LARGE = "too_large"
     RATE_LIMITED = "rate_limited"
     INTERNAL = "internal"
+    # v2: moderation and message review
+    BANNED = "banned"
+    MUTED = "muted"
+    REJECTED = "rejected"
 
 
 class ProtocolError(Exception):
@@ -171,13 +175,23 @@ def _parse_action(action: str, data: dict[str, Any], *, max_text_length: int) ->
     if client_msg_id is None:
         raise fail(ErrorCode.BAD_REQUEST, "'clientMsgId' must match ^[A-Za-z0-9_-]{1,64}$")
     text = data.get("text")
-    if not isinstance(text, str) or text == "":
-        raise fail(ErrorCode.BAD_REQUEST, "'text' must be a non-empty string")
-    if _SURROGATE.search(text):
-        raise fail(ErrorCode.BAD_REQUEST, "'text' contains an unpaired surrogate (invalid Unicode)")
-    if len(text) > max_text_length:
-        raise fail(ErrorCode.TOO_LARGE, f"'text' exceeds {max_text_length} characters")
+    problem = text_problem(text, max_text_length)
+    if problem is not None:
+        raise fail(*problem)
+    assert isinstance(text, str)
     return SendMessage(valid_room, text, client_msg_id)
+
+
+def text_problem(text: object, max_text_length: int) -> tuple[ErrorCode, str] | None:
+    """Why `text` cannot be a message's text (1..max characters of valid Unicode), or None.
+    The one rule for frames, the operator API and a review's replacement text."""
+    if not isinstance(text, str) or text == "":
+        return ErrorCode.BAD_REQUEST, "'text' must be a non-empty string"
+    if _SURROGATE.search(text):
+        return ErrorCode.BAD_REQUEST, "'text' contains an unpaired surrogate (invalid Unicode)"
+    if len(text) > max_text_length:
+        return ErrorCode.TOO_LARGE, f"'text' exceeds {max_text_length} characters"
+    return None
 
 
 FailFn = Callable[[ErrorCode, str], ProtocolError]

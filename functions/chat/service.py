@@ -20,6 +20,7 @@ from functions.chat.gateway import PostError, backoff_seconds
 from functions.chat.jobs import FanoutJob
 from functions.chat.protocol import ErrorCode, ProtocolError
 from functions.chat.queue import JobQueue
+from functions.chat.review import NoReview, Reviewer, ReviewRequest, Verdict
 from functions.chat.settings import Settings
 from functions.chat.store import ChatStore, ConnectionGone, NotMember, RateLimited, StoreBusy
 
@@ -47,6 +48,7 @@ class Outcome:
     error: ErrorCode | None = None
     message_id: str | None = None
     seq: int | None = None
+    review: Verdict | None = None  # set when a review function judged the text
 
 
 class ChatService:
@@ -58,8 +60,10 @@ class ChatService:
         post: Poster,
         clock: Clock = now_ms,
         sleep: Callable[[float], None] = time.sleep,
+        reviewer: Reviewer | None = None,
     ) -> None:
         self._store = store
+        self._reviewer = reviewer
         self._queue = queue
         self._settings = settings
         self._post = post
@@ -201,12 +205,27 @@ class ChatService:
     def _send(self, connection_id: str, identity: Identity, request: protocol.SendMessage) -> Outcome:
         ids = {"client_msg_id": request.client_msg_id}
         self._touch(connection_id, "sendmessage", request.room, **ids)
+        verdict = self.review(
+            ReviewRequest(
+                "message",
+                request.room,
+                identity.user_id,
+                identity.name,
+                request.text,
+                client_msg_id=request.client_msg_id,
+            )
+        )
+        if verdict is not None and not verdict.allowed:
+            refusal = protocol.error_frame(
+                ErrorCode.REJECTED, verdict.reason, action="sendmessage", room=request.room, **ids
+            )
+            return Outcome(refusal, action="sendmessage", error=ErrorCode.REJECTED, review=verdict)
         try:
             stored = self._store.store_message(
                 request.room,
                 identity.user_id,
                 identity.name,
-                request.text,
+                request.text if verdict is None else verdict.text,
                 request.client_msg_id,
                 self._clock(),
             )
@@ -260,7 +279,15 @@ class ChatService:
             duplicate=stored.duplicate,
             message_id=str(message["id"]),
             seq=int(message["seq"]),
+            review=verdict,
         )
+
+    def review(self, request: ReviewRequest) -> Verdict | None:
+        """The review function's verdict on a message or edit, None if none is configured.
+        (A resend of a stored clientMsgId is reviewed again, and then acked as first stored.)"""
+        if self._reviewer is None or isinstance(self._reviewer, NoReview):
+            return None
+        return self._reviewer.review(request)
 
     def _history(self, connection_id: str, request: protocol.History) -> Outcome:
         self._touch(connection_id, "history", request.room)

@@ -47,6 +47,10 @@ class ENV:
     FANOUT_DEADLINE_SAFETY_MS = "FANOUT_DEADLINE_SAFETY_MS"
     FANOUT_RETRY_DELAY_SECONDS = "FANOUT_RETRY_DELAY_SECONDS"
     JANITOR_PAGE_SIZE = "JANITOR_PAGE_SIZE"
+    # Message review (docs/protocol.md): the function, its time budget and the fallback policy.
+    REVIEW_FUNCTION_ARN = "REVIEW_FUNCTION_ARN"
+    REVIEW_TIMEOUT_MS = "REVIEW_TIMEOUT_MS"
+    REVIEW_FALLBACK = "REVIEW_FALLBACK"
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,10 @@ class Settings:
     fanout_retry_delay_seconds: int = 2
     # Items the janitor's Scan evaluates per page (its Limit); the cursor is saved after each page.
     janitor_page_size: int = 500
+    # "" = no review. The budget bounds the whole synchronous invoke; past it the fallback decides.
+    review_function_arn: str = ""
+    review_timeout_ms: int = 1000
+    review_fallback: str = "allow"  # or "deny"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -142,7 +150,16 @@ class Settings:
             fanout_deadline_safety_ms=integer(ENV.FANOUT_DEADLINE_SAFETY_MS, d.fanout_deadline_safety_ms),
             fanout_retry_delay_seconds=integer(ENV.FANOUT_RETRY_DELAY_SECONDS, d.fanout_retry_delay_seconds),
             janitor_page_size=integer(ENV.JANITOR_PAGE_SIZE, d.janitor_page_size, 1),
+            review_function_arn=text(ENV.REVIEW_FUNCTION_ARN, d.review_function_arn),
+            review_timeout_ms=integer(ENV.REVIEW_TIMEOUT_MS, d.review_timeout_ms, 1),
+            review_fallback=_choice(text(ENV.REVIEW_FALLBACK, d.review_fallback), ENV.REVIEW_FALLBACK),
         )
+
+
+def _choice(value: str, name: str, choices: tuple[str, ...] = ("allow", "deny")) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
 
 
 @cache

@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from functions.chat import deps, protocol
 from functions.chat.auth import Identity
 from functions.chat.observability import is_warmup, observability
+from functions.chat.review import Result, Verdict
 
 logger, tracer, metrics = observability("ingress")
 
@@ -62,6 +63,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             "message stored" if outcome.stored else "message resent (idempotent)",
             extra={"message_id": outcome.message_id, "seq": outcome.seq, "jobs": outcome.jobs},
         )
+    if outcome.review is not None:
+        record_review(outcome.review)
     if outcome.stored:
         metrics.add_metric(name="MessagesStored", unit=MetricUnit.Count, value=1)
     if outcome.duplicate:
@@ -72,3 +75,26 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if outcome.reply is not None:
         response["body"] = protocol.encode(outcome.reply)
     return response
+
+
+# One metric per review outcome (docs/operations.md): a rise in fallbacks means the reviewer is
+# slow or failing, and its fallback policy is deciding instead.
+REVIEW_METRICS = {
+    Result.ALLOW: "ReviewAllowed",
+    Result.DENY: "ReviewDenied",
+    Result.REPLACE: "ReviewReplaced",
+}
+
+
+def record_review(verdict: Verdict) -> None:
+    logger.info(
+        "message reviewed",
+        extra={
+            "review": verdict.outcome,
+            "review_ms": round(verdict.elapsed_ms, 1),
+            "reason": verdict.reason,
+        },
+    )
+    metrics.add_metric(name=REVIEW_METRICS[verdict.result], unit=MetricUnit.Count, value=1)
+    if verdict.fallback:
+        metrics.add_metric(name="ReviewFallbacks", unit=MetricUnit.Count, value=1)
