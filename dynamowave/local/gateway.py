@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,14 +35,29 @@ from aiohttp._websocket import reader_py
 from aiohttp.http_websocket import WebSocketError
 
 from dynamowave.local.config import RuntimeConfig
-from dynamowave.local.lambda_runner import Invocation, LambdaRunner, api_gateway_id, new_request_id
+from dynamowave.local.lambda_runner import (
+    Invocation,
+    InvocationTimeout,
+    LambdaRunner,
+    api_gateway_id,
+    new_request_id,
+)
 
 log = logging.getLogger("dynamowave.gateway")
 
 TOKEN_PARAMETER = "token"
+CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
+CLOSE_UNSUPPORTED_DATA = 1003
+CLOSE_NO_STATUS = 1005
 CLOSE_ABNORMAL = 1006
 CLOSE_TOO_BIG = 1009
+# The disconnectReason API Gateway gives when the client's close frame carries no status code.
+NO_STATUS_REASON = "Client-side close frame status not set"
+# API Gateway supports no binary frames in incoming payloads: it closes the connection with 1003.
+BINARY_REASON = "Binary frames are not supported"
+INTERNAL_ERROR = "Internal server error"
+TIMED_OUT = "Endpoint request timed out"  # the frame API Gateway sends when the integration times out
 
 
 class TokenBucket:
@@ -130,7 +146,7 @@ class Connection:
     request: web.Request
     connected_at: int
     source_ip: str
-    user_agent: str
+    user_agent: str | None
     authorizer: dict[str, Any]
     last_active: int = 0
     closing: bool = False
@@ -240,7 +256,7 @@ class WebSocketGateway:
         event_type: str,
         request_id: str,
         source_ip: str,
-        user_agent: str,
+        user_agent: str | None,
         authorizer: dict[str, Any] | None,
     ) -> dict[str, Any]:
         epoch = now_ms()
@@ -253,7 +269,7 @@ class WebSocketGateway:
             "stage": self.config.stage,
             "connectedAt": connected_at,
             "requestTimeEpoch": epoch,
-            "identity": {"sourceIp": source_ip, "userAgent": user_agent},
+            "identity": request_identity(source_ip, user_agent),
             "requestId": request_id,
             "domainName": self.domain_name,
             "connectionId": connection_id,
@@ -281,11 +297,9 @@ class WebSocketGateway:
         connection_id = api_gateway_id()
         connected_at = now_ms()
         source_ip = request.remote or "127.0.0.1"
-        user_agent = request.headers.get("User-Agent", "")
-        headers = dict(request.headers)
-        multi_headers: dict[str, list[str]] = {}
-        for key, value in request.headers.items():
-            multi_headers.setdefault(key, []).append(value)
+        user_agent = request.headers.get("User-Agent")
+        multi_headers = forwarded_headers(request, source_ip)
+        headers = {key: values[-1] for key, values in multi_headers.items()}
         query = dict(request.query)
         multi_query: dict[str, list[str]] = {}
         for key, value in request.query.items():
@@ -317,8 +331,11 @@ class WebSocketGateway:
             return _json_response(500, {"message": "Internal server error"})
         if effect != "Allow":
             return _json_response(403, {"message": "Forbidden"})
-        authorizer: dict[str, Any] = dict(auth.result.get("context") or {})
-        authorizer["principalId"] = auth.result["principalId"]
+        try:
+            authorizer = authorizer_context(auth.result)
+        except ValueError as exc:
+            log.warning("authorizer returned an invalid context: %s", exc)
+            return _json_response(500, {"message": INTERNAL_ERROR})
 
         connect_event = {
             "headers": headers,
@@ -337,11 +354,9 @@ class WebSocketGateway:
             ),
             "isBase64Encoded": False,
         }
-        connect = await self.runner.invoke(
-            "ingress", connect_event, trigger="$connect", request_id=request_id
-        )
+        connect = await self.runner.invoke("ingress", connect_event, trigger="$connect")
         if connect.error is not None:
-            return _json_response(500, {"message": "Internal server error"})
+            return _json_response(500, {"message": INTERNAL_ERROR})
         status = _status_code(connect.result)
         if not 200 <= status < 300:
             return _json_response(status, {"message": "Forbidden" if status == 403 else "Connection refused"})
@@ -353,6 +368,8 @@ class WebSocketGateway:
             heartbeat=None,
             # API Gateway negotiates no permessage-deflate: limits apply to what is on the wire.
             compress=False,
+            # The subprotocol is the $connect integration's choice (its Sec-WebSocket-Protocol header).
+            protocols=selected_subprotocol(connect.result),
         )
         # Handshake failures (a client gone already) raise here, before anything is registered.
         await ws.prepare(request)
@@ -390,17 +407,24 @@ class WebSocketGateway:
                 await ws.close(code=CLOSE_GOING_AWAY, message=b"Going away")
                 return
             try:
-                message = await ws.receive(timeout=remaining)
+                # The deadline is ours, not receive(timeout=): aiohttp restarts that timeout on
+                # every ping it answers, so a pinging client would never meet the 2-hour close.
+                async with asyncio.timeout(remaining):
+                    message = await ws.receive()
             except TimeoutError:
                 continue  # the loop head decides which limit expired
-            if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+            if message.type is WSMsgType.TEXT:
                 connection.last_active = now_ms()
-                self._dispatch(
-                    connection, message.data if message.type is WSMsgType.TEXT else None, message.data
-                )
+                self._dispatch(connection, message.data)
                 continue
+            if message.type is WSMsgType.BINARY:
+                connection.mark_closing(CLOSE_UNSUPPORTED_DATA, BINARY_REASON)
+                await ws.close(code=CLOSE_UNSUPPORTED_DATA, message=BINARY_REASON.encode())
+                return
             if message.type is WSMsgType.CLOSE or (message.type is WSMsgType.CLOSING and ws.close_code):
-                connection.mark_closing(int(message.data or ws.close_code or 1005), str(message.extra or ""))
+                code = int(message.data or ws.close_code or CLOSE_NO_STATUS)
+                reason = str(message.extra or "") or (NO_STATUS_REASON if code == CLOSE_NO_STATUS else "")
+                connection.mark_closing(code, reason)
             elif message.type is WSMsgType.ERROR:
                 error = message.data
                 if isinstance(error, WebSocketError) and error.code == CLOSE_TOO_BIG:
@@ -411,12 +435,12 @@ class WebSocketGateway:
                 connection.mark_closing(CLOSE_ABNORMAL, "")
             return
 
-    def _dispatch(self, connection: Connection, text: str | None, raw: Any) -> None:
-        task = asyncio.create_task(self._route(connection, text, raw))
+    def _dispatch(self, connection: Connection, text: str) -> None:
+        task = asyncio.create_task(self._route(connection, text))
         connection.inflight.add(task)
         task.add_done_callback(connection.inflight.discard)
 
-    async def _route(self, connection: Connection, text: str | None, raw: Any) -> None:
+    async def _route(self, connection: Connection, text: str) -> None:
         request_id = api_gateway_id()
         if not self.throttle.take():
             self.throttled += 1
@@ -426,12 +450,6 @@ class WebSocketGateway:
             )
             return
         route_key = select_route(text, self._routes)
-        if text is not None:
-            body, is_base64 = text, False
-        else:
-            import base64
-
-            body, is_base64 = base64.b64encode(bytes(raw)).decode("ascii"), True
         context = self._request_context(
             connection.id,
             connection.connected_at,
@@ -443,12 +461,12 @@ class WebSocketGateway:
             connection.authorizer,
         )
         context["messageId"] = api_gateway_id()
-        event = {"requestContext": context, "body": body, "isBase64Encoded": is_base64}
-        invocation = await self.runner.invoke("ingress", event, trigger=route_key, request_id=request_id)
+        event = {"requestContext": context, "body": text, "isBase64Encoded": False}
+        invocation = await self.runner.invoke("ingress", event, trigger=route_key)
         if invocation.error is not None:
+            message = TIMED_OUT if isinstance(invocation.error, InvocationTimeout) else INTERNAL_ERROR
             await self._send_quietly(
-                connection,
-                {"message": "Internal server error", "connectionId": connection.id, "requestId": request_id},
+                connection, {"message": message, "connectionId": connection.id, "requestId": request_id}
             )
             return
         if route_key in self._two_way:
@@ -486,16 +504,20 @@ class WebSocketGateway:
             connection.user_agent,
             connection.authorizer,
         )
-        code = connection.close_code if connection.close_code is not None else CLOSE_ABNORMAL
+        # API Gateway puts the close code and reason in requestContext (docs/local-runtime.md).
+        context["disconnectStatusCode"] = (
+            connection.close_code if connection.close_code is not None else CLOSE_ABNORMAL
+        )
+        context["disconnectReason"] = connection.close_reason
+        # The headers API Gateway sends with $disconnect (none of the client's but Host).
+        headers = {"Host": self.domain_name, "x-api-key": "", "X-Forwarded-For": "", "x-restapi": ""}
         event = {
-            "headers": {"Host": self.domain_name},
-            "multiValueHeaders": {"Host": [self.domain_name]},
+            "headers": headers,
+            "multiValueHeaders": {key: [value] for key, value in headers.items()},
             "requestContext": context,
             "isBase64Encoded": False,
-            "disconnectStatusCode": code,
-            "disconnectReason": connection.close_reason,
         }
-        await self.runner.invoke("ingress", event, trigger="$disconnect", request_id=request_id)
+        await self.runner.invoke("ingress", event, trigger="$disconnect")
 
     def track(self, task: asyncio.Task[Any]) -> None:
         """Keeps a background task referenced until it ends (asyncio holds only weak references)."""
@@ -532,6 +554,67 @@ class WebSocketGateway:
 
 def new_gateway_request_id() -> str:
     return new_request_id()
+
+
+def request_identity(source_ip: str, user_agent: str | None) -> dict[str, str]:
+    """requestContext.identity (and GetConnection's Identity): API Gateway leaves userAgent out
+    when the client sent none."""
+    identity = {"sourceIp": source_ip}
+    if user_agent is not None:
+        identity["userAgent"] = user_agent
+    return identity
+
+
+def trace_id(epoch_seconds: float | None = None) -> str:
+    """An X-Ray trace header as API Gateway adds it: ``Root=1-{8 hex epoch}-{24 hex}``."""
+    epoch = int(time.time() if epoch_seconds is None else epoch_seconds)
+    return f"Root=1-{epoch:08x}-{secrets.token_hex(12)}"
+
+
+def forwarded_headers(request: web.BaseRequest, source_ip: str) -> dict[str, list[str]]:
+    """The handshake's headers as the integration sees them: the client's, plus what API Gateway
+    adds (X-Forwarded-For/-Proto/-Port with this listener's scheme and port, X-Amzn-Trace-Id)."""
+    multi: dict[str, list[str]] = {}
+    for key, value in request.headers.items():
+        multi.setdefault(key, []).append(value)
+    added = {"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Port", "X-Amzn-Trace-Id"}
+    client_forwarded = ", ".join(v for k, vs in multi.items() if k.lower() == "x-forwarded-for" for v in vs)
+    for key in [k for k in multi if k in added or k.lower() in {a.lower() for a in added}]:
+        del multi[key]
+    sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
+    port = str(sockname[1]) if sockname else ""
+    # A client's own X-Forwarded-For is kept, with the address API Gateway saw appended.
+    multi["X-Forwarded-For"] = [f"{client_forwarded}, {source_ip}" if client_forwarded else source_ip]
+    multi["X-Forwarded-Proto"] = [request.scheme]
+    multi["X-Forwarded-Port"] = [port]
+    multi["X-Amzn-Trace-Id"] = [trace_id()]
+    return multi
+
+
+def authorizer_context(response: dict[str, Any]) -> dict[str, Any]:
+    """requestContext.authorizer from a (valid) authorizer response: its ``context``, whose values
+    API Gateway allows to be strings, numbers and booleans only, plus ``principalId``."""
+    context = response.get("context") or {}
+    if not isinstance(context, dict):
+        raise ValueError("context must be an object")
+    for key, value in context.items():
+        if value is not None and not isinstance(value, str | int | float | bool):
+            raise ValueError(
+                f"context[{key!r}] is a {type(value).__name__}: only strings, numbers and booleans"
+            )
+    authorizer = {key: value for key, value in context.items() if value is not None}
+    authorizer["principalId"] = response["principalId"]
+    return authorizer
+
+
+def selected_subprotocol(result: Any) -> tuple[str, ...]:
+    """The Sec-WebSocket-Protocol the $connect integration answered with, if any."""
+    if not isinstance(result, dict) or not isinstance(result.get("headers"), dict):
+        return ()
+    for key, value in result["headers"].items():
+        if str(key).lower() == "sec-websocket-protocol" and isinstance(value, str) and value.strip():
+            return (value.strip(),)
+    return ()
 
 
 def _status_code(result: Any) -> int:

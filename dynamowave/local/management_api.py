@@ -26,13 +26,15 @@ from botocore import handlers
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse, HTTPHeaders
 
 from dynamowave.local.faults import FaultInjector
-from dynamowave.local.gateway import Connection, WebSocketGateway, iso_time
+from dynamowave.local.gateway import Connection, WebSocketGateway, iso_time, request_identity
 from dynamowave.local.sigv4 import SignatureRejected, SigV4Verifier
 
 log = logging.getLogger("dynamowave.management")
 
-# DeleteConnection: API Gateway closes the socket normally (the client sees 1000).
+# DeleteConnection: API Gateway closes the socket normally (the client sees 1000), and its
+# $disconnect event says so in these words.
 DELETE_CLOSE_CODE = 1000
+DELETE_CLOSE_REASON = "Connection Closed Normally"
 # A post answered in process waits at most this long for the event loop (botocore's read timeout).
 IN_PROCESS_TIMEOUT_SECONDS: Final = 5.0
 # A connection with more unsent bytes than this is a slow reader: its frames queue on their own.
@@ -230,7 +232,7 @@ class ManagementApi:
         body: dict[str, Any] = {
             "connectedAt": iso_time(connection.connected_at),
             "lastActiveAt": iso_time(connection.last_active),
-            "identity": {"sourceIp": connection.source_ip, "userAgent": connection.user_agent},
+            "identity": request_identity(connection.source_ip, connection.user_agent),
         }
         return web.json_response(body)
 
@@ -245,7 +247,9 @@ class ManagementApi:
         if connection is None:
             return respond(GONE)
         # Unregistered now (posts answer 410 at once); the close handshake and $disconnect follow.
-        task = asyncio.create_task(self._gateway.close_connection(connection, DELETE_CLOSE_CODE, ""))
+        task = asyncio.create_task(
+            self._gateway.close_connection(connection, DELETE_CLOSE_CODE, DELETE_CLOSE_REASON)
+        )
         self._gateway.track(task)
         return web.Response(status=204)
 

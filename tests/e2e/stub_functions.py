@@ -68,8 +68,13 @@ def ingress(event: dict[str, Any], context: Any) -> dict[str, Any]:
     _record("ingress", event, context)
     route = event["requestContext"]["routeKey"]
     if route == "$connect":
-        refuse = (event.get("queryStringParameters") or {}).get("refuse")
-        return {"statusCode": int(refuse) if refuse else 200}
+        query = event.get("queryStringParameters") or {}
+        refuse = query.get("refuse")
+        if refuse:
+            return {"statusCode": int(refuse)}
+        if query.get("subprotocol"):  # ?subprotocol=P: the integration chooses P
+            return {"statusCode": 200, "headers": {"Sec-WebSocket-Protocol": query["subprotocol"]}}
+        return {"statusCode": 200}
     if route == "$disconnect":
         return {"statusCode": 200}
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import re
 import time
@@ -51,6 +50,22 @@ def disconnects_of(server: Server, connection: str) -> list[dict[str, Any]]:
         if e["event"]["requestContext"]["routeKey"] == "$disconnect"
         and e["event"]["requestContext"]["connectionId"] == connection
     ]
+
+
+def closed_after(server: Server, act: Callable[[Any, str], Awaitable[None]]) -> tuple[str, int | None]:
+    """Opens a connection, does `act(ws, connection_id)`, and returns the close code it then gets."""
+
+    async def scenario() -> tuple[str, int | None]:
+        async with websockets.connect(server.url("allow-amy")) as ws:
+            connection = await connection_id(ws)
+            await act(ws, connection)
+            try:
+                await asyncio.wait_for(ws.recv(), 10)
+            except ConnectionClosed as exc:
+                return connection, exc.rcvd.code if exc.rcvd else None
+        raise AssertionError("connection stayed open")
+
+    return run(scenario())
 
 
 # ----- handshake --------------------------------------------------------------------------------
@@ -141,6 +156,32 @@ def test_connect_and_message_events_match_api_gateway(stub_server: Server) -> No
     assert connect["requestContext"]["authorizer"]["userId"] == "amy"
     assert connect["queryStringParameters"]["token"] == "allow-amy"
     assert "headers" in connect and "body" not in connect
+    # What API Gateway adds to the handshake's headers (this listener has no TLS: http, its port).
+    headers = connect["headers"]
+    assert headers["X-Forwarded-For"] == "127.0.0.1"
+    assert (headers["X-Forwarded-Proto"], headers["X-Forwarded-Port"]) == ("http", str(stub_server.port))
+    assert re.fullmatch(r"Root=1-[0-9a-f]{8}-[0-9a-f]{24}", headers["X-Amzn-Trace-Id"])
+    assert connect["multiValueHeaders"]["X-Amzn-Trace-Id"] == [headers["X-Amzn-Trace-Id"]]
+
+
+def test_identity_has_no_user_agent_when_the_client_sends_none(stub_server: Server) -> None:
+    async def scenario() -> dict[str, Any]:
+        async with websockets.connect(stub_server.url("allow-amy"), user_agent_header=None) as ws:
+            return await echo(ws, {"op": "echo"})
+
+    assert run(scenario())["event"]["requestContext"]["identity"] == {"sourceIp": "127.0.0.1"}
+
+
+def test_connect_integration_chooses_the_subprotocol(stub_server: Server) -> None:
+    async def scenario() -> tuple[str | None, str | None]:
+        url = stub_server.url("allow-amy", subprotocol="chat.v2")
+        async with websockets.connect(url, subprotocols=["chat.v1", "chat.v2"]) as chosen:  # type: ignore[list-item]
+            with_choice = chosen.subprotocol
+        async with websockets.connect(stub_server.url("allow-amy"), subprotocols=["chat.v1"]) as plain:  # type: ignore[list-item]
+            without = plain.subprotocol
+        return with_choice, without
+
+    assert run(scenario()) == ("chat.v2", None)
 
 
 def test_lambda_context_looks_real(stub_server: Server) -> None:
@@ -149,8 +190,14 @@ def test_lambda_context_looks_real(stub_server: Server) -> None:
             await echo(ws, {"op": "echo"})
 
     run(scenario())
-    context = stub_server.events("ingress")[-2]["context"]
+    record = stub_server.events("ingress")[-2]
+    context = record["context"]
     assert context["function_name"] == "ingress"
+    # Lambda's request id is its own, not the gateway's requestId.
+    assert context["aws_request_id"] != record["event"]["requestContext"]["requestId"]
+    assert re.fullmatch(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", context["aws_request_id"]
+    )
     assert context["invoked_function_arn"] == "arn:aws:lambda:us-east-1:123456789012:function:ingress"
     assert context["memory_limit_in_mb"] == 512
     assert 0 < context["remaining_ms"] <= 29_000
@@ -183,16 +230,25 @@ def test_route_selection_on_body_action_with_default_fallback(
     assert reply["event"]["requestContext"]["routeKey"] == route
 
 
-def test_binary_frame_goes_to_default_base64_encoded(stub_server: Server) -> None:
-    async def scenario() -> dict[str, Any]:
-        async with websockets.connect(stub_server.url("allow-amy")) as ws:
-            await ws.send(b"\x00\x01binary")
-            return await recv_json(ws)
+def test_binary_frame_closes_1003_as_api_gateway_does(stub_server: Server) -> None:
+    """API Gateway supports no binary frames in incoming payloads: it closes with 1003, and no
+    route is invoked for the frame."""
 
-    reply = run(scenario())
-    assert reply["route"] == "$default"
-    assert reply["event"]["isBase64Encoded"] is True
-    assert base64.b64decode(reply["event"]["body"]) == b"\x00\x01binary"
+    async def send_binary(ws: Any, connection: str) -> None:
+        await ws.send(b"\x00\x01binary")
+
+    connection, code = closed_after(stub_server, send_binary)
+    assert code == 1003
+    disconnect = wait_until(lambda: disconnects_of(stub_server, connection))[0]
+    assert disconnect["requestContext"]["disconnectStatusCode"] == 1003
+    routed = [
+        e for e in stub_server.events("ingress") if e["event"]["requestContext"]["connectionId"] == connection
+    ]
+    assert [e["event"]["requestContext"]["routeKey"] for e in routed] == [
+        "$connect",
+        "$default",
+        "$disconnect",
+    ]
 
 
 def test_integration_error_sends_internal_server_error_frame(stub_server: Server) -> None:
@@ -274,8 +330,11 @@ def test_disconnect_runs_once_after_client_close(stub_server: Server) -> None:
     events = wait_until(lambda: disconnects_of(stub_server, connection))
     time.sleep(0.3)
     assert len(disconnects_of(stub_server, connection)) == 1
-    assert events[0]["requestContext"]["eventType"] == "DISCONNECT"
-    assert events[0]["disconnectStatusCode"] == 1000
+    context = events[0]["requestContext"]
+    assert context["eventType"] == "DISCONNECT"
+    # In requestContext, where API Gateway puts them (not at the event's top level).
+    assert (context["disconnectStatusCode"], context["disconnectReason"]) == (1000, "")
+    assert "disconnectStatusCode" not in events[0] and "disconnectReason" not in events[0]
     assert events[0]["requestContext"]["authorizer"]["userId"] == "amy"
 
 
@@ -288,25 +347,24 @@ def test_disconnect_runs_after_abrupt_tcp_drop(stub_server: Server) -> None:
 
     connection = run(scenario())
     events = wait_until(lambda: disconnects_of(stub_server, connection))
-    assert events[0]["disconnectStatusCode"] == 1006
+    assert events[0]["requestContext"]["disconnectStatusCode"] == 1006
 
 
 def test_delete_connection_closes_and_runs_disconnect_and_then_gone(stub_server: Server) -> None:
     client = stub_server.boto3_client("apigatewaymanagementapi")
 
-    async def scenario() -> tuple[str, int | None]:
-        async with websockets.connect(stub_server.url("allow-amy")) as ws:
-            connection = await connection_id(ws)
-            await asyncio.to_thread(client.delete_connection, ConnectionId=connection)
-            try:
-                await asyncio.wait_for(ws.recv(), 10)
-            except ConnectionClosed as exc:
-                return connection, exc.rcvd.code if exc.rcvd else None
-        raise AssertionError("connection stayed open")
+    async def delete(ws: Any, connection: str) -> None:
+        await asyncio.to_thread(client.delete_connection, ConnectionId=connection)
 
-    connection, code = run(scenario())
+    connection, code = closed_after(stub_server, delete)
     assert code == 1000
-    assert len(wait_until(lambda: disconnects_of(stub_server, connection))) == 1
+    disconnects = wait_until(lambda: disconnects_of(stub_server, connection))
+    assert len(disconnects) == 1
+    context = disconnects[0]["requestContext"]
+    assert (context["disconnectStatusCode"], context["disconnectReason"]) == (
+        1000,
+        "Connection Closed Normally",
+    )
     with pytest.raises(client.exceptions.GoneException):
         client.post_to_connection(ConnectionId=connection, Data=b"late")
 
@@ -518,7 +576,27 @@ def test_idle_timeout_closes_1001_and_runs_disconnect(limited_server: Server) ->
 
     connection, code, reason = run(scenario())
     assert (code, reason) == (1001, "Going away")
-    assert wait_until(lambda: disconnects_of(limited_server, connection))[0]["disconnectStatusCode"] == 1001
+    context = wait_until(lambda: disconnects_of(limited_server, connection))[0]["requestContext"]
+    assert (context["disconnectStatusCode"], context["disconnectReason"]) == (1001, "Going away")
+
+
+def test_client_pings_do_not_keep_a_connection_open(limited_server: Server) -> None:
+    """Pings are answered but are not activity: a client that only pings meets the idle timeout
+    (aiohttp's own receive timeout restarts on each ping, which kept such a socket open forever)."""
+
+    async def scenario() -> tuple[int | None, float]:
+        await asyncio.sleep(3)  # refill the throttle bucket
+        async with websockets.connect(limited_server.url("allow-amy"), ping_interval=0.2) as ws:
+            opened = time.monotonic()
+            try:
+                await asyncio.wait_for(ws.recv(), 15)
+            except ConnectionClosed as exc:
+                return (exc.rcvd.code if exc.rcvd else None), time.monotonic() - opened
+        raise AssertionError("not closed")
+
+    code, after = run(scenario())
+    assert code == 1001
+    assert after < 4  # the 1.5 s idle timeout, not the 4 s maximum duration
 
 
 def test_maximum_duration_closes_even_an_active_connection(limited_server: Server) -> None:

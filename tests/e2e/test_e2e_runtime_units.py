@@ -123,3 +123,76 @@ def test_fault_injector_rates_are_honoured() -> None:
     assert injector.management_fault(allow_gone=True) == "gone"
     injector.configure(FaultConfig())
     assert injector.fanout_crash_after(10) is None and injector.duplicate_record() is False
+
+
+# ----- what API Gateway does with an authorizer's context, subprotocols, integration timeouts -----
+
+
+def test_authorizer_context_allows_strings_numbers_and_booleans_only() -> None:
+    from dynamowave.local.gateway import authorizer_context
+
+    response = {"principalId": "amy", "context": {"user": "amy", "n": 3, "ratio": 0.5, "admin": False}}
+    assert authorizer_context(response) == {
+        "user": "amy",
+        "n": 3,
+        "ratio": 0.5,
+        "admin": False,
+        "principalId": "amy",
+    }
+    for bad in ({"rooms": ["a", "b"]}, {"nested": {"x": 1}}):
+        with pytest.raises(ValueError, match="only strings, numbers and booleans"):
+            authorizer_context({"principalId": "amy", "context": bad})
+    with pytest.raises(ValueError, match="object"):
+        authorizer_context({"principalId": "amy", "context": ["x"]})
+
+
+def test_subprotocol_comes_from_the_connect_integrations_header() -> None:
+    from dynamowave.local.gateway import selected_subprotocol
+
+    assert selected_subprotocol({"statusCode": 200, "headers": {"sec-websocket-protocol": "chat.v2"}}) == (
+        "chat.v2",
+    )
+    assert selected_subprotocol({"statusCode": 200}) == ()
+    assert selected_subprotocol(None) == ()
+    assert selected_subprotocol({"headers": {"Sec-WebSocket-Protocol": " "}}) == ()
+
+
+def test_integration_timeout_frame_says_endpoint_request_timed_out() -> None:
+    """API Gateway's answer to an integration over its timeout is not the error frame's."""
+    import asyncio
+
+    from dynamowave.local.config import RuntimeConfig
+    from dynamowave.local.gateway import Connection, WebSocketGateway
+    from dynamowave.local.lambda_runner import InvocationTimeout
+
+    class Runner:
+        def __init__(self, error: BaseException) -> None:
+            self.error = error
+
+        async def invoke(
+            self, name: str, event: Any, *, trigger: str, request_id: str | None = None
+        ) -> Invocation:
+            return Invocation(name, "lambda-id", None, self.error, 1.0)
+
+    class Socket:
+        closed = False
+
+        def __init__(self) -> None:
+            self.sent: list[str] = []
+
+        async def send_str(self, text: str) -> None:
+            self.sent.append(text)
+
+    async def frame_after(error: BaseException) -> dict[str, Any]:
+        import json
+
+        gateway = WebSocketGateway(RuntimeConfig(), Runner(error), routes=("ping",), two_way=())  # type: ignore[arg-type]
+        socket = Socket()
+        connection = Connection("c=", socket, None, 0, "127.0.0.1", None, {})  # type: ignore[arg-type]
+        await gateway._route(connection, '{"action": "ping"}')
+        return json.loads(socket.sent[0])  # type: ignore[no-any-return]
+
+    timed_out = asyncio.run(frame_after(InvocationTimeout("ingress", 29)))
+    assert timed_out["message"] == "Endpoint request timed out"
+    assert timed_out["connectionId"] == "c=" and timed_out["requestId"]
+    assert asyncio.run(frame_after(RuntimeError("bug")))["message"] == "Internal server error"
