@@ -41,7 +41,8 @@ EOF_GRACE_SECONDS: Final = 10.0  # after end of input, wait this long for outsta
 TYPING_REPEAT_SECONDS: Final = 3.0  # print "X is typing" at most this often per user
 HISTORY_DEFAULT: Final = 20
 OPEN_TIMEOUT_SECONDS: Final = 10.0
-ROOM_PATTERN: Final = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# docs/protocol.md's room names, whole string (`\Z`: `$` would accept "general\n").
+ROOM_PATTERN: Final = re.compile(r"\A[A-Za-z0-9_.-]{1,64}\Z")
 HELP: Final = """\
 commands:
   /history [N]   N older messages of the current room (default 20)
@@ -452,7 +453,7 @@ class ChatClient:
             self.out(f"! unknown command {printable(name)}; /help lists them")
 
     async def _join(self, name: str) -> None:
-        if not ROOM_PATTERN.match(name):
+        if not ROOM_PATTERN.fullmatch(name):
             self.out("! usage: /join ROOM  (letters, digits and _ . - up to 64)")
             return
         self.current = name

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from functions.chat.settings import ENV
+from functions.chat.settings import ENV, ORIGIN_PATTERN
 
 ContextLookup = Callable[[str], Any]
 
@@ -23,10 +23,11 @@ DEFAULT_REGION = "us-east-1"
 # architecture, published in every commercial region by account 017000801446).
 DEFAULT_POWERTOOLS_LAYER_VERSION = 38
 
-_STAGE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_REGION_PATTERN = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
-_KEY_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
-_EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Whole-string patterns (`\Z`: `$` also matches before a final newline), applied with fullmatch.
+_STAGE_PATTERN = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
+_REGION_PATTERN = re.compile(r"\A[a-z]{2}(-gov)?-[a-z]+-\d\Z")
+_KEY_ARN_PATTERN = re.compile(r"\Aarn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+\Z")
+_EMAIL_PATTERN = re.compile(r"\A[^@\s]+@[^@\s]+\.[^@\s]+\Z")
 # Environment variables the stack itself sets from its resources: not tunable through context.
 _RESOURCE_ENV = frozenset(
     {
@@ -80,15 +81,17 @@ class DeploymentConfig:
     powertools_layer_version: int | None = DEFAULT_POWERTOOLS_LAYER_VERSION
     api_gateway_cloudwatch_role: bool = True
     function_settings: Mapping[str, str] = field(default_factory=dict)
+    # Web origins whose pages may connect (the authorizer refuses others); empty: any origin.
+    allowed_origins: tuple[str, ...] = ()
 
     @property
     def stack_name(self) -> str:
         return f"DynamoWave-{self.stage}"
 
     def __post_init__(self) -> None:
-        if not _STAGE_PATTERN.match(self.stage):
-            raise ConfigError(f"stage must match {_STAGE_PATTERN.pattern}, got {self.stage!r}")
-        if not _REGION_PATTERN.match(self.region):
+        if not _STAGE_PATTERN.fullmatch(self.stage):
+            raise ConfigError(f"stage must be 1..64 of A-Z a-z 0-9 _ -, got {self.stage!r}")
+        if not _REGION_PATTERN.fullmatch(self.region):
             raise ConfigError(f"region {self.region!r} is not an AWS region name")
         for name, value in (
             ("ingressReservedConcurrency", self.ingress_reserved_concurrency),
@@ -119,25 +122,38 @@ class DeploymentConfig:
             raise ConfigError(f"logRetentionDays must be one of {sorted(RETENTION_DAYS)}")
         if not 1 <= self.janitor_rate_minutes <= 60:
             raise ConfigError("janitorRateMinutes must be 1..60")
-        if self.alarm_email is not None and not _EMAIL_PATTERN.match(self.alarm_email):
+        if self.alarm_email is not None and not _EMAIL_PATTERN.fullmatch(self.alarm_email):
             raise ConfigError(f"alarmEmail {self.alarm_email!r} is not an e-mail address")
         if not 100 <= self.waf_rate_limit <= 2_000_000_000:
             raise ConfigError("wafRateLimit must be >= 100 (a WAF rule limit)")
         for region in self.replica_regions:
-            if not _REGION_PATTERN.match(region):
+            if not _REGION_PATTERN.fullmatch(region):
                 raise ConfigError(f"replicaRegions: {region!r} is not an AWS region name")
             if region == self.region:
                 raise ConfigError(f"replicaRegions must not contain the stack's own region {region}")
         for region, arn in self.replica_key_arns.items():
             if region not in self.replica_regions:
                 raise ConfigError(f"replicaKeyArns names {region}, which is not in replicaRegions")
-            if not _KEY_ARN_PATTERN.match(arn) or f":kms:{region}:" not in arn:
+            if not _KEY_ARN_PATTERN.fullmatch(arn) or f":kms:{region}:" not in arn:
                 raise ConfigError(f"replicaKeyArns[{region}] must be a KMS key ARN in {region}")
         if self.powertools_layer_version is not None and self.powertools_layer_version < 1:
             raise ConfigError("powertoolsLayerVersion must be >= 1")
+        for origin in self.allowed_origins:
+            if not ORIGIN_PATTERN.fullmatch(origin):
+                raise ConfigError(
+                    f"allowedOrigins: {origin!r} is not an origin like https://chat.example.com"
+                )
         unknown = set(self.function_settings) - TUNABLE_ENV
         if unknown:
             raise ConfigError(f"functionSettings: unknown or stack-owned variables {sorted(unknown)}")
+
+    @property
+    def function_environment(self) -> dict[str, str]:
+        """Settings every function gets from the context (the stack adds its resources' names)."""
+        env = dict(self.function_settings)
+        if self.allowed_origins:
+            env[ENV.ALLOWED_ORIGINS] = ",".join(self.allowed_origins)
+        return env
 
     @property
     def log_retention(self) -> str:
@@ -205,6 +221,7 @@ class DeploymentConfig:
             )
             is not False,
             function_settings=_string_map(lookup("functionSettings"), "functionSettings"),
+            allowed_origins=_string_list(lookup("allowedOrigins"), "allowedOrigins"),
         )
 
 

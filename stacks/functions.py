@@ -120,7 +120,7 @@ class Functions(Construct):
                 "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
                 "LOG_LEVEL": "INFO",
-                **config.function_settings,
+                **config.function_environment,
                 **environments.get(spec.name, {}),
             }
             function = lambda_.Function(

@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not ROOM_PATTERN.match(args.room):
+    if not ROOM_PATTERN.fullmatch(args.room):
         raise CommandError(f"bad room name {args.room!r}: letters, digits and _ . - (up to 64)")
     if args.since is not None and args.since < 0:
         raise CommandError("--since must be 0 or more")

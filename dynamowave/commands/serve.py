@@ -15,7 +15,7 @@ from pathlib import Path
 
 from dynamowave.cli import CommandError
 
-_ENV_PAIR = re.compile(r"^([A-Z][A-Z0-9_]*)=(.*)$", re.DOTALL)
+_ENV_PAIR = re.compile(r"\A([A-Z][A-Z0-9_]*)=(.*)\Z", re.DOTALL)
 
 
 def _positive(kind: type[float] | type[int]) -> Callable[[str], float | int]:
@@ -38,6 +38,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     net.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     net.add_argument("--port", type=int, default=8765, help="port for WebSocket + HTTP; 0 picks a free one")
     net.add_argument("--stage", default="local", help="stage name in the Management API path (default local)")
+    net.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another Host name the runtime answers to (repeatable; loopback and the bound address always)",
+    )
+    net.add_argument(
+        "--allowed-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a web origin that may open WebSocket connections, e.g. http://localhost:5173 (repeatable)",
+    )
     net.add_argument(
         "--aws-endpoint", metavar="URL", help="use this AWS-compatible endpoint instead of the embedded moto"
     )
@@ -169,7 +183,7 @@ def build_config(args: argparse.Namespace) -> object:
         functions[name] = replace(functions[name], timeout_seconds=seconds)
     function_env: dict[str, str] = {}
     for raw in args.env:
-        match = _ENV_PAIR.match(raw)
+        match = _ENV_PAIR.fullmatch(raw)
         if match is None:
             raise CommandError(f"--env expects KEY=VALUE with an upper-case KEY, got {raw!r}")
         function_env[match.group(1)] = match.group(2)
@@ -185,6 +199,13 @@ def build_config(args: argparse.Namespace) -> object:
         function_env["RATE_LIMIT_PER_SECOND"] = str(args.rate_limit)
     if args.rate_burst is not None:
         function_env["RATE_LIMIT_BURST"] = str(args.rate_burst)
+    from functions.chat.settings import ORIGIN_PATTERN
+
+    for origin in args.allowed_origin:
+        if not ORIGIN_PATTERN.fullmatch(origin):
+            raise CommandError(
+                f"--allowed-origin expects an origin like http://localhost:5173, got {origin!r}"
+            )
     if not 0 <= args.port <= 65535:
         raise CommandError(f"--port must be 0..65535, got {args.port}")
     if args.janitor_interval < 0 or args.batching_window < 0:
@@ -198,6 +219,8 @@ def build_config(args: argparse.Namespace) -> object:
         max_duration=args.max_duration,
         throttle_rate=args.throttle_rate,
         throttle_burst=args.throttle_burst,
+        allowed_hosts=tuple(args.allowed_host),
+        allowed_origins=tuple(args.allowed_origin),
         batch_size=args.batch_size,
         batching_window=args.batching_window,
         pollers=args.pollers,

@@ -71,6 +71,9 @@ class RuntimeConfig:
     throttle_burst: int = DEFAULT_THROTTLE_BURST
     frame_limit: int = FRAME_LIMIT_BYTES
     message_limit: int = MESSAGE_LIMIT_BYTES
+    # Local attack surface (dynamowave/local/guard.py): extra Host names and WebSocket origins.
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
     # SQS event source mapping for the fan-out function
     batch_size: int = 10
     batching_window: float = 0.0

@@ -1,7 +1,8 @@
 """Local-only HTTP endpoints: the web client, ``/dev/token``, ``/healthz`` and the test hooks.
 
-Everything under ``/dev/`` answers only requests from a loopback address (403 otherwise): it
-mints tokens and breaks things on purpose, which no deployed stack offers.
+Everything under ``/dev/`` answers only same-origin requests from a loopback address (403
+otherwise; `dynamowave.local.guard` decides for every route): it mints tokens and breaks things
+on purpose, which no deployed stack offers.
 
 * ``GET  /dev/token?user=U[&name=N][&rooms=a,b]`` -> ``{"token", "url"}``
 * ``GET  /dev/faults`` / ``PUT /dev/faults`` (the faults JSON) -> the active fault config
@@ -14,7 +15,6 @@ mints tokens and breaks things on purpose, which no deployed stack offers.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import mimetypes
 from collections.abc import Awaitable, Callable
@@ -26,24 +26,6 @@ from aiohttp import web
 from dynamowave.local.faults import FaultConfig, FaultConfigError, FaultInjector
 from dynamowave.local.gateway import WebSocketGateway
 from dynamowave.local.tokens import TokenRequestError, mint, parse_rooms
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def is_loopback(request: web.Request) -> bool:
-    try:
-        return ipaddress.ip_address((request.remote or "").split("%")[0]).is_loopback
-    except ValueError:
-        return False
-
-
-def loopback_only(handler: Handler) -> Handler:
-    async def guarded(request: web.Request) -> web.StreamResponse:
-        if not is_loopback(request):
-            return web.json_response({"message": "local development endpoint: loopback only"}, status=403)
-        return await handler(request)
-
-    return guarded
 
 
 class DevApi:
@@ -69,13 +51,13 @@ class DevApi:
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/static/{name:.+}", self.static)
-        app.router.add_get("/dev/token", loopback_only(self.token))
-        app.router.add_get("/dev/faults", loopback_only(self.get_faults))
-        app.router.add_put("/dev/faults", loopback_only(self.put_faults))
-        app.router.add_get("/dev/connections", loopback_only(self.connections))
-        app.router.add_post("/dev/connections/{connection_id}/drop", loopback_only(self.drop))
-        app.router.add_post("/dev/janitor", loopback_only(self.janitor))
-        app.router.add_get("/dev/info", loopback_only(self.info))
+        app.router.add_get("/dev/token", self.token)
+        app.router.add_get("/dev/faults", self.get_faults)
+        app.router.add_put("/dev/faults", self.put_faults)
+        app.router.add_get("/dev/connections", self.connections)
+        app.router.add_post("/dev/connections/{connection_id}/drop", self.drop)
+        app.router.add_post("/dev/janitor", self.janitor)
+        app.router.add_get("/dev/info", self.info)
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")

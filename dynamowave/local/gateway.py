@@ -218,7 +218,9 @@ def select_route(body: str | None, routes: frozenset[str]) -> str:
         return "$default"
     try:
         parsed = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # Too deep for the parser (a 2 KB frame can nest 1,000 arrays): the function gets it on
+        # $default and answers bad_request, as it does for any frame that is not JSON.
         return "$default"
     if isinstance(parsed, dict):
         action = parsed.get("action")

@@ -127,6 +127,7 @@ class LocalRuntime:
     async def _start_http(self) -> None:
         from dynamowave.local.dev_api import DevApi
         from dynamowave.local.gateway import WebSocketGateway
+        from dynamowave.local.guard import AccessPolicy, guard_middleware
         from dynamowave.local.lambda_api import LambdaInvokeApi
         from dynamowave.local.management_api import ManagementApi
         from functions.chat.schema import ACTION_ROUTES, TWO_WAY_ROUTES
@@ -150,7 +151,16 @@ class LocalRuntime:
                 return await gateway.handle(request)
             return await dev.index(request)
 
-        app = web.Application(client_max_size=4 * config.message_limit)
+        policy = AccessPolicy(
+            bound_host=config.host,
+            stage=config.stage,
+            allowed_hosts=config.allowed_hosts,
+            allowed_origins=config.allowed_origins,
+        )
+        # The guard runs before every route, /dev, /admin and the Management API included.
+        app = web.Application(
+            client_max_size=4 * config.message_limit, middlewares=[guard_middleware(policy)]
+        )
         app.router.add_get("/", root)
         app.router.add_get(f"/{config.stage}", root)
         app.router.add_get(f"/{config.stage}/", root)

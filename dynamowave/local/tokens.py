@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import re
 import secrets
 from pathlib import Path
 
-USER_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
-ROOM_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+from functions.chat.protocol import ROOM_PATTERN
+from functions.chat.protocol import USER_ID_PATTERN as USER_PATTERN
+
 JWT_SECRET_ENV = "DYNAMOWAVE_JWT_SECRET"
 STATE_DIR_ENV = "DYNAMOWAVE_STATE_DIR"
 SECRET_FILE = "jwt-secret"
@@ -55,14 +55,14 @@ def parse_rooms(raw: str | None) -> list[str] | None:
         return None
     rooms = [room.strip() for room in raw.split(",") if room.strip()]
     for room in rooms:
-        if not ROOM_PATTERN.match(room):
-            raise TokenRequestError(f"invalid room name {room!r}: must match {ROOM_PATTERN.pattern}")
+        if not ROOM_PATTERN.fullmatch(room):
+            raise TokenRequestError(f"invalid room name {room!r}: letters, digits and _ . - (1 to 64)")
     return rooms
 
 
 def validate_user(user: str) -> str:
-    if not USER_PATTERN.match(user):
-        raise TokenRequestError(f"invalid user id {user!r}: must match {USER_PATTERN.pattern}")
+    if not USER_PATTERN.fullmatch(user):
+        raise TokenRequestError(f"invalid user id {user!r}: letters, digits and _ . @ - (1 to 64)")
     return user
 
 

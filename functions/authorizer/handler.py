@@ -1,6 +1,7 @@
 """API Gateway REQUEST authorizer for `$connect`: HS256 JWT from the `token` query parameter.
 
-Raising "Unauthorized" makes API Gateway answer 401; a Deny policy makes it answer 403. The
+Raising "Unauthorized" makes API Gateway answer 401; a Deny policy makes it answer 403 (also
+for a browser page whose ``Origin`` is not in ``ALLOWED_ORIGINS``, when that list is set). The
 identity goes to every route as `requestContext.authorizer` (userId, name, rooms).
 """
 
@@ -10,10 +11,11 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.chat.auth import Identity, TokenRefused, verify_token
+from functions.chat.auth import Identity, TokenRefused, origin_allowed, verify_token
 from functions.chat.observability import is_warmup, observability
 from functions.chat.schema import TOKEN_QUERY_PARAMETER
 from functions.chat.secrets import jwt_secret
+from functions.chat.settings import get_settings
 
 logger, tracer, _ = observability("authorizer")
 
@@ -40,6 +42,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if not token:
         # API Gateway refuses a missing identity source itself; this covers a direct call.
         raise Exception("Unauthorized")
+    if not origin_allowed(event.get("headers"), get_settings().allowed_origins):
+        logger.info("origin refused", extra={"reason": "Origin not in ALLOWED_ORIGINS"})
+        return policy("anonymous", "Deny", event["methodArn"])
     try:
         identity = verify_token(str(token), jwt_secret())
     except TokenRefused as refused:

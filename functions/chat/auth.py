@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 import jwt
 
 from functions.chat.protocol import ROOM_PATTERN, USER_ID_PATTERN
+from functions.chat.settings import normalize_origin
 
 ALGORITHM: Final = "HS256"
 MAX_NAME_LENGTH: Final = 64
@@ -43,7 +45,7 @@ class Identity:
     @classmethod
     def from_context(cls, context: dict[str, Any]) -> Identity:
         user_id = str(context.get("userId") or context.get("principalId") or "")
-        if not USER_ID_PATTERN.match(user_id):
+        if not USER_ID_PATTERN.fullmatch(user_id):
             raise TokenRefused("authorizer context has no valid userId")
         raw_rooms = context.get("rooms", "*")
         rooms: tuple[str, ...] | None
@@ -53,6 +55,18 @@ class Identity:
             parsed = json.loads(str(raw_rooms))
             rooms = tuple(str(room) for room in parsed)
         return cls(user_id=user_id, name=str(context.get("name") or user_id), rooms=rooms)
+
+
+def origin_allowed(headers: Mapping[str, Any] | None, allowed: tuple[str, ...]) -> bool:
+    """The handshake's ``Origin`` against the deployment's allow-list (docs/operations.md).
+
+    An empty list allows every origin; a request without ``Origin`` is not a browser page's, so
+    the list does not apply (a script can send any Origin it likes: this guards browsers' users).
+    """
+    if not allowed:
+        return True
+    origins = [str(v) for k, v in (headers or {}).items() if str(k).lower() == "origin"]
+    return not origins or all(normalize_origin(origin) in allowed for origin in origins)
 
 
 def verify_token(token: str, secret: str) -> Identity:
@@ -80,7 +94,7 @@ def verify_token(token: str, secret: str) -> Identity:
 
 def identity_from_claims(claims: dict[str, Any]) -> Identity:
     sub = claims.get("sub")
-    if not isinstance(sub, str) or not USER_ID_PATTERN.match(sub):
+    if not isinstance(sub, str) or not USER_ID_PATTERN.fullmatch(sub):
         raise TokenRefused("'sub' must match ^[A-Za-z0-9_.@-]{1,64}$")
     name = claims.get("name", sub)
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_LENGTH:
@@ -90,7 +104,7 @@ def identity_from_claims(claims: dict[str, Any]) -> Identity:
         if (
             not isinstance(rooms, list)
             or len(rooms) > MAX_ROOMS_IN_TOKEN
-            or not all(isinstance(room, str) and ROOM_PATTERN.match(room) for room in rooms)
+            or not all(isinstance(room, str) and ROOM_PATTERN.fullmatch(room) for room in rooms)
         ):
             raise TokenRefused("'rooms' must be a list of valid room names")
         return Identity(sub, name, tuple(dict.fromkeys(rooms)))

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
-USER_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
-ROOM_PATTERN: Final = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-CLIENT_MSG_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# Whole-string patterns: `\Z`, not `$`, which also matches before a final newline ("alice\n"
+# would be a second alice). Apply them with `fullmatch`.
+USER_ID_PATTERN: Final = re.compile(r"\A[A-Za-z0-9_.@-]{1,64}\Z")
+ROOM_PATTERN: Final = re.compile(r"\A[A-Za-z0-9_.-]{1,64}\Z")
+CLIENT_MSG_ID_PATTERN: Final = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
 # Lone surrogates are not Unicode scalar values: they cannot be stored as UTF-8.
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
@@ -146,10 +148,10 @@ def parse_frame(body: str | None, *, max_text_length: int) -> Request:
 def _parse_action(action: str, data: dict[str, Any], *, max_text_length: int) -> Request:
     room = data.get("room") if isinstance(data.get("room"), str) else None
     raw_id = data.get("clientMsgId")
-    client_msg_id = raw_id if isinstance(raw_id, str) and CLIENT_MSG_ID_PATTERN.match(raw_id) else None
+    client_msg_id = raw_id if isinstance(raw_id, str) and CLIENT_MSG_ID_PATTERN.fullmatch(raw_id) else None
 
     def fail(code: ErrorCode, message: str) -> ProtocolError:
-        valid_room = room if room is not None and ROOM_PATTERN.match(room) else None
+        valid_room = room if room is not None and ROOM_PATTERN.fullmatch(room) else None
         return ProtocolError(code, message, action=action, room=valid_room, client_msg_id=client_msg_id)
 
     named = sorted(IDENTITY_FIELDS.intersection(data))
@@ -198,7 +200,7 @@ FailFn = Callable[[ErrorCode, str], ProtocolError]
 
 
 def _room(value: object, fail: FailFn) -> str:
-    if not isinstance(value, str) or not ROOM_PATTERN.match(value):
+    if not isinstance(value, str) or not ROOM_PATTERN.fullmatch(value):
         raise fail(ErrorCode.BAD_REQUEST, "'room' must match ^[A-Za-z0-9_.-]{1,64}$")
     return value
 
@@ -220,7 +222,7 @@ def _optional_int(data: dict[str, Any], key: str, minimum: int, fail: FailFn) ->
 
 
 def validate_room(room: str) -> bool:
-    return bool(ROOM_PATTERN.match(room))
+    return bool(ROOM_PATTERN.fullmatch(room))
 
 
 # ---------------------------------------------------------------------------------------------

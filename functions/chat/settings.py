@@ -7,9 +7,11 @@ every variable so neither side can drift from what the functions read.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
+from typing import Final
 
 # CloudWatch EMF: every function's custom metrics share one namespace and one `service`
 # dimension, which the stack's alarms and dashboard read.
@@ -51,6 +53,9 @@ class ENV:
     REVIEW_FUNCTION_ARN = "REVIEW_FUNCTION_ARN"
     REVIEW_TIMEOUT_MS = "REVIEW_TIMEOUT_MS"
     REVIEW_FALLBACK = "REVIEW_FALLBACK"
+    # Comma-separated web origins whose pages may open connections (empty: any origin); the
+    # authorizer refuses a handshake whose Origin header names another one.
+    ALLOWED_ORIGINS = "ALLOWED_ORIGINS"
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,7 @@ class Settings:
     review_function_arn: str = ""
     review_timeout_ms: int = 1000
     review_fallback: str = "allow"  # or "deny"
+    allowed_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -153,6 +159,7 @@ class Settings:
             review_function_arn=text(ENV.REVIEW_FUNCTION_ARN, d.review_function_arn),
             review_timeout_ms=integer(ENV.REVIEW_TIMEOUT_MS, d.review_timeout_ms, 1),
             review_fallback=_choice(text(ENV.REVIEW_FALLBACK, d.review_fallback), ENV.REVIEW_FALLBACK),
+            allowed_origins=normalize_origins(text(ENV.ALLOWED_ORIGINS, "").split(",")),
         )
 
 
@@ -160,6 +167,19 @@ def _choice(value: str, name: str, choices: tuple[str, ...] = ("allow", "deny"))
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     return value
+
+
+# A web origin as browsers send it in the Origin header: scheme, host, optional port.
+ORIGIN_PATTERN: Final = re.compile(r"\Ahttps?://[A-Za-z0-9.-]+(:[0-9]{1,5})?\Z")
+
+
+def normalize_origin(origin: str) -> str:
+    """``https://App.example.com/`` -> ``https://app.example.com``: the form browsers send."""
+    return origin.strip().rstrip("/").lower()
+
+
+def normalize_origins(origins: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(normalize_origin(o) for o in origins if o.strip()))
 
 
 @cache

@@ -52,6 +52,7 @@ def test_token_creates_and_reuses_a_private_dev_secret(
     [
         (["token", "bad user"], "invalid user id"),
         (["token", "x" * 65], "invalid user id"),
+        (["token", "alice\n"], "invalid user id"),  # `$` would have matched before the newline
         (["token", "alice", "--rooms", "ok,not ok"], "invalid room name"),
         (["token", "alice", "--ttl", "0"], "--ttl"),
         (["token", "alice", "--secret-arn", "arn:aws:s3:::bucket"], "not a Secrets Manager ARN"),

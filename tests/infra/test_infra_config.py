@@ -101,3 +101,25 @@ def test_the_powertools_layer_is_pinned_unless_latest_is_asked_for() -> None:
     assert config().powertools_layer_version == 38
     assert config(powertoolsLayerVersion="41").powertools_layer_version == 41
     assert config(powertoolsLayerVersion="latest").powertools_layer_version is None
+
+
+def test_allowed_origins_reach_the_functions_as_one_setting() -> None:
+    from functions.chat.settings import ENV, Settings
+
+    c = config(allowedOrigins="https://chat.example.com, http://localhost:5173")
+    assert c.allowed_origins == ("https://chat.example.com", "http://localhost:5173")
+    assert config(allowedOrigins=["https://chat.example.com"]).allowed_origins == (
+        "https://chat.example.com",
+    )
+    env = c.function_environment
+    assert Settings.from_env(env).allowed_origins == c.allowed_origins
+    assert ENV.ALLOWED_ORIGINS not in config().function_environment  # unset: any origin
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["chat.example.com", "https://chat.example.com/app", "https://a.example\nhttps://b.example", "*"],
+)
+def test_allowed_origins_must_be_origins(origin: str) -> None:
+    with pytest.raises(ConfigError, match="allowedOrigins"):
+        config(allowedOrigins=[origin])

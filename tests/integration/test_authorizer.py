@@ -16,7 +16,7 @@ from functions.authorizer.handler import handler
 from functions.chat import deps
 from functions.chat.auth import Identity, mint_token
 from functions.chat.settings import ENV
-from tests.integration.events import METHOD_ARN, FakeContext, authorize
+from tests.integration.events import METHOD_ARN, FakeContext, authorize, authorizer_event
 
 SECRET = "authorizer-test-secret-0123456789abcdef"
 
@@ -142,3 +142,41 @@ def test_secret_from_secrets_manager(monkeypatch: pytest.MonkeyPatch) -> None:
         deps.reset()
         assert effect(authorize(mint_token("from-secrets-manager-0123456789abcdef", "alice"))) == "Allow"
         assert effect(authorize(mint_token(SECRET, "alice"))) == "Deny"
+
+
+# ----- ALLOWED_ORIGINS: the browser Origin policy at $connect (docs/operations.md) ----------------
+
+
+def authorize_from(origin: str | None, header: str = "Origin") -> dict[str, Any]:
+    event = authorizer_event(mint_token(SECRET, "alice"))
+    if origin is not None:
+        event["headers"][header] = origin
+    result: dict[str, Any] = handler(event, FakeContext())
+    return result
+
+
+@pytest.mark.parametrize(
+    ("origin", "header", "allowed"),
+    [
+        ("https://chat.example.com", "Origin", True),
+        ("https://CHAT.example.com", "origin", True),  # headers and hosts are case-insensitive
+        ("http://localhost:5173", "Origin", True),
+        (None, "Origin", True),  # not a browser page: the list does not apply
+        ("https://evil.example", "Origin", False),
+        ("https://chat.example.com.evil.example", "Origin", False),
+        ("http://chat.example.com", "Origin", False),  # another scheme is another origin
+        ("null", "Origin", False),
+    ],
+)
+def test_allowed_origins_refuse_foreign_pages(
+    monkeypatch: pytest.MonkeyPatch, origin: str | None, header: str, allowed: bool
+) -> None:
+    monkeypatch.setenv(ENV.ALLOWED_ORIGINS, "https://chat.example.com/, http://localhost:5173")
+    deps.reset()
+    result = authorize_from(origin, header)
+    assert effect(result) == ("Allow" if allowed else "Deny")
+    assert ("context" in result) is allowed
+
+
+def test_without_allowed_origins_any_origin_connects() -> None:
+    assert effect(authorize_from("https://anywhere.example")) == "Allow"
