@@ -13,8 +13,8 @@ decides, before any route runs:
 * **WebSocket upgrades**: no ``Origin`` (a non-browser client), the runtime's own, or one in
   ``allowed_origins``. Else 403. On AWS the authorizer applies the same allow-list
   (``ALLOWED_ORIGINS``, functions/chat/auth.py).
-* **Loopback only**: ``/dev/`` and the Management API (``/@connections``) answer only requests
-  from a loopback address, whatever the bound address.
+* **Loopback only**: ``/dev/``, the Management API (``/@connections``) and Lambda's Invoke API
+  answer only requests from a loopback address, whatever the bound address.
 
 Every refusal is JSON ``{"message": ...}``.
 """
@@ -38,6 +38,8 @@ WILDCARD_HOSTS: Final = frozenset({"0.0.0.0", "::", ""})
 PAGE_PREFIXES: Final = ("/static/",)
 PAGE_PATHS: Final = frozenset({"/", "/healthz"})
 SAFE_FETCH_SITES: Final = frozenset({"same-origin", "none"})
+# Lambda's Invoke API, which the runtime serves for functions that invoke functions.
+LAMBDA_API_PREFIX: Final = "/2015-03-31/functions/"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -111,11 +113,7 @@ class AccessPolicy:
 
     def is_loopback_only(self, path: str) -> bool:
         stage = f"/{self.stage}"
-        return (
-            path.startswith("/dev/")
-            or path.startswith("/@connections")
-            or path.startswith(stage + "/@connections")
-        )
+        return path.startswith(("/dev/", "/@connections", stage + "/@connections", LAMBDA_API_PREFIX))
 
     def refusal(self, request: web.Request) -> str | None:
         """Why `request` is refused, or None."""

@@ -168,6 +168,7 @@ def test_a_foreign_host_gets_no_websocket(runtime: LocalRuntime) -> None:
         ("POST", "/local/@connections/abc"),
         ("DELETE", "/local/@connections/abc"),
         ("POST", "/admin/rooms/general/messages"),
+        ("POST", "/2015-03-31/functions/ingress/invocations"),
     ],
 )
 @pytest.mark.parametrize(
