@@ -41,14 +41,17 @@ EOF_GRACE_SECONDS: Final = 10.0  # after end of input, wait this long for outsta
 TYPING_REPEAT_SECONDS: Final = 3.0  # print "X is typing" at most this often per user
 HISTORY_DEFAULT: Final = 20
 OPEN_TIMEOUT_SECONDS: Final = 10.0
-# docs/protocol.md's room names, whole string (`\Z`: `$` would accept "general\n").
+# docs/protocol.md's room names and user ids, whole string (`\Z`: `$` would accept "general\n").
 ROOM_PATTERN: Final = re.compile(r"\A[A-Za-z0-9_.-]{1,64}\Z")
+USER_PATTERN: Final = re.compile(r"\A[A-Za-z0-9_.@-]{1,64}\Z")
 HELP: Final = """\
 commands:
   /history [N]   N older messages of the current room (default 20)
   /join ROOM     join ROOM and make it the current room
   /leave [ROOM]  leave ROOM (default: the current room)
-  /rooms         list joined rooms (* marks the current one)
+  /rooms         your rooms, from every device, with unread counts (* marks the current one)
+  /dm USER       open the direct message room with USER and make it the current room
+  /read          mark the current room read up to its latest message
   /who           members online in the current room
   /quit          leave the chat (so does end of input, once sent lines are acknowledged)
   //text         send a message that starts with /"""
@@ -197,6 +200,11 @@ class RoomState:
     history_exhausted: bool = False
     settled: asyncio.Event = field(default_factory=asyncio.Event)  # first join answered
     typing_printed: dict[str, float] = field(default_factory=dict)
+    peer: str | None = None  # a DM's other user (v2)
+
+    @property
+    def label(self) -> str:
+        return f"@{self.peer}" if self.peer else f"#{self.name}"
 
     def lowest(self) -> int:
         return min(self.seen) if self.seen else 0
@@ -258,6 +266,7 @@ class ChatClient:
         self.ready = asyncio.Event()
         self.exit_code = 0
         self._input_ended = False
+        self.pending_dm: str | None = None  # the user of our last /dm, made current on `joined`
 
     # -- connection loop ------------------------------------------------------------------
 
@@ -443,8 +452,17 @@ class ChatClient:
         elif name == "/history":
             await self._history(arg)
         elif name == "/rooms":
-            names = [f"*{r}" if r == self.current else r for r in self.rooms]
-            self.out(f"* rooms: {', '.join(names) or '(none)'}")
+            # The server's list (v2): every room of the user, from any device, with unread counts.
+            if not await self._send({"action": "rooms"}):
+                self.out("! not connected: try /rooms again once reconnected")
+        elif name == "/dm":
+            await self._dm(arg)
+        elif name == "/read":
+            room = self.rooms.get(self.current or "")
+            if room is None:
+                self.out("! not in a room: /join ROOM first")
+            elif not await self._send({"action": "read", "room": room.name, "seq": room.latest}):
+                self.out("! not connected: try /read again once reconnected")
         elif name == "/who":
             room = self.rooms.get(self.current or "")
             members = ", ".join(sorted(room.members)) if room else ""
@@ -465,6 +483,14 @@ class ChatClient:
             # Wait for the answer so that the next lines (piped input) go to a joined room.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(room.settled.wait(), OPEN_TIMEOUT_SECONDS)
+
+    async def _dm(self, user: str) -> None:
+        if not USER_PATTERN.fullmatch(user) or user == self.me:
+            self.out("! usage: /dm USER  (another user's id)")
+            return
+        self.pending_dm = user
+        if not await self._send({"action": "dm", "user": user}):
+            self.out("! not connected: try /dm again once reconnected")
 
     async def _leave(self, name: str | None) -> None:
         if not name or name not in self.rooms:
@@ -504,8 +530,37 @@ class ChatClient:
     async def handle_frame(self, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
         room = self.rooms.get(str(frame.get("room")))
+        if (
+            kind == "joined"
+            and room is None
+            and frame.get("kind") == "dm"
+            and isinstance(frame.get("room"), str)
+        ):
+            # The answer to /dm: a room this client did not know.
+            room = self.rooms[frame["room"]] = RoomState(frame["room"], peer=str(frame.get("with")))
+            if self.pending_dm == room.peer:
+                self.pending_dm = None
+                self.current = room.name
         if kind == "joined" and room is not None:
+            if frame.get("kind") == "dm" and isinstance(frame.get("with"), str):
+                room.peer = frame["with"]
             await self._on_joined(room, frame)
+        elif kind == "rooms":
+            self._on_rooms(frame.get("rooms") or [], more=frame.get("more") is True)
+        elif kind == "read" and room is not None:
+            self.out(
+                f"* {room.label} read up to {_int(frame.get('seq'))} ({_int(frame.get('unread'))} unread)"
+            )
+        elif kind == "receipt" and room is not None:
+            self.out(printable(f"* {frame.get('user')} has seen {room.label} up to {_int(frame.get('seq'))}"))
+        elif kind == "invited" and isinstance(frame.get("room"), str) and ROOM_PATTERN.match(frame["room"]):
+            await self._on_invited(frame)
+        elif kind == "left" and room is not None:
+            # v2: the membership ended, here or on another device.
+            del self.rooms[room.name]
+            self.out(f"* left {room.label}")
+            if self.current == room.name:
+                self.current = next(iter(self.rooms), None)
         elif kind == "message" and room is not None:
             self._print_new(room, [frame])
         elif kind == "history" and room is not None:
@@ -539,7 +594,7 @@ class ChatClient:
         if not recovering:
             others = sorted(room.members - {self.me})
             online = f"; online: {', '.join(others)}" if others else ""
-            self.out(printable(f"* joined #{room.name} (latest seq {room.latest}{online})"))
+            self.out(printable(f"* joined {room.label} (latest seq {room.latest}{online})"))
         if recovering:
             missed = len(self._unseen(room, messages))
             self.out(f"* rejoined #{room.name}: {missed} missed message(s)")
@@ -550,6 +605,33 @@ class ChatClient:
         for outgoing in list(self.outbox.values()):
             if outgoing.room == room.name:
                 await self._transmit(outgoing)
+
+    def _on_rooms(self, entries: list[Any], *, more: bool) -> None:
+        if not entries:
+            self.out("* rooms: (none)")
+            return
+        self.out("* your rooms (newest activity first):")
+        for entry in entries:
+            if not isinstance(entry, dict):
+                continue
+            name = str(entry.get("room"))
+            label = f"@{entry['with']}" if entry.get("kind") == "dm" and entry.get("with") else f"#{name}"
+            mark = "*" if name == self.current else " "
+            unread = _int(entry.get("unread"))
+            last = entry.get("last") if isinstance(entry.get("last"), dict) else None
+            tail = f"  {last.get('user')}: {str(last.get('text'))[:60]}" if last else ""
+            counts = f"{unread} unread" if unread else "read"
+            self.out(printable(f"  {mark}{label}  {counts}  (seq {_int(entry.get('seq'))}){tail}"))
+        if more:
+            self.out("  ... and more")
+
+    async def _on_invited(self, frame: dict[str, Any]) -> None:
+        name, sender = frame["room"], str(frame.get("from"))
+        dm = frame.get("kind") == "dm"
+        self.out(printable(f"* {sender} " + ("sent you a direct message" if dm else f"added you to #{name}")))
+        if name not in self.rooms:
+            room = self.rooms[name] = RoomState(name, peer=sender if dm else None)
+            await self._send(room.join_frame())
 
     def _print_new(self, room: RoomState, messages: list[Any], header: str | None = None) -> int:
         """Print the messages not seen yet in `room`, in seq order; return how many."""

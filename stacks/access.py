@@ -31,9 +31,16 @@ TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     INGRESS.name: {
         # connect, touch, the join transaction, $disconnect's prune
         CONNECTIONS.logical_name: ("dynamodb:GetItem", *ITEM_WRITE),
-        # counters, shard directory, presence, claims; leave; list_shards, online_users
-        ROOMS.logical_name: ("dynamodb:GetItem", *ITEM_WRITE, "dynamodb:Query"),
-        MESSAGES.logical_name: ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"),
+        # counters, shard directory, presence, claims; leave; list_shards, online_users;
+        # memberships and user connections (Query), `rooms` (BatchGetItem of META items)
+        ROOMS.logical_name: ("dynamodb:GetItem", *ITEM_WRITE, "dynamodb:Query", "dynamodb:BatchGetItem"),
+        # `rooms` reads each room's latest message with BatchGetItem
+        MESSAGES.logical_name: (
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:Query",
+            "dynamodb:BatchGetItem",
+        ),
     },
     FANOUT.name: {
         # a 410's prune: get_connection, delete_connection_item

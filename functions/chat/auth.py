@@ -33,6 +33,7 @@ class Identity:
     user_id: str
     name: str
     rooms: tuple[str, ...] | None  # None: any room
+    dm: bool = True  # the token's `dm` claim: false forbids direct messages
 
     def may_join(self, room: str) -> bool:
         return self.rooms is None or room in self.rooms
@@ -40,7 +41,10 @@ class Identity:
     def to_context(self) -> dict[str, str]:
         """Authorizer context values must be strings, numbers or booleans: rooms travel as JSON."""
         rooms = "*" if self.rooms is None else json.dumps(list(self.rooms))
-        return {"userId": self.user_id, "name": self.name, "rooms": rooms}
+        context = {"userId": self.user_id, "name": self.name, "rooms": rooms}
+        if not self.dm:
+            context["dm"] = "false"
+        return context
 
     @classmethod
     def from_context(cls, context: dict[str, Any]) -> Identity:
@@ -54,7 +58,8 @@ class Identity:
         else:
             parsed = json.loads(str(raw_rooms))
             rooms = tuple(str(room) for room in parsed)
-        return cls(user_id=user_id, name=str(context.get("name") or user_id), rooms=rooms)
+        dm = str(context.get("dm", "true")).lower() != "false"
+        return cls(user_id=user_id, name=str(context.get("name") or user_id), rooms=rooms, dm=dm)
 
 
 def origin_allowed(headers: Mapping[str, Any] | None, allowed: tuple[str, ...]) -> bool:
@@ -99,6 +104,9 @@ def identity_from_claims(claims: dict[str, Any]) -> Identity:
     name = claims.get("name", sub)
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_LENGTH:
         raise TokenRefused(f"'name' must be a non-empty string of at most {MAX_NAME_LENGTH} characters")
+    dm = claims.get("dm", True)
+    if not isinstance(dm, bool):
+        raise TokenRefused("'dm' must be true or false")
     rooms = claims.get("rooms")
     if rooms is not None:
         if (
@@ -107,8 +115,8 @@ def identity_from_claims(claims: dict[str, Any]) -> Identity:
             or not all(isinstance(room, str) and ROOM_PATTERN.fullmatch(room) for room in rooms)
         ):
             raise TokenRefused("'rooms' must be a list of valid room names")
-        return Identity(sub, name, tuple(dict.fromkeys(rooms)))
-    return Identity(sub, name, None)
+        return Identity(sub, name, tuple(dict.fromkeys(rooms)), dm)
+    return Identity(sub, name, None, dm)
 
 
 def mint_token(
@@ -119,6 +127,7 @@ def mint_token(
     rooms: list[str] | None = None,
     ttl_seconds: int = 3600,
     now: float | None = None,
+    dm: bool | None = None,
 ) -> str:
     """A token the authorizer accepts (for the CLI, the web client's dev endpoint and load tests)."""
     issued = int(time.time() if now is None else now)
@@ -127,5 +136,7 @@ def mint_token(
         claims["name"] = name
     if rooms is not None:
         claims["rooms"] = rooms
+    if dm is not None:
+        claims["dm"] = dm
     identity_from_claims(claims)  # refuse to mint what the authorizer would refuse
     return jwt.encode(claims, secret, algorithm=ALGORITHM)

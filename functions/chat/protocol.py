@@ -112,8 +112,28 @@ class Ping:
     pass
 
 
-Request = Join | Leave | SendMessage | History | Typing | Ping
-ACTIONS: Final = ("join", "leave", "sendmessage", "history", "typing", "ping")
+@dataclass(frozen=True)
+class Rooms:
+    """The user's rooms with their unread counts (v2)."""
+
+
+@dataclass(frozen=True)
+class Read:
+    room: str
+    seq: int
+
+
+@dataclass(frozen=True)
+class Dm:
+    user: str  # the other participant
+
+
+Request = Join | Leave | SendMessage | History | Typing | Ping | Rooms | Read | Dm
+ACTIONS: Final = ("join", "leave", "sendmessage", "history", "typing", "ping", "rooms", "read", "dm")
+# Fields an action names as its *target*, not as the caller's identity: `dm {user}` names the
+# other participant. Every other identity field in a frame is still refused.
+TARGET_FIELDS: Final[dict[str, frozenset[str]]] = {"dm": frozenset({"user"})}
+ROOMS_PREVIEW_CHARS: Final = 200  # `rooms` carries each room's latest message cut to this length
 
 
 def _reject_constant(value: str) -> Any:
@@ -154,11 +174,18 @@ def _parse_action(action: str, data: dict[str, Any], *, max_text_length: int) ->
         valid_room = room if room is not None and ROOM_PATTERN.fullmatch(room) else None
         return ProtocolError(code, message, action=action, room=valid_room, client_msg_id=client_msg_id)
 
-    named = sorted(IDENTITY_FIELDS.intersection(data))
+    named = sorted(IDENTITY_FIELDS.difference(TARGET_FIELDS.get(action, ())).intersection(data))
     if named:
         raise fail(ErrorCode.FORBIDDEN, f"identity comes from your token; remove {', '.join(named)}")
     if action == "ping":
         return Ping()
+    if action == "rooms":
+        return Rooms()
+    if action == "dm":
+        user = data.get("user")
+        if not isinstance(user, str) or not USER_ID_PATTERN.fullmatch(user):
+            raise fail(ErrorCode.BAD_REQUEST, "'user' must match ^[A-Za-z0-9_.@-]{1,64}$")
+        return Dm(user)
 
     valid_room = _room(data.get("room"), fail)
     if action == "join":
@@ -167,6 +194,11 @@ def _parse_action(action: str, data: dict[str, Any], *, max_text_length: int) ->
         return Leave(valid_room)
     if action == "typing":
         return Typing(valid_room)
+    if action == "read":
+        seq = _optional_int(data, "seq", 0, fail)
+        if seq is None:
+            raise fail(ErrorCode.BAD_REQUEST, "'seq' (an integer >= 0) is required")
+        return Read(valid_room, seq)
     if action == "history":
         before = _optional_int(data, "before", 1, fail)
         limit = _optional_int(data, "limit", 1, fail)
@@ -288,6 +320,38 @@ def pong_frame(ts: int) -> dict[str, Any]:
 
 def left_frame(room: str) -> dict[str, Any]:
     return {"type": "left", "room": room}
+
+
+def read_frame(room: str, seq: int, unread: int) -> dict[str, Any]:
+    return {"type": "read", "room": room, "seq": seq, "unread": unread}
+
+
+def receipt_frame(room: str, user: str, seq: int) -> dict[str, Any]:
+    return {"type": "receipt", "room": room, "user": user, "seq": seq}
+
+
+def invited_frame(room: str, kind: str, from_user: str) -> dict[str, Any]:
+    return {"type": "invited", "room": room, "kind": kind, "from": from_user}
+
+
+def preview(message: dict[str, Any]) -> dict[str, Any]:
+    """A message frame whose text is cut to `ROOMS_PREVIEW_CHARS` (the room list's `last`)."""
+    frame = message_frame(message)
+    if len(frame["text"]) > ROOMS_PREVIEW_CHARS:
+        frame["text"] = frame["text"][:ROOMS_PREVIEW_CHARS]
+        frame["truncated"] = True
+    return frame
+
+
+def fit_rooms(entries: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
+    """The `rooms` entries (newest activity first) that fit in one reply, and whether any were left."""
+    budget = REPLY_BUDGET_BYTES - frame_size({"type": "rooms", "rooms": [], "more": True})
+    used = 0
+    for index, entry in enumerate(entries):
+        used += frame_size(entry) + 1
+        if used > budget:
+            return entries[:index], True
+    return entries, False
 
 
 def fit_messages(

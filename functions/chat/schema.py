@@ -7,7 +7,8 @@ Three tables (see docs/data-model.md for every access pattern and its cost):
   the room's seq counter and member count (``ROOM#r`` / ``META``), per-user presence counters
   (``ROOM#r`` / ``USER#u``), sharded memberships (``ROOM#r#S#shard`` / ``CONN#id``), the shard
   directory (``ROOM#r#SHARDS`` / ``shard``), idempotency records (``IDEM#user#room#clientMsgId`` /
-  ``IDEM``) and the janitor's resume cursor (``JANITOR`` / ``CURSOR``).
+  ``IDEM``), the janitor's resume cursor (``JANITOR`` / ``CURSOR``) and, per user, durable
+  memberships (``USER#u`` / ``ROOM#r``) and live connections (``USER#u`` / ``CONN#id``).
 * ``messages``: the room's history keyed by (``room``, ``seq``).
 """
 
@@ -60,7 +61,7 @@ ROOMS = TableDefinition(
     sort_key=KeyAttribute("sk", "S"),
     ttl_attribute="ttl",
     description="Room counters, presence, sharded memberships, shard directory, idempotency records, "
-    "janitor cursor.",
+    "janitor cursor, user memberships and connections.",
 )
 
 MESSAGES = TableDefinition(
@@ -94,7 +95,17 @@ VISIBILITY_TIMEOUT_FACTOR = 6
 
 # Route keys of the WebSocket API (route selection expression: $request.body.action).
 ROUTE_SELECTION_EXPRESSION = "$request.body.action"
-ACTION_ROUTES: tuple[str, ...] = ("join", "leave", "sendmessage", "history", "typing", "ping")
+ACTION_ROUTES: tuple[str, ...] = (
+    "join",
+    "leave",
+    "sendmessage",
+    "history",
+    "typing",
+    "ping",
+    "rooms",
+    "read",
+    "dm",
+)
 SYSTEM_ROUTES: tuple[str, ...] = ("$connect", "$disconnect", "$default")
 # Routes whose Lambda reply is sent back to the caller as a route response (two-way routes).
 TWO_WAY_ROUTES: tuple[str, ...] = ("$default", *ACTION_ROUTES)

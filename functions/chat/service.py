@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from functions.chat import protocol
+from functions.chat import conversations, protocol
 from functions.chat.auth import Identity
 from functions.chat.gateway import PostError, backoff_seconds
 from functions.chat.jobs import FanoutJob
@@ -22,7 +22,17 @@ from functions.chat.protocol import ErrorCode, ProtocolError
 from functions.chat.queue import JobQueue
 from functions.chat.review import NoReview, Reviewer, ReviewRequest, Verdict
 from functions.chat.settings import Settings
-from functions.chat.store import ChatStore, ConnectionGone, NotMember, RateLimited, StoreBusy
+from functions.chat.store import (
+    DM_KIND,
+    ROOM_KIND,
+    ChatStore,
+    ConnectionGone,
+    ConnectionRecord,
+    NotMember,
+    RateLimited,
+    StoreBusy,
+)
+from functions.chat.user_delivery import UserDelivery
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +79,8 @@ class ChatService:
         self._post = post
         self._clock = clock
         self._sleep = sleep
+        # Frames addressed to a user rather than a room (functions/chat/user_delivery.py).
+        self.users = UserDelivery(store, queue, clock)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -115,13 +127,20 @@ class ChatService:
             case protocol.Join():
                 return self._join(connection_id, identity, request, correlation_id)
             case protocol.Leave():
-                return self._leave(connection_id, request, correlation_id)
+                return self._leave(connection_id, identity, request, correlation_id)
             case protocol.SendMessage():
                 return self._send(connection_id, identity, request)
             case protocol.History():
                 return self._history(connection_id, request)
             case protocol.Typing():
                 return self._typing(connection_id, identity, request, correlation_id)
+            case protocol.Rooms():
+                self._touch(connection_id, "rooms", None)
+                return Outcome(self.rooms_of(identity.user_id), action="rooms")
+            case protocol.Read():
+                return self._read(connection_id, identity, request, correlation_id)
+            case protocol.Dm():
+                return self._dm(connection_id, identity, request, correlation_id)
         raise AssertionError(f"unhandled request {request!r}")  # pragma: no cover
 
     def _touch(self, connection_id: str, action: str, room: str | None, **context: Any) -> Any:
@@ -156,51 +175,183 @@ class ChatService:
     def _join(
         self, connection_id: str, identity: Identity, request: protocol.Join, correlation_id: str
     ) -> Outcome:
-        room = request.room
-        if not identity.may_join(room):
-            raise ProtocolError(
-                ErrorCode.FORBIDDEN, f"your token does not allow room {room!r}", action="join", room=room
-            )
+        kind, peer = self._room_access(identity, request.room)
         connection = self._touch(connection_id, "join", None)
+        return self._subscribe(
+            connection, identity, request.room, request.since, kind, peer, "join", correlation_id
+        )
+
+    def _room_access(self, identity: Identity, room: str) -> tuple[str, str | None]:
+        """(kind, DM peer) of a room the caller may join, else `forbidden` (nothing written)."""
+        if not conversations.is_dm_room(room):
+            if not identity.may_join(room):
+                raise ProtocolError(
+                    ErrorCode.FORBIDDEN, f"your token does not allow room {room!r}", action="join", room=room
+                )
+            return ROOM_KIND, None
+        # DM names are reserved: only an open DM's two participants may join one.
+        kind, users = self._store.room_kind(room)
+        if not identity.dm or kind != DM_KIND or identity.user_id not in users:
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN,
+                f"{room!r} is a direct message room of other users",
+                action="join",
+                room=room,
+            )
+        return DM_KIND, next((user for user in users if user != identity.user_id), None)
+
+    def _subscribe(
+        self,
+        connection: ConnectionRecord,
+        identity: Identity,
+        room: str,
+        since: int | None,
+        kind: str,
+        peer: str | None,
+        action: str,
+        correlation_id: str,
+    ) -> Outcome:
+        """Subscribe the connection (the user becomes a member) and build the `joined` reply."""
         try:
-            result = self._store.join(connection, room, self._clock())
+            result = self._store.join(connection, room, self._clock(), kind=kind, peer=peer)
         except ConnectionGone:
             raise ProtocolError(
-                ErrorCode.INTERNAL, "this connection is not registered; reconnect", action="join"
+                ErrorCode.INTERNAL, "this connection is not registered; reconnect", action=action
             ) from None
         except StoreBusy:
             raise ProtocolError(
-                ErrorCode.INTERNAL, "the room is busy; retry", action="join", room=room
+                ErrorCode.INTERNAL, "the room is busy; retry", action=action, room=room
             ) from None
         jobs = 0
         if result.first_connection_of_user:
             frame = protocol.presence_frame(room, identity.user_id, "join")
             jobs = self._queue_jobs(self._room_jobs(room, frame, correlation_id))
-        if request.since is not None:
-            messages, more = self._store.messages_after(room, request.since, protocol.JOIN_SINCE_LIMIT)
+        if since is not None:
+            messages, more = self._store.messages_after(room, since, protocol.JOIN_SINCE_LIMIT)
             keep = "oldest"
         else:
             messages, more = self._store.messages_before(room, None, protocol.HISTORY_DEFAULT_LIMIT)
             keep = "newest"
         seq, _ = self._store.room_counters(room, consistent=True)
+        membership = self._store.membership(identity.user_id, room)
+        read = 0 if membership is None else min(membership.read, seq)
         members = self._store.online_users(room, self._settings.members_in_joined)
-        envelope = {"type": "joined", "room": room, "seq": seq, "members": members}
+        envelope: dict[str, Any] = {"type": "joined", "room": room, "seq": seq, "read": read, "kind": kind}
+        if peer is not None:
+            envelope["with"] = peer
+        envelope["members"] = members
         fitted, more = protocol.fit_messages(envelope, messages, keep=keep, more=more)
-        return Outcome({**envelope, "messages": fitted, "more": more}, action="join", jobs=jobs)
+        return Outcome({**envelope, "messages": fitted, "more": more}, action=action, jobs=jobs)
 
-    def _leave(self, connection_id: str, request: protocol.Leave, correlation_id: str) -> Outcome:
+    def _leave(
+        self, connection_id: str, identity: Identity, request: protocol.Leave, correlation_id: str
+    ) -> Outcome:
         connection = self._touch(connection_id, "leave", None)
+        frame = protocol.left_frame(request.room)
         try:
-            result = self._store.leave(connection, request.room)
+            jobs = self.end_membership(
+                identity.user_id, request.room, frame, correlation_id, reply_to=connection
+            )
         except StoreBusy:
             raise ProtocolError(
                 ErrorCode.INTERNAL, "the room is busy; retry", action="leave", room=request.room
             ) from None
+        return Outcome(frame, action="leave", jobs=jobs)
+
+    # -- users and conversations (also the moderation and operator API's entry points) -------
+
+    def end_membership(
+        self,
+        user_id: str,
+        room: str,
+        frame: dict[str, Any],
+        correlation_id: str = "",
+        *,
+        reply_to: ConnectionRecord | None = None,
+    ) -> int:
+        """End `user_id`'s membership of `room` (a leave; a kick or ban with a `kicked` frame):
+        every connection of the user is unsubscribed and gets `frame`, except `reply_to`, which
+        gets it as its route response; `presence leave` goes to the room if the user was online
+        in it. Idempotent. Returns the fan-out jobs queued. Raises `StoreBusy`."""
+        connections = self.users.connections(user_id)
+        records = {} if reply_to is None else {reply_to.connection_id: reply_to}
+        for connection_id in connections:
+            if connection_id not in records:
+                record = self._store.get_connection(connection_id)
+                if record is not None:
+                    records[connection_id] = record
+        jobs: list[FanoutJob] = []
+        for record in records.values():
+            result = self._store.leave(record, room)
+            if result is not None and result.last_connection_of_user:
+                presence = protocol.presence_frame(room, user_id, "leave")
+                jobs.extend(self._room_jobs(room, presence, correlation_id))
+        # The membership goes last: stopped half-way, the user is still a member and a retry
+        # finishes the job.
+        self._store.delete_membership(user_id, room)
+        queued = self._queue_jobs(jobs)
+        others = [c for c in connections if reply_to is None or c != reply_to.connection_id]
+        return queued + self.users.deliver_to_connections(others, frame, correlation_id=correlation_id)
+
+    def add_member(self, user_id: str, room: str, by: str, correlation_id: str = "") -> bool:
+        """Make `user_id` a member of `room` (no connection is subscribed) and, if the membership
+        is new, send them `invited` from `by`. True if it is new."""
+        created = self._store.add_membership(user_id, room, self._clock())
+        if created:
+            self.users.deliver(
+                user_id, protocol.invited_frame(room, ROOM_KIND, by), correlation_id=correlation_id
+            )
+        return created
+
+    def rooms_of(self, user_id: str) -> dict[str, Any]:
+        """The `rooms` reply for a user: one Query of memberships, batched reads of the rooms."""
+        memberships = self._store.memberships(user_id)
+        states = self._store.room_states([membership.room for membership in memberships])
+        return conversations.rooms_frame(memberships, states)
+
+    def _read(
+        self, connection_id: str, identity: Identity, request: protocol.Read, correlation_id: str
+    ) -> Outcome:
+        room, user_id = request.room, identity.user_id
+        not_member = ProtocolError(
+            ErrorCode.NOT_MEMBER, f"you are not a member of {room!r}; join it first", action="read", room=room
+        )
+        # Checked before the touch, so a refused `read` writes nothing.
+        if self._store.membership(user_id, room) is None:
+            raise not_member
+        self._touch(connection_id, "read", None)
+        latest, _ = self._store.room_counters(room, consistent=True)
+        membership, moved = self._store.set_read(user_id, room, min(request.seq, latest))
+        if membership is None:  # a leave on another device won the race
+            raise not_member
+        read = min(membership.read, latest)
+        frame = protocol.read_frame(room, read, conversations.unread(latest, read))
         jobs = 0
-        if result is not None and result.last_connection_of_user:
-            frame = protocol.presence_frame(request.room, result.user_id, "leave")
-            jobs = self._queue_jobs(self._room_jobs(request.room, frame, correlation_id))
-        return Outcome(protocol.left_frame(request.room), action="leave", jobs=jobs)
+        if moved:
+            # The user's other devices follow the marker; in a DM the other user sees "seen".
+            jobs += self.users.deliver(user_id, frame, correlation_id=correlation_id, exclude=[connection_id])
+            if membership.kind == DM_KIND and membership.peer:
+                receipt = protocol.receipt_frame(room, user_id, read)
+                jobs += self.users.deliver(membership.peer, receipt, correlation_id=correlation_id)
+        return Outcome(frame, action="read", jobs=jobs)
+
+    def _dm(
+        self, connection_id: str, identity: Identity, request: protocol.Dm, correlation_id: str
+    ) -> Outcome:
+        if not identity.dm:
+            raise ProtocolError(ErrorCode.FORBIDDEN, "your token does not allow direct messages", action="dm")
+        peer = request.user
+        if peer == identity.user_id:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "a direct message needs another user", action="dm")
+        room = conversations.dm_room(identity.user_id, peer)
+        connection = self._touch(connection_id, "dm", None)
+        invite = self._store.membership(peer, room) is None
+        self._store.open_dm(room, (identity.user_id, peer), self._clock())
+        outcome = self._subscribe(connection, identity, room, None, DM_KIND, peer, "dm", correlation_id)
+        if invite:
+            frame = protocol.invited_frame(room, DM_KIND, identity.user_id)
+            outcome.jobs += self.users.deliver(peer, frame, correlation_id=correlation_id)
+        return outcome
 
     def _send(self, connection_id: str, identity: Identity, request: protocol.SendMessage) -> Outcome:
         ids = {"client_msg_id": request.client_msg_id}

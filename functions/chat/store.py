@@ -32,6 +32,10 @@ _SERIALIZER: Final = TypeSerializer()
 _DESERIALIZER: Final = TypeDeserializer()
 # Optimistic seq assignment: concurrent senders in one room retry with jittered backoff.
 SEQ_MAX_ATTEMPTS: Final = 60
+ROOM_KIND: Final = "room"
+DM_KIND: Final = "dm"
+BATCH_GET_LIMIT: Final = 100  # BatchGetItem's keys per request
+BATCH_GET_RETRIES: Final = 8
 
 
 class ConnectionGone(Exception):
@@ -68,6 +72,19 @@ def presence_sk(user_id: str) -> str:
 
 def idempotency_pk(user_id: str, room: str, client_msg_id: str) -> str:
     return f"IDEM#{user_id}#{room}#{client_msg_id}"
+
+
+def user_pk(user_id: str) -> str:
+    """A user's partition: their memberships (``ROOM#room``) and live connections (``CONN#id``)."""
+    return f"USER#{user_id}"
+
+
+def user_room_sk(room: str) -> str:
+    return f"ROOM#{room}"
+
+
+def user_connection_sk(connection_id: str) -> str:
+    return f"CONN#{connection_id}"
 
 
 def shard_for(connection_id: str, members_before: int, shard_size: int) -> str:
@@ -166,6 +183,37 @@ class StoredMessage:
     fanned_out: bool
 
 
+@dataclass(frozen=True)
+class Membership:
+    """A user's durable membership of a room: it lasts until leave, a kick or a ban, whatever
+    happens to the user's connections (docs/data-model.md, "users")."""
+
+    room: str
+    kind: str  # "room" or "dm"
+    peer: str | None  # a DM's other participant
+    read: int  # the user's read marker: the highest seq they have read
+    joined_at: int
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> Membership:
+        peer = item.get("peer")
+        return cls(
+            room=str(item["room"]),
+            kind=str(item.get("kind", ROOM_KIND)),
+            peer=None if peer is None else str(peer),
+            read=int(item.get("readSeq", 0)),
+            joined_at=int(item.get("joinedAt", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class RoomState:
+    """What `rooms` needs of a room besides the membership: its latest seq and message."""
+
+    seq: int
+    last: dict[str, Any] | None
+
+
 class ChatStore:
     """The chat's tables. One instance per process, sharing one boto3 client."""
 
@@ -193,6 +241,21 @@ class ChatStore:
             "ttl": ttl,
         }
         self._db.put_item(TableName=self._connections, Item=serialize(item))
+        # Then the user's index entry, so `user_connections` finds it with one Query. In this
+        # order a failure leaves at most a connection item, which the janitor's Scan finds;
+        # never an index entry without its connection.
+        self._db.put_item(
+            TableName=self._rooms,
+            Item=serialize(
+                {
+                    "pk": user_pk(user_id),
+                    "sk": user_connection_sk(connection_id),
+                    "connectionId": connection_id,
+                    "connectedAt": now_ms,
+                    "ttl": ttl,
+                }
+            ),
+        )
 
     def get_connection(self, connection_id: str) -> ConnectionRecord | None:
         response = self._db.get_item(
@@ -305,11 +368,21 @@ class ChatStore:
         item = deserialize(response.get("Item") or {})
         return int(item.get("seq", 0)), int(item.get("members", 0))
 
-    def join(self, connection: ConnectionRecord, room: str, now_ms: int) -> JoinResult:
-        """Add the connection to the room: membership, counters and presence in one transaction."""
+    def join(
+        self,
+        connection: ConnectionRecord,
+        room: str,
+        now_ms: int,
+        *,
+        kind: str = ROOM_KIND,
+        peer: str | None = None,
+    ) -> JoinResult:
+        """Subscribe the connection to the room and make its user a member (if not yet): the
+        subscription, the user's membership, counters and presence in one transaction."""
         if room in connection.joined:
+            self._db.update_item(**self._membership_upsert(connection.user_id, room, kind, peer, 0, now_ms))
             return JoinResult(connection.joined[room], False, True)
-        _, members = self.room_counters(room)
+        seq, members = self.room_counters(room)
         shard = shard_for(connection.connection_id, members, self._settings.shard_size)
         membership: dict[str, Any] = {
             "Put": {
@@ -375,11 +448,16 @@ class ChatStore:
                 "ExpressionAttributeValues": _values(one=1),
             }
         }
+        # A new membership's read marker starts at the room's latest seq: what came before
+        # joining is history, not unread (docs/protocol.md, "read markers").
+        user_membership = {
+            "Update": self._membership_upsert(connection.user_id, room, kind, peer, seq, now_ms)
+        }
         # The user's first connection in the room creates the presence item; later ones count up.
         # Which case holds is decided by the transaction's own condition, so racing joins agree.
         for attempt, presence in enumerate((first, another, first, another)):
             try:
-                items: list[Any] = [membership, on_connection, counters, directory, presence]
+                items: list[Any] = [membership, on_connection, counters, directory, presence, user_membership]
                 self._db.transact_write_items(TransactItems=items)
                 return JoinResult(shard, presence is first, False)
             except ClientError as error:
@@ -486,6 +564,12 @@ class ChatStore:
             result = self.leave(connection, room, update_connection=False)
             if result is not None:
                 results.append(result)
+        # The user's index entry goes before the connection item: if this stops in between, the
+        # janitor's Scan still finds the connection and removes both.
+        self._db.delete_item(
+            TableName=self._rooms,
+            Key=serialize({"pk": user_pk(connection.user_id), "sk": user_connection_sk(connection_id)}),
+        )
         self.delete_connection_item(connection_id)
         return results
 
@@ -528,6 +612,197 @@ class ChatStore:
             if len(users) >= limit:
                 break
         return users
+
+    # -- users: durable memberships, read markers, live connections -------------------------
+
+    def _membership_upsert(
+        self, user_id: str, room: str, kind: str, peer: str | None, read_from: int, now_ms: int
+    ) -> dict[str, Any]:
+        """UpdateItem arguments that create the membership or leave an existing one as it is."""
+        assignments = {
+            "room": ":room",
+            "kind": "if_not_exists(#kind, :kind)",
+            "joinedAt": "if_not_exists(#joinedAt, :now)",
+            "readSeq": "if_not_exists(#readSeq, :read)",
+            "userId": ":user",
+        }
+        values: dict[str, Any] = {
+            "room": room,
+            "kind": kind,
+            "now": now_ms,
+            "read": read_from,
+            "user": user_id,
+        }
+        if peer is not None:
+            assignments["peer"] = ":peer"
+            values["peer"] = peer
+        return {
+            "TableName": self._rooms,
+            "Key": serialize({"pk": user_pk(user_id), "sk": user_room_sk(room)}),
+            "UpdateExpression": "SET "
+            + ", ".join(f"#{name} = {value}" for name, value in assignments.items()),
+            "ExpressionAttributeNames": {f"#{name}": name for name in assignments},
+            "ExpressionAttributeValues": _values(**values),
+        }
+
+    def add_membership(
+        self, user_id: str, room: str, now_ms: int, *, kind: str = ROOM_KIND, peer: str | None = None
+    ) -> bool:
+        """Make the user a member without subscribing any connection (a DM's other user, the
+        operator API's add). True if the membership is new."""
+        seq, _ = self.room_counters(room, consistent=True)
+        response = self._db.update_item(
+            **self._membership_upsert(user_id, room, kind, peer, seq, now_ms), ReturnValues="ALL_OLD"
+        )
+        return "joinedAt" not in response.get("Attributes", {})
+
+    def membership(self, user_id: str, room: str) -> Membership | None:
+        response = self._db.get_item(
+            TableName=self._rooms,
+            Key=serialize({"pk": user_pk(user_id), "sk": user_room_sk(room)}),
+            ConsistentRead=CONSISTENT,
+        )
+        item = response.get("Item")
+        return None if item is None else Membership.from_item(deserialize(item))
+
+    def memberships(self, user_id: str) -> list[Membership]:
+        """Every room the user is a member of: one Query (paged per 1 MB)."""
+        return [
+            Membership.from_item(item)
+            for item in self._query(
+                TableName=self._rooms,
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :rooms)",
+                ExpressionAttributeValues=_values(pk=user_pk(user_id), rooms="ROOM#"),
+                ConsistentRead=CONSISTENT,
+            )
+        ]
+
+    def delete_membership(self, user_id: str, room: str) -> bool:
+        """End the user's membership; True if there was one (a repeated leave finds none)."""
+        response = self._db.delete_item(
+            TableName=self._rooms,
+            Key=serialize({"pk": user_pk(user_id), "sk": user_room_sk(room)}),
+            ReturnValues="ALL_OLD",
+        )
+        return bool(response.get("Attributes"))
+
+    def set_read(self, user_id: str, room: str, seq: int) -> tuple[Membership | None, bool]:
+        """Move the user's read marker forward to `seq` (never back). Returns the membership as
+        it now is (None: not a member) and whether the marker moved."""
+        try:
+            response = self._db.update_item(
+                TableName=self._rooms,
+                Key=serialize({"pk": user_pk(user_id), "sk": user_room_sk(room)}),
+                UpdateExpression="SET readSeq = :seq",
+                ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(readSeq) OR readSeq < :seq)",
+                ExpressionAttributeValues=_values(seq=seq),
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if not _is(error, "ConditionalCheckFailedException"):
+                raise
+            old: Any = error.response.get("Item")
+            return (None if not old else Membership.from_item(deserialize(old))), False
+        return Membership.from_item(deserialize(response["Attributes"])), True
+
+    def user_connections(self, user_id: str, now_ms: int) -> list[str]:
+        """The user's live connections: one consistent Query of their partition. Entries past
+        their TTL (a backstop DynamoDB may apply late) are not live."""
+        return [
+            str(item["connectionId"])
+            for item in self._query(
+                TableName=self._rooms,
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :conns)",
+                FilterExpression="#ttl > :now",
+                ExpressionAttributeNames={"#ttl": "ttl"},
+                ExpressionAttributeValues=_values(pk=user_pk(user_id), conns="CONN#", now=now_ms // 1000),
+                ProjectionExpression="connectionId",
+                ConsistentRead=CONSISTENT,
+            )
+        ]
+
+    def room_kind(self, room: str) -> tuple[str, tuple[str, ...]]:
+        """(kind, participants) from the room's META item: ("room", ()) for an ordinary room."""
+        response = self._db.get_item(
+            TableName=self._rooms,
+            Key=serialize({"pk": room_pk(room), "sk": META}),
+            ConsistentRead=CONSISTENT,
+            ProjectionExpression="#kind, #users",
+            ExpressionAttributeNames={"#kind": "kind", "#users": "users"},
+        )
+        item = deserialize(response.get("Item") or {})
+        return str(item.get("kind", ROOM_KIND)), tuple(str(user) for user in item.get("users", []))
+
+    def open_dm(self, room: str, users: tuple[str, str], now_ms: int) -> None:
+        """Create (or keep) a DM room's META with its two participants, and both memberships.
+
+        One transaction: a DM never exists with one member only. Memberships that already
+        exist keep their read markers (the upsert only fills what is missing).
+        """
+        first, second = users
+        items: list[Any] = [
+            {
+                "Update": {
+                    "TableName": self._rooms,
+                    "Key": serialize({"pk": room_pk(room), "sk": META}),
+                    "UpdateExpression": "SET #kind = :dm, #users = :users, seq = if_not_exists(seq, :zero),"
+                    " members = if_not_exists(members, :zero)",
+                    "ExpressionAttributeNames": {"#kind": "kind", "#users": "users"},
+                    "ExpressionAttributeValues": _values(dm=DM_KIND, users=sorted(users), zero=0),
+                }
+            },
+            {"Update": self._membership_upsert(first, room, DM_KIND, second, 0, now_ms)},
+            {"Update": self._membership_upsert(second, room, DM_KIND, first, 0, now_ms)},
+        ]
+        for attempt in range(4):
+            try:
+                self._db.transact_write_items(TransactItems=items)
+                return
+            except ClientError as error:
+                if not _is(error, "TransactionCanceledException"):
+                    raise
+                _backoff(attempt)  # the only cancellation is a conflict: the other user opening it too
+        raise StoreBusy(f"opening {room} kept conflicting")
+
+    def room_states(self, rooms: Sequence[str]) -> dict[str, RoomState]:
+        """Latest seq and latest message of each room: BatchGetItem of the META items, then of
+        the latest messages (100 keys per request), never one call per room. Eventually
+        consistent (half the read units): a room list may lag a just-sent message by a moment."""
+        metas = self._batch_get(
+            self._rooms,
+            [{"pk": room_pk(room), "sk": META} for room in rooms],
+            projection="pk, seq",
+        )
+        seqs = {str(item["pk"]).removeprefix("ROOM#"): int(item.get("seq", 0)) for item in metas}
+        latest = self._batch_get(
+            self._messages, [{"room": room, "seq": seq} for room, seq in seqs.items() if seq > 0]
+        )
+        last = {str(item["room"]): _plain_message(item) for item in latest}
+        return {room: RoomState(seqs.get(room, 0), last.get(room)) for room in rooms}
+
+    def _batch_get(
+        self, table: str, keys: list[dict[str, Any]], *, projection: str | None = None
+    ) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        for start in range(0, len(keys), BATCH_GET_LIMIT):
+            request: dict[str, Any] = {
+                "Keys": [serialize(key) for key in keys[start : start + BATCH_GET_LIMIT]],
+                "ConsistentRead": False,
+            }
+            if projection:
+                request["ProjectionExpression"] = projection
+            pending: Any = {table: request}
+            for attempt in range(BATCH_GET_RETRIES + 1):
+                response = self._db.batch_get_item(RequestItems=pending)
+                items.extend(deserialize(item) for item in response.get("Responses", {}).get(table, []))
+                pending = response.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+                if attempt == BATCH_GET_RETRIES:
+                    raise StoreBusy(f"BatchGetItem on {table} kept leaving keys unprocessed")
+                _backoff(attempt)
+        return items
 
     # -- messages ------------------------------------------------------------------------------
 
@@ -706,7 +981,10 @@ class ChatStore:
 
 
 def _message(item: Mapping[str, Any]) -> dict[str, Any]:
-    message = deserialize(item)
+    return _plain_message(deserialize(item))
+
+
+def _plain_message(message: dict[str, Any]) -> dict[str, Any]:
     message.pop("ttl", None)
     return message
 

@@ -238,8 +238,20 @@ def test_join_switch_and_leave_rooms(runtime: LocalRuntime) -> None:
         # Messages of a room other than the current one carry the room name.
         await terminal.wait_for(f"#{first} [1] bob: psst")
 
+        # /rooms is the server's list (v2): every room of the user, newest activity first,
+        # with unread counts (one's own messages count until /read).
         terminal.type("/rooms")
-        assert await terminal.wait_for("* rooms:") == f"* rooms: {first}, *{second}"
+        await terminal.wait_for("* your rooms (newest activity first):")
+        assert await terminal.wait_for(f"#{first}  ") == f"   #{first}  1 unread  (seq 1)  bob: psst"
+        assert (
+            await terminal.wait_for(f"*#{second}  ")
+            == f"  *#{second}  1 unread  (seq 1)  alice: in the second room"
+        )
+        assert terminal.output.index(f"   #{first}  1 unread  (seq 1)  bob: psst") < terminal.output.index(
+            f"  *#{second}  1 unread  (seq 1)  alice: in the second room"
+        )
+        terminal.type("/read")
+        assert await terminal.wait_for("read up to") == f"* #{second} read up to 1 (0 unread)"
         terminal.type("/leave")
         await terminal.wait_for(f"* now talking in #{first}")
         terminal.type("/who")
@@ -248,6 +260,31 @@ def test_join_switch_and_leave_rooms(runtime: LocalRuntime) -> None:
         await terminal.wait_for("/history [N]")
         terminal.type("/nonsense")
         await terminal.wait_for("! unknown command /nonsense")
+        await bob.close()
+        await quit_cleanly(terminal, task)
+
+    run(scenario)
+
+
+def test_dm_opens_the_pairs_room_and_the_other_user_is_invited(runtime: LocalRuntime) -> None:
+    bob_id = fresh_room("bob")  # a user of this test only
+
+    async def scenario() -> None:
+        _, terminal, task = await start(runtime, "alice", fresh_room("home"))
+        bob = await other_user(runtime, bob_id, fresh_room("elsewhere"))
+        terminal.type(f"/dm {bob_id}")
+        await terminal.wait_for(f"* joined @{bob_id}")
+        invited = await next_frame(bob, "invited")
+        assert (invited["kind"], invited["from"]) == ("dm", "alice")
+        await bob.send(json.dumps({"action": "join", "room": invited["room"]}))
+        await next_frame(bob, "joined", room=invited["room"])
+        terminal.type("hello in private")  # the DM is the current room now
+        message = await next_frame(bob, "message", room=invited["room"])
+        assert message["text"] == "hello in private"
+        await bob.send(json.dumps({"action": "read", "room": invited["room"], "seq": message["seq"]}))
+        await terminal.wait_for(f"* {bob_id} has seen @{bob_id} up to {message['seq']}")
+        terminal.type("/dm alice")
+        await terminal.wait_for("! usage: /dm USER")
         await bob.close()
         await quit_cleanly(terminal, task)
 

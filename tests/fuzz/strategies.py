@@ -76,6 +76,13 @@ actions = st.one_of(
     json_values,
 )
 identity_fields = st.sampled_from(sorted(IDENTITY_FIELDS))
+# `dm {user}` names the other participant: valid ids, the caller's own, and broken ones.
+users = st.one_of(
+    st.sampled_from(["bob", "fuzzer", "x@y.z", "a" * 64]),
+    _at_length(ROOM_ALPHABET + "@", 0, 1, 65),
+    hostile_text,
+    json_values,
+)
 
 _MISSING: Any = object()
 
@@ -92,6 +99,8 @@ def frames(draw: st.DrawFn) -> dict[str, Any]:
         ("since", numbers | json_values),
         ("before", numbers | json_values),
         ("limit", numbers | json_values),
+        ("seq", numbers | json_values),
+        ("user", users),
     ]
     for key, strategy in candidates:
         # "action" and "room" are present most of the time so the deeper checks are reached.
@@ -113,6 +122,8 @@ _HOSTILE_FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "since": numbers | json_values,
     "before": numbers | json_values,
     "limit": numbers | json_values,
+    "seq": numbers | json_values,
+    "user": users,
 }
 
 
@@ -122,8 +133,12 @@ def near_valid_frames(draw: st.DrawFn) -> dict[str, Any]:
     action = draw(st.sampled_from(ACTIONS))
     room = draw(st.sampled_from(["lobby", "other", "r.1"]))
     frame: dict[str, Any] = {"action": action}
-    if action != "ping":
+    if action not in ("ping", "rooms", "dm"):
         frame["room"] = room
+    if action == "read":
+        frame["seq"] = draw(st.integers(0, 5) | st.just(MAX_SEQ))
+    if action == "dm":
+        frame["user"] = draw(st.sampled_from(["bob", "fuzzer", "x@y.z"]))
     if action == "sendmessage":
         frame["text"] = draw(
             st.text(any_char.filter(lambda c: not 0xD800 <= ord(c) <= 0xDFFF), min_size=1) | st.just("hi")

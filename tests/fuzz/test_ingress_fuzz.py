@@ -16,11 +16,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import event, given, note
+from hypothesis import assume, event, given, note
 from hypothesis import strategies as st
 
 from functions.chat.auth import Identity
-from functions.chat.protocol import ErrorCode
+from functions.chat.protocol import TARGET_FIELDS, ErrorCode
 from functions.chat.schema import ACTION_ROUTES
 from tests.fuzz.strategies import bodies, frames
 from tests.fuzz.support import IngressHarness, Reply, api_gateway_route, fuzz_settings, ingress_harness
@@ -28,12 +28,13 @@ from tests.fuzz.support import IngressHarness, Reply, api_gateway_route, fuzz_se
 CLIENT_ERRORS = {code.value for code in ErrorCode} - {ErrorCode.INTERNAL.value}
 ROUTES = (*ACTION_ROUTES, "$default")
 # Server frames a reply may be; `ack`/`message`/`typing` go out through the Management API.
-REPLY_TYPES = {"joined", "left", "history", "pong", "error"}
+REPLY_TYPES = {"joined", "left", "history", "pong", "error", "rooms", "read"}
 
 identities = st.one_of(
     st.just(Identity("fuzzer", "Fuzzer", None)),
     st.just(Identity("fuzzer", "Fuzzer", None)),
     st.just(Identity("fuzzer.2@x", "Fuzzer Two", ("lobby", "r.1"))),
+    st.just(Identity("fuzzer.nodm", "No DMs", None, dm=False)),
     st.builds(
         Identity,
         st.from_regex(r"\A[A-Za-z0-9_.@-]{1,64}\Z"),
@@ -124,6 +125,8 @@ def test_identity_fields_are_always_refused(
         harness.purge_queue()
         before = harness.snapshot()
         frame = {**frame, field: "mallory"}
+        # `dm {user}` names the other participant, not the caller (docs/protocol.md, v2).
+        assume(field not in TARGET_FIELDS.get(str(frame.get("action")), ()))
         reply = harness.send(connection_id, identity, json.dumps(frame))
         assert reply.frame is not None and reply.frame["type"] == "error", reply
         assert reply.frame["code"] in CLIENT_ERRORS, reply.frame

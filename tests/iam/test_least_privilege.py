@@ -35,7 +35,7 @@ GET, PUT, UPDATE, DELETE = (
     "dynamodb:UpdateItem",
     "dynamodb:DeleteItem",
 )
-QUERY, SCAN = "dynamodb:Query", "dynamodb:Scan"
+QUERY, SCAN, BATCH_GET = "dynamodb:Query", "dynamodb:Scan", "dynamodb:BatchGetItem"
 # TransactWriteItems is authorized per item as PutItem / UpdateItem / DeleteItem / ConditionCheckItem.
 USES: dict[str, Grants] = {
     "authorizer": {
@@ -45,9 +45,10 @@ USES: dict[str, Grants] = {
     "ingress": {
         # put_connection, get/touch_connection, join's transaction, $disconnect's delete
         "connections": {GET, PUT, UPDATE, DELETE},
-        # counters, shards, presence, claims (get/put/update), leave (delete), list_shards/online_users
-        "rooms": {GET, PUT, UPDATE, DELETE, QUERY},
-        "messages": {GET, PUT, QUERY},  # store_message, claim lookup, history/since
+        # counters, shards, presence, claims (get/put/update), leave (delete), list_shards/online_users,
+        # memberships/user_connections (query), room_states (batch get)
+        "rooms": {GET, PUT, UPDATE, DELETE, QUERY, BATCH_GET},
+        "messages": {GET, PUT, QUERY, BATCH_GET},  # store_message, claim lookup, history/since, room_states
         "queue": {"sqs:SendMessage"},  # SendMessageBatch
         "@connections/POST": {"execute-api:ManageConnections"},  # the ack
         "data-key": DATA_KEY,

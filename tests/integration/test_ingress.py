@@ -18,6 +18,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 
 from functions.chat.auth import Identity
 from functions.chat.jobs import FanoutJob
+from functions.chat.schema import ACTION_ROUTES
 from functions.ingress.handler import handler
 from tests.integration.conftest import Chat
 from tests.integration.events import FakeContext, route_event
@@ -42,8 +43,7 @@ class Client:
 
     def send(self, **frame: Any) -> dict[str, Any] | None:
         action = frame.get("action")
-        routes = ("join", "leave", "sendmessage", "history", "typing", "ping")
-        return self.send_raw(json.dumps(frame), route=action if action in routes else "$default")
+        return self.send_raw(json.dumps(frame), route=action if action in ACTION_ROUTES else "$default")
 
     def posted(self) -> list[dict[str, Any]]:
         """Frames posted to this connection through the Management API (moto concatenates them)."""
@@ -95,6 +95,8 @@ def test_join_replies_joined_and_announces_first_connection(env: Chat) -> None:
         "type": "joined",
         "room": "general",
         "seq": 0,
+        "read": 0,
+        "kind": "room",
         "members": ["alice"],
         "messages": [],
         "more": False,
@@ -302,7 +304,10 @@ def test_disconnect_removes_connection_memberships_and_announces(env: Chat) -> N
     ]
     assert env.service._store.get_connection(bob.connection_id) is None
     items = json.dumps(env.table_items("rooms"))
-    assert bob.connection_id not in items and "USER#bob" not in items
+    # The subscriptions, presence and the user's connection entry go; the memberships stay.
+    assert bob.connection_id not in items
+    assert env.service._store.user_connections("bob", 0) == []
+    assert [m.room for m in env.service._store.memberships("bob")] == ["a", "b"]
     bob.disconnect()  # a repeated $disconnect is harmless
     assert env.drain_jobs() == []
 
