@@ -84,6 +84,13 @@ def _options(parser: Any) -> None:
     )
     group.add_argument("--text-size", type=int, default=64, help="characters per message (64)")
     group.add_argument(
+        "--conversation-weight",
+        type=int,
+        default=1,
+        env_var="DYNAMOWAVE_LOAD_CONVERSATION_WEIGHT",
+        help="v2 mix: `rooms` + `read` (and now and then a `dm`) per N sends, see ChatUser.converse (1 per 4)",
+    )
+    group.add_argument(
         "--ack-timeout", type=float, default=10.0, help="seconds before a send without ack fails"
     )
     group.add_argument(
@@ -139,6 +146,10 @@ class ChatUser(User):
         self.join_started = 0.0
         self.closing = False
         self.sent = 0
+        self.conversation_weight = max(0, int(getattr(options, "conversation_weight", 1)))
+        self.asked: dict[str, float] = {}  # v2 request kind -> when it was sent (one in flight each)
+        self.latest_seen = 0
+        self.ticks = 0
 
     def wait_time(self) -> float:
         return self.interval * random.uniform(0.9, 1.1)
@@ -197,6 +208,36 @@ class ChatUser(User):
                 log.debug("close: %s", error)
 
     @task
+    def tick(self) -> None:
+        """Four sends, then (with --conversation-weight 1) one round of the v2 user mix."""
+        self.ticks += 1
+        if self.conversation_weight and self.ticks % (4 + self.conversation_weight) >= 4:
+            self.converse()
+        else:
+            self.send_message()
+
+    def converse(self) -> None:
+        """v2: list the rooms, mark the room read, and every third round open a DM with another
+        load user; each reply's latency is reported as `rooms`, `read` and `dm`."""
+        if _draining.is_set() or self.ws is None:
+            return
+        frames: list[dict[str, Any]] = [
+            {"action": "rooms"},
+            {"action": "read", "room": self.room, "seq": self.latest_seen},
+        ]
+        if self.ticks % 3 == 0 and self.number > 0:
+            frames.append({"action": "dm", "user": f"{self.user_id.rsplit('-', 1)[0]}-peer"})
+        for frame in frames:
+            kind = str(frame["action"])
+            if kind in self.asked:
+                continue  # the previous one has not been answered yet
+            self.asked[kind] = time.time()
+            try:
+                self.ws.send(json.dumps(frame))
+            except Exception as error:
+                self.asked.pop(kind, None)
+                self._report(kind, time.time(), error=f"{type(error).__name__}: {error}")
+
     def send_message(self) -> None:
         now = time.time()
         for client_msg_id in self.pending.overdue(now, self.ack_timeout):
@@ -248,11 +289,17 @@ class ChatUser(User):
             started = self.pending.acked(str(frame.get("clientMsgId")))
             if started is not None:
                 self._report_ms("ack", (now - started) * 1000, length)
+        elif kind in ("rooms", "read") or (kind == "joined" and frame.get("kind") == "dm"):
+            name = "dm" if kind == "joined" else str(kind)
+            started = self.asked.pop(name, None)
+            if started is not None:
+                self._report_ms(name, (now - started) * 1000, length)
         elif kind == "joined" and frame.get("room") == self.room and not self.joined.is_set():
             self.tracker.joined_seq = int(frame.get("seq", 0))
             self._report("join", self.join_started, length=length)
             self.joined.set()
         elif kind == "error":
+            self.asked.pop(str(frame.get("action")), None)
             client_msg_id = frame.get("clientMsgId")
             if isinstance(client_msg_id, str):
                 self.pending.refused(client_msg_id)
@@ -263,6 +310,8 @@ class ChatUser(User):
 
     def _on_message(self, frame: dict[str, Any], now: float, length: int) -> None:
         seq = frame.get("seq")
+        if isinstance(seq, int):
+            self.latest_seen = max(self.latest_seen, seq)
         if isinstance(seq, int) and not self.tracker.delivered(seq):
             return  # a duplicate (at-least-once delivery): counted, not timed twice
         started = self.pending.delivered(str(frame.get("clientMsgId")))

@@ -1,6 +1,6 @@
 // DynamoWave web client: plain JavaScript, no build step, no dependencies.
 //
-// Wire contract: docs/protocol.md (PROTOCOL v1). Choices this client makes where the contract
+// Wire contract: docs/protocol.md (v1, and v2's users and conversations: rooms, read, dm). Choices this client makes where the contract
 // leaves room are written down in docs/clients.md.
 //
 // Security rule for this file: user-controlled text (messages, names, user ids, room names,
@@ -22,6 +22,8 @@
   const NEAR_BOTTOM_PX = 80;
   const NEAR_TOP_PX = 48;
   const TOAST_MS = 8000;
+  const READ_DEBOUNCE_MS = 800; // read markers follow what the user sees, at most ~1 frame/s per room
+  const AUTO_JOIN_ROOMS = 15; // rooms from `rooms` subscribed on connect (the rate limit's burst is 20)
 
   const $ = (id) => document.getElementById(id);
 
@@ -58,8 +60,51 @@
       latest: 0,
       historyExhausted: false,
       loadingOlder: false,
-      unread: 0,
+      kind: "room", // "room" or "dm" (v2)
+      peer: null, // a DM's other user
+      read: 0, // the user's read marker, from the server (joined, rooms, read from any tab)
+      readSent: 0, // highest marker this tab asked for
+      readTimer: null,
+      peerRead: 0, // a DM's other user's marker (receipt): "seen"
+      preview: null, // `last` from the room list, until messages are loaded
     };
+  }
+
+  // Unread is derived, as the server derives it: messages after the marker (docs/protocol.md).
+  function unreadOf(room) {
+    return Math.max(0, room.latest - room.read);
+  }
+
+  function roomLabel(room) {
+    return room.kind === "dm" && room.peer ? `@ ${displayName(room.peer)}` : `# ${room.name}`;
+  }
+
+  function ensureRoom(name, kind, peer) {
+    let room = state.rooms.get(name);
+    if (!room) {
+      room = newRoom(name);
+      state.rooms.set(name, room);
+    }
+    if (kind) room.kind = kind;
+    if (peer) room.peer = peer;
+    return room;
+  }
+
+  // Debounced: the marker is sent once the user has stayed on the latest messages for a moment.
+  function scheduleRead(room) {
+    if (room.latest <= Math.max(room.read, room.readSent)) return;
+    clearTimeout(room.readTimer);
+    room.readTimer = setTimeout(() => {
+      if (!socketOpen() || room.latest <= Math.max(room.read, room.readSent)) return;
+      room.readSent = room.latest;
+      send({ action: "read", room: room.name, seq: room.latest });
+    }, READ_DEBOUNCE_MS);
+  }
+
+  function seesLatest(room) {
+    if (room.name !== state.active || document.visibilityState === "hidden") return false;
+    const scroller = $("scroller");
+    return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < NEAR_BOTTOM_PX;
   }
 
   function minSeq(room) {
@@ -231,6 +276,7 @@
       startPing();
       setComposerEnabled(true);
       for (const room of state.rooms.values()) joinRoom(room);
+      send({ action: "rooms" }); // the user's rooms from every device (v2)
     });
     ws.addEventListener("message", (event) => {
       if (generation !== state.generation) return;
@@ -242,6 +288,7 @@
       stopPing();
       for (const room of state.rooms.values()) {
         room.joined = false;
+        room.readSent = 0;
         clearTimeout(room.joinTimer);
         for (const pending of room.pending.values()) clearTimeout(pending.timer);
       }
@@ -347,6 +394,7 @@
     if (!room) return;
     send({ action: "leave", room: name });
     clearTimeout(room.joinTimer);
+    clearTimeout(room.readTimer);
     for (const timer of room.typing.values()) clearTimeout(timer);
     for (const pending of room.pending.values()) clearTimeout(pending.timer);
     state.rooms.delete(name);
@@ -355,6 +403,12 @@
       state.active = next.done ? null : next.value;
     }
     renderAll();
+  }
+
+  function openDm(user) {
+    if (!USER_RE.test(user) || user === me()) return;
+    state.openingDm = user;
+    send({ action: "dm", user });
   }
 
   function newClientMsgId() {
@@ -472,11 +526,23 @@
 
   const HANDLERS = {
     joined(frame) {
-      const room = state.rooms.get(frame.room);
+      let room = state.rooms.get(frame.room);
+      if (!room && frame.kind === "dm") {
+        // The reply to our own `dm`: the room is new to this tab.
+        room = ensureRoom(frame.room, "dm", typeof frame.with === "string" ? frame.with : null);
+        if (state.openingDm === room.peer) {
+          state.openingDm = null;
+          state.active = room.name;
+          renderAll();
+        }
+      }
       if (!room) return; // left meanwhile
       const recovering = room.everJoined;
       room.joined = true;
       room.everJoined = true;
+      if (frame.kind) room.kind = String(frame.kind);
+      if (typeof frame.with === "string") room.peer = frame.with;
+      room.read = Math.max(room.read, Number(frame.read) || 0);
       room.latest = Math.max(room.latest, Number(frame.seq) || 0);
       room.members = new Set(Array.isArray(frame.members) ? frame.members.map(String) : []);
       const added = storeMessages(room, frame.messages);
@@ -486,11 +552,73 @@
       // Recovery replies are capped (100 messages or 128 KB): ask again from where this one ended.
       if (recovering && frame.more === true && added.length > 0) joinRoom(room);
       for (const pending of room.pending.values()) transmit(room, pending);
+      if (seesLatest(room)) scheduleRead(room);
     },
 
     left(frame) {
+      // v2: the membership ended (here or on another device): the room leaves the list.
       const room = state.rooms.get(frame.room);
-      if (room) room.joined = false;
+      if (!room) return;
+      room.joined = false;
+      if (room.pending.size === 0) {
+        clearTimeout(room.readTimer);
+        state.rooms.delete(room.name);
+        if (state.active === room.name) {
+          const next = state.rooms.keys().next();
+          state.active = next.done ? null : next.value;
+        }
+        renderAll();
+      }
+    },
+
+    rooms(frame) {
+      if (!Array.isArray(frame.rooms)) return;
+      let joins = 0;
+      for (const entry of frame.rooms) {
+        if (!entry || typeof entry.room !== "string" || !ROOM_RE.test(entry.room)) continue;
+        const known = state.rooms.has(entry.room);
+        const room = ensureRoom(entry.room, String(entry.kind || "room"), typeof entry.with === "string" ? entry.with : null);
+        room.read = Math.max(room.read, Number(entry.read) || 0);
+        room.latest = Math.max(room.latest, Number(entry.seq) || 0);
+        if (entry.last && typeof entry.last === "object") {
+          room.preview = entry.last;
+          if (entry.last.user && entry.last.name) state.names.set(String(entry.last.user), String(entry.last.name));
+        }
+        // Subscribe the most recently active ones, so their messages and badges stay live.
+        if (!known && !room.joined && socketOpen() && joins < AUTO_JOIN_ROOMS) {
+          joins += 1;
+          joinRoom(room);
+        }
+      }
+      if (state.active === null && state.rooms.size > 0) state.active = state.rooms.keys().next().value;
+      renderAll();
+    },
+
+    read(frame) {
+      const room = state.rooms.get(frame.room);
+      if (!room) return;
+      const seq = Number(frame.seq) || 0;
+      if (seq > room.read) room.read = seq;
+      renderRooms();
+    },
+
+    receipt(frame) {
+      const room = state.rooms.get(frame.room);
+      if (!room || frame.user === me()) return;
+      const seq = Number(frame.seq) || 0;
+      if (seq <= room.peerRead) return;
+      room.peerRead = seq;
+      if (room.name === state.active) renderSeen(room);
+    },
+
+    invited(frame) {
+      if (typeof frame.room !== "string" || !ROOM_RE.test(frame.room)) return;
+      const from = typeof frame.from === "string" ? frame.from : "";
+      const known = state.rooms.has(frame.room);
+      const room = ensureRoom(frame.room, String(frame.kind || "room"), frame.kind === "dm" ? from : null);
+      if (!known && socketOpen()) joinRoom(room);
+      renderRooms();
+      toast("invited", frame.kind === "dm" ? `${displayName(from)} sent you a direct message` : `${from} added you to ${frame.room}`);
     },
 
     ack(frame) {
@@ -514,6 +642,7 @@
       room.messages.set(seq, msg);
       if (seq > room.latest) room.latest = seq;
       renderAdded(room, [msg]);
+      scheduleRead(room); // one's own message is read (the server does not move the marker)
     },
 
     message(frame) {
@@ -522,6 +651,7 @@
       const added = storeMessages(room, [frame]);
       if (added.length && frame.user) stopTyping(room, String(frame.user));
       renderAdded(room, added);
+      if (added.length && seesLatest(room)) scheduleRead(room);
     },
 
     history(frame) {
@@ -708,7 +838,6 @@
   function renderAdded(room, added) {
     if (!added.length) return;
     if (room.name !== state.active) {
-      room.unread += added.filter((m) => m.user !== me()).length;
       renderRooms();
       return;
     }
@@ -720,17 +849,31 @@
       }
     });
     renderHistoryControls();
+    renderSeen(room);
+    renderRooms();
+  }
+
+  // "Seen" under one's latest message the other DM participant has read.
+  function renderSeen(room) {
+    if (room.name !== state.active) return;
+    for (const el of $("messages").querySelectorAll(".message.seen")) el.classList.remove("seen");
+    if (room.kind !== "dm" || room.peerRead < 1) return;
+    const mine = [...$("messages").querySelectorAll(".message.mine[data-seq]")].filter(
+      (el) => Number(el.dataset.seq) <= room.peerRead,
+    );
+    const last = mine[mine.length - 1];
+    if (last) last.classList.add("seen");
   }
 
   function renderConversation() {
     const room = state.rooms.get(state.active);
     const list = $("messages");
     list.replaceChildren();
-    $("room-title").textContent = room ? `# ${room.name}` : "No room yet";
+    $("room-title").textContent = room ? roomLabel(room) : "No room yet";
     $("room-subtitle").textContent = room ? "" : "Join a room to start chatting.";
     $("room-subtitle").hidden = Boolean(room);
     if (room) {
-      room.unread = 0;
+      if (!room.joined && !room.everJoined && socketOpen()) joinRoom(room);
       const ordered = [...room.messages.values()].sort((a, b) => a.seq - b.seq);
       for (const msg of ordered) list.append(buildMessageElement(msg));
       for (const pending of room.pending.values()) renderPending(room, pending);
@@ -741,6 +884,10 @@
     renderMembers();
     renderTyping();
     setComposerEnabled(socketOpen());
+    if (room) {
+      renderSeen(room);
+      if (seesLatest(room)) scheduleRead(room);
+    }
   }
 
   function renderHistoryControls() {
@@ -766,15 +913,18 @@
       const open = document.createElement("button");
       open.type = "button";
       open.className = "room-open";
-      open.textContent = `# ${room.name}`;
+      open.textContent = roomLabel(room);
+      open.title = room.name;
+      if (room.kind === "dm") item.classList.add("dm");
       open.addEventListener("click", () => activate(room.name));
       item.append(open);
 
-      if (room.unread > 0) {
+      const unread = unreadOf(room);
+      if (unread > 0) {
         const badge = document.createElement("span");
         badge.className = "badge";
-        badge.textContent = String(room.unread);
-        badge.setAttribute("aria-label", `${room.unread} unread`);
+        badge.textContent = String(unread);
+        badge.setAttribute("aria-label", `${unread} unread`);
         item.append(badge);
       }
 
@@ -811,6 +961,14 @@
         you.className = "you";
         you.textContent = "you";
         item.append(you);
+      } else if (state.session && state.session.dm !== false) {
+        const dm = document.createElement("button");
+        dm.type = "button";
+        dm.className = "member-dm ghost";
+        dm.textContent = "Message";
+        dm.setAttribute("aria-label", `Direct message ${name}`);
+        dm.addEventListener("click", () => openDm(user));
+        item.append(dm);
       }
       list.append(item);
     }
@@ -908,7 +1066,7 @@
       const claims = decodeClaims(token);
       if (!claims || typeof claims.sub !== "string") throw new Error("That token is not a JWT with a 'sub' claim.");
       const name = typeof claims.name === "string" && claims.name ? claims.name : claims.sub;
-      return { mode: "remote", userId: claims.sub, name, url, token, exp: Number(claims.exp) || 0 };
+      return { mode: "remote", userId: claims.sub, name, url, token, exp: Number(claims.exp) || 0, dm: claims.dm !== false };
     }
     const name = $("name").value.trim();
     if (!name) throw new Error("Pick a display name.");
@@ -979,6 +1137,8 @@
     $("load-older").addEventListener("click", () => requestOlder(state.rooms.get(state.active)));
     $("scroller").addEventListener("scroll", () => {
       if ($("scroller").scrollTop < NEAR_TOP_PX) requestOlder(state.rooms.get(state.active));
+      const room = state.rooms.get(state.active);
+      if (room && seesLatest(room)) scheduleRead(room);
     });
     const input = $("message-input");
     input.addEventListener("keydown", (event) => {
@@ -993,7 +1153,11 @@
     });
     window.addEventListener("online", reconnectNow);
     document.addEventListener("visibilitychange", () => {
-      if (document.visibilityState === "visible") reconnectNow();
+      if (document.visibilityState === "visible") {
+        reconnectNow();
+        const room = state.rooms.get(state.active);
+        if (room && seesLatest(room)) scheduleRead(room);
+      }
     });
     const params = new URLSearchParams(location.search);
     if (params.get("name")) $("name").value = params.get("name");
