@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "token": "mint a JWT for a user (local dev secret, DYNAMOWAVE_JWT_SECRET, or --secret-arn)",
     "chat": "terminal chat client for a local or deployed endpoint",
     "redrive": "move dead-lettered fan-out jobs back to the fan-out queue",
+    "admin": "the operator API: publish, delete, ban, unban, kick, mute, disconnect, history, presence, rooms, event",
     "bench": "benchmark dynamowave against the tutorial design and websockets.broadcast()",
 }
 

@@ -277,7 +277,7 @@ def run(args: argparse.Namespace) -> int:
             flush=True,
         )
         print(
-            f"dynamowave: signed APIs (@connections) take SigV4 from AWS_ACCESS_KEY_ID={LOCAL_CREDENTIALS.access_key} "
+            f"dynamowave: signed APIs (@connections, the operator API at {runtime.http_url}admin) take SigV4 from AWS_ACCESS_KEY_ID={LOCAL_CREDENTIALS.access_key} "
             f"AWS_SECRET_ACCESS_KEY={LOCAL_CREDENTIALS.secret_key} AWS_SESSION_TOKEN={LOCAL_CREDENTIALS.token} "
             f"(region {config.region})",
             file=sys.stderr,

@@ -42,6 +42,8 @@ def default_functions() -> dict[str, FunctionConfig]:
         ),
         "fanout": FunctionConfig("fanout", "functions.fanout.handler.handler", 60, 1024, 8),
         "janitor": FunctionConfig("janitor", "functions.janitor.handler.handler", 300, 512, 1),
+        # The operator API (docs/operator-api.md), behind /admin.
+        "operator": FunctionConfig("operator", "functions.operator.handler.handler", 29, 512, 16),
     }
 
 

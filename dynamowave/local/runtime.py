@@ -125,6 +125,7 @@ class LocalRuntime:
                 log.warning("cannot import the %s handler (%s); its invocations will fail", name, exc)
 
     async def _start_http(self) -> None:
+        from dynamowave.local.admin_api import OperatorApi
         from dynamowave.local.dev_api import DevApi
         from dynamowave.local.gateway import WebSocketGateway
         from dynamowave.local.guard import AccessPolicy, guard_middleware
@@ -168,6 +169,7 @@ class LocalRuntime:
         self.management = ManagementApi(gateway, self.faults, self.verifier())
         self.management.add_routes(app, config.stage)
         LambdaInvokeApi(self.runner, self._invocable_functions()).add_routes(app)
+        OperatorApi(self.runner, self.verifier(), config).add_routes(app)
 
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await runner.setup()

@@ -140,6 +140,11 @@ def _reject_constant(value: str) -> Any:
     raise ValueError(f"{value} is not valid JSON")
 
 
+def strict_json(raw: str) -> Any:
+    """JSON as RFC 8259 defines it (no NaN or Infinity); ValueError or RecursionError if not."""
+    return json.loads(raw, parse_constant=_reject_constant)
+
+
 def parse_frame(body: str | None, *, max_text_length: int) -> Request:
     """Parse one client frame into a typed request, or raise `ProtocolError`."""
     if body is None or body == "":

@@ -442,10 +442,38 @@ class ChatService:
 
     def _history(self, connection_id: str, request: protocol.History) -> Outcome:
         self._touch(connection_id, "history", request.room)
-        messages, more = self._store.messages_before(request.room, request.before, request.limit)
-        envelope = {"type": "history", "room": request.room}
+        return Outcome(self.history_frame(request.room, request.before, request.limit), action="history")
+
+    def history_frame(self, room: str, before: int | None, limit: int) -> dict[str, Any]:
+        """The `history` reply: `limit` messages below `before` (or the latest), ascending."""
+        messages, more = self._store.messages_before(room, before, limit)
+        envelope = {"type": "history", "room": room}
         fitted, more = protocol.fit_messages(envelope, messages, keep="newest", more=more)
-        return Outcome({**envelope, "messages": fitted, "more": more}, action="history")
+        return {**envelope, "messages": fitted, "more": more}
+
+    # -- the operator API's entry points (functions/chat/operator.py) --------------------------
+
+    def publish(
+        self, room: str, user_id: str, name: str, text: str, client_msg_id: str, correlation_id: str
+    ) -> tuple[str, int, bool]:
+        """Store a message as `user_id` (a bot or system user, no connection) and fan it out to
+        every subscriber, idempotent on clientMsgId as a send is. (id, seq, duplicate).
+        Raises `StoreBusy`; a failure to queue raises and a retry with the same id queues it."""
+        stored = self._store.store_message(room, user_id, name, text, client_msg_id, self._clock())
+        message = stored.item
+        if not stored.fanned_out:
+            self._queue_jobs(self._room_jobs(room, protocol.message_frame(message), str(message["id"])))
+            self._store.mark_fanned_out(user_id, room, client_msg_id)
+        return str(message["id"]), int(message["seq"]), stored.duplicate
+
+    def presence(self, room: str, limit: int) -> tuple[list[str], int]:
+        """(users online in the room, up to `limit`; the room's subscribed connections)."""
+        _, connections = self._store.room_counters(room, consistent=True)
+        return self._store.online_users(room, limit), connections
+
+    def room_event(self, room: str, frame: dict[str, Any], correlation_id: str) -> int:
+        """Fan an ephemeral frame out to the room's subscribers (nothing stored); jobs queued."""
+        return self._queue_jobs(self._room_jobs(room, frame, correlation_id))
 
     def _typing(
         self, connection_id: str, identity: Identity, request: protocol.Typing, correlation_id: str

@@ -843,7 +843,11 @@ class ChatStore:
                                 "TableName": self._rooms,
                                 "Key": serialize({"pk": room_pk(room), "sk": META}),
                                 "UpdateExpression": "SET seq = :seq",
-                                "ConditionExpression": "seq = :current",
+                                # A room nobody joined yet has no counter (the operator API
+                                # publishes into any room): its first message creates it.
+                                "ConditionExpression": "seq = :current"
+                                if current
+                                else "attribute_not_exists(seq) OR seq = :current",
                                 "ExpressionAttributeValues": _values(seq=seq, current=current),
                                 # A lost race returns the winner's seq: retry from it, no re-read.
                                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",

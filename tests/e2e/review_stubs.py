@@ -12,5 +12,5 @@ STALL_TEXT = "please stall the reviewer"
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if event.get("text") == STALL_TEXT:
-        time.sleep(3)  # far past the ingress's budget
+        time.sleep(8)  # far past the ingress's budget
     return wordlist(event, context)

@@ -71,3 +71,47 @@ def route_event(
     if body is not None:
         event["body"] = body
     return event
+
+
+def http_api_event(method: str, path: str, body: Any = None, query: str = "") -> dict[str, Any]:
+    """An API Gateway HTTP API (payload 2.0) event for an IAM-authorized operator API call."""
+    from urllib.parse import parse_qsl
+
+    raw = body if isinstance(body, str) or body is None else __import__("json").dumps(body)
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": {"content-type": "application/json", "host": "op.execute-api.us-east-1.amazonaws.com"},
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "op",
+            "authorizer": {
+                "iam": {
+                    "accessKey": "AKIA",
+                    "accountId": "123456789012",
+                    "userArn": "arn:aws:iam::123456789012:user/ops",
+                }
+            },
+            "domainName": "op.execute-api.us-east-1.amazonaws.com",
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "10.0.0.1",
+                "userAgent": "test",
+            },
+            "requestId": uuid.uuid4().hex,
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": "01/Dec/2026:00:00:00 +0000",
+            "timeEpoch": int(time.time() * 1000),
+        },
+        "isBase64Encoded": False,
+    }
+    if raw is not None:
+        event["body"] = raw
+    if query:
+        event["queryStringParameters"] = dict(parse_qsl(query))
+    return event

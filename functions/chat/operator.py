@@ -1,0 +1,150 @@
+"""The operator API's actions (docs/operator-api.md): what the operator's own backends may do,
+over the same chat service the WebSocket routes use.
+
+No HTTP here: `functions/operator/handler.py` routes API Gateway HTTP API events to these
+methods. Every input is validated with the protocol's own rules before anything is read or
+written, and every refusal is an `OperatorError` carrying the HTTP status and the protocol's
+error code, so a refused call changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+from urllib.parse import unquote
+
+from functions.chat import protocol
+from functions.chat.auth import MAX_NAME_LENGTH
+from functions.chat.protocol import (
+    CLIENT_MSG_ID_PATTERN,
+    HISTORY_DEFAULT_LIMIT,
+    HISTORY_MAX_LIMIT,
+    MAX_SEQ,
+    ROOM_PATTERN,
+    USER_ID_PATTERN,
+    ErrorCode,
+)
+from functions.chat.service import ChatService
+from functions.chat.store import StoreBusy
+
+EVENT_NAME_PATTERN: Final = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+# An event's `data` must leave room for its envelope inside one 128 KB WebSocket message.
+MAX_EVENT_DATA_BYTES: Final = 64 * 1024
+PRESENCE_LIMIT: Final = 1000
+
+
+class OperatorError(Exception):
+    """A refused operator call: HTTP `status` and the JSON body {code, message}."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def body(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+def bad_request(message: str) -> OperatorError:
+    return OperatorError(400, str(ErrorCode.BAD_REQUEST), message)
+
+
+def path_value(raw: str, pattern: re.Pattern[str], what: str) -> str:
+    """A path parameter, percent-decoded, that must match the protocol's pattern for `what`."""
+    value = unquote(raw)
+    if not pattern.fullmatch(value):
+        raise bad_request(f"{what} {value[:80]!r} must match {pattern.pattern}")
+    return value
+
+
+def room_of(raw: str) -> str:
+    return path_value(raw, ROOM_PATTERN, "room")
+
+
+def user_of(raw: str) -> str:
+    return path_value(raw, USER_ID_PATTERN, "user")
+
+
+def json_body(raw: str | None, *, required: bool = True) -> dict[str, Any]:
+    if raw is None or raw == "":
+        if required:
+            raise bad_request("the body must be a JSON object")
+        return {}
+    if len(raw.encode("utf-8", "surrogatepass")) > protocol.MAX_MESSAGE_BYTES:
+        raise OperatorError(413, str(ErrorCode.TOO_LARGE), f"body exceeds {protocol.MAX_MESSAGE_BYTES} bytes")
+    try:
+        data = protocol.strict_json(raw)
+    except (ValueError, RecursionError):
+        raise bad_request("the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise bad_request("the body must be a JSON object")
+    return data
+
+
+def optional_int(value: object, name: str, minimum: int, maximum: int = MAX_SEQ) -> int | None:
+    if value is None:
+        return None
+    number: object = value
+    if isinstance(value, str):  # query strings
+        if not re.fullmatch(r"[0-9]{1,16}", value):
+            raise bad_request(f"'{name}' must be an integer {minimum}..{maximum}")
+        number = int(value)
+    if isinstance(number, bool) or not isinstance(number, int) or not minimum <= number <= maximum:
+        raise bad_request(f"'{name}' must be an integer {minimum}..{maximum}")
+    return number
+
+
+def event_fields(body: dict[str, Any]) -> tuple[str, Any]:
+    name = body.get("name")
+    if not isinstance(name, str) or not EVENT_NAME_PATTERN.fullmatch(name):
+        raise bad_request(f"'name' must match {EVENT_NAME_PATTERN.pattern}")
+    if "data" not in body:
+        raise bad_request("'data' is required (any JSON value)")
+    if len(protocol.encode({"data": body["data"]}).encode("utf-8")) > MAX_EVENT_DATA_BYTES:
+        raise OperatorError(413, str(ErrorCode.TOO_LARGE), f"'data' exceeds {MAX_EVENT_DATA_BYTES} bytes")
+    return name, body["data"]
+
+
+class Operator:
+    """The operator API's actions over one `ChatService`."""
+
+    def __init__(self, service: ChatService, *, max_text_length: int) -> None:
+        self._service = service
+        self._max_text_length = max_text_length
+
+    def publish(self, room: str, body: dict[str, Any], correlation_id: str) -> dict[str, Any]:
+        """Store and fan out a message as a bot or system user, idempotent on clientMsgId."""
+        user = body.get("user")
+        if not isinstance(user, str) or not USER_ID_PATTERN.fullmatch(user):
+            raise bad_request(f"'user' must match {USER_ID_PATTERN.pattern}")
+        name = body.get("name", user)
+        if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_LENGTH:
+            raise bad_request(f"'name' must be a non-empty string of at most {MAX_NAME_LENGTH} characters")
+        client_msg_id = body.get("clientMsgId")
+        if not isinstance(client_msg_id, str) or not CLIENT_MSG_ID_PATTERN.fullmatch(client_msg_id):
+            raise bad_request(f"'clientMsgId' must match {CLIENT_MSG_ID_PATTERN.pattern}")
+        problem = protocol.text_problem(body.get("text"), self._max_text_length)
+        if problem is not None:
+            code, message = problem
+            raise OperatorError(413 if code is ErrorCode.TOO_LARGE else 400, str(code), message)
+        try:
+            message_id, seq, _ = self._service.publish(
+                room, user, name, str(body["text"]), client_msg_id, correlation_id
+            )
+        except StoreBusy:
+            raise OperatorError(409, str(ErrorCode.INTERNAL), "the room is busy; retry") from None
+        return {"id": message_id, "seq": seq}
+
+    def history(self, room: str, before: str | None, limit: str | None) -> dict[str, Any]:
+        page = optional_int(limit, "limit", 1, HISTORY_MAX_LIMIT) or HISTORY_DEFAULT_LIMIT
+        return self._service.history_frame(room, optional_int(before, "before", 1), page)
+
+    def presence(self, room: str) -> dict[str, Any]:
+        users, connections = self._service.presence(room, PRESENCE_LIMIT)
+        return {"users": users, "connections": connections}
+
+    def room_event(self, room: str, body: dict[str, Any], correlation_id: str) -> dict[str, Any]:
+        name, data = event_fields(body)
+        frame = {"type": "event", "room": room, "name": name, "data": data}
+        return {"jobs": self._service.room_event(room, frame, correlation_id)}
