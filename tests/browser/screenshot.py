@@ -1,4 +1,5 @@
-"""Regenerate docs/screenshots/web-client.png: two users chatting, seen from one of them.
+"""Regenerate docs/screenshots/web-client.png: two users chatting, seen from one of them, with an
+unread room and a direct message from a third user in the room list.
 
     .venv/bin/python -m tests.browser.screenshot [OUTPUT.png]
 
@@ -63,6 +64,18 @@ def main(output: Path) -> None:
                 pages["bob"].fill("#message-input", "Deploy to prod is queued for 14:00.")
                 pages["bob"].click("#send")
                 expect(pages["alice"].locator('#rooms .room[data-room="ops"] .badge')).to_have_text("1")
+                # Carol opens a DM with Alice from the member list (v2): it appears in Alice's
+                # room list as "@ Carol" with its unread badge.
+                context = browser.new_context(viewport={"width": 1200, "height": 720}, device_scale_factor=1)
+                carol = context.new_page()
+                sign_in(carol, runtime.http_url, "carol", "Carol")
+                join(carol, "general")
+                carol.click('#members .member[data-user="alice"] .member-dm')
+                expect(carol.locator("#rooms .room.dm")).to_have_count(1)
+                carol.fill("#message-input", "Got a minute to review my PR?")
+                carol.click("#send")
+                expect(pages["alice"].locator("#rooms .room.dm .badge")).to_have_text("1")
+                expect(pages["alice"].locator("#rooms .room.dm .room-open")).to_have_text("@ Carol")
                 pages["bob"].click('#rooms .room[data-room="general"] .room-open')
                 pages["bob"].locator("#message-input").press_sequentially("Sounds good", delay=30)
                 expect(pages["alice"].locator("#typing")).not_to_be_empty()
