@@ -146,5 +146,13 @@ def test_refusals_answer_status_and_code_and_change_nothing(
 
 
 def test_publish_into_a_room_nobody_joined_starts_its_seq_at_one(env: Chat) -> None:
-    assert call("POST", "/rooms/fresh/messages", {"user": "bot", "text": "first", "clientMsgId": "f1"})[1]["seq"] == 1
-    assert call("POST", "/rooms/fresh/messages", {"user": "bot", "text": "second", "clientMsgId": "f2"})[1]["seq"] == 2
+    assert (
+        call("POST", "/rooms/fresh/messages", {"user": "bot", "text": "first", "clientMsgId": "f1"})[1]["seq"]
+        == 1
+    )
+    assert (
+        call("POST", "/rooms/fresh/messages", {"user": "bot", "text": "second", "clientMsgId": "f2"})[1][
+            "seq"
+        ]
+        == 2
+    )
