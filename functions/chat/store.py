@@ -741,6 +741,7 @@ class ChatStore:
         exist keep their read markers (the upsert only fills what is missing).
         """
         first, second = users
+        seq, _ = self.room_counters(room, consistent=True)  # a new membership's marker starts here
         items: list[Any] = [
             {
                 "Update": {
@@ -752,8 +753,8 @@ class ChatStore:
                     "ExpressionAttributeValues": _values(dm=DM_KIND, users=sorted(users), zero=0),
                 }
             },
-            {"Update": self._membership_upsert(first, room, DM_KIND, second, 0, now_ms)},
-            {"Update": self._membership_upsert(second, room, DM_KIND, first, 0, now_ms)},
+            {"Update": self._membership_upsert(first, room, DM_KIND, second, seq, now_ms)},
+            {"Update": self._membership_upsert(second, room, DM_KIND, first, seq, now_ms)},
         ]
         for attempt in range(4):
             try:

@@ -164,5 +164,30 @@ def check_memberships(state: State, rooms: list[str], lost: frozenset[str] = fro
     return problems
 
 
+def check_user_connections(state: State, lost: frozenset[str] = frozenset()) -> list[str]:
+    """A user's connection entry (``USER#u`` / ``CONN#id``, what user-addressed delivery Queries)
+    never outlives its connection item: $connect writes it second and every prune deletes it
+    first (docs/data-model.md). The reverse, a connection item without its entry, is a prune
+    stopped half-way, which the janitor finishes."""
+    items = {str(c["connectionId"]): c for c in state.connections}
+    problems = []
+    for entry in state.rooms:
+        if not (str(entry["pk"]).startswith("USER#") and str(entry["sk"]).startswith("CONN#")):
+            continue
+        connection_id = str(entry["sk"]).removeprefix("CONN#")
+        if connection_id in lost:
+            continue
+        connection = items.get(connection_id)
+        if connection is None:
+            problems.append(f"user entry {entry['pk']}/{entry['sk']} has no connection item")
+        elif f"USER#{connection.get('userId')}" != entry["pk"]:
+            problems.append(f"user entry {entry['pk']}/{entry['sk']} names another user's connection")
+    return problems
+
+
 def check_all(state: State, acked: Acked, rooms: list[str], lost: frozenset[str] = frozenset()) -> list[str]:
-    return check_messages(state, acked, rooms) + check_memberships(state, rooms, lost)
+    return (
+        check_messages(state, acked, rooms)
+        + check_memberships(state, rooms, lost)
+        + check_user_connections(state, lost)
+    )

@@ -229,6 +229,20 @@ def test_reading_a_dm_sends_a_receipt_to_the_other_participant(chat: Chat) -> No
     ]
 
 
+def test_reopening_a_dm_the_other_user_left_invites_again_from_the_latest_seq(chat: Chat) -> None:
+    alice, bob = Client("alice"), Client("bob")
+    room = alice.send(action="dm", user="bob")["room"]  # type: ignore[index]
+    send(alice, room, "one")
+    send(alice, room, "two")
+    assert bob.send(action="leave", room=room) == {"type": "left", "room": room}
+    chat.drain_jobs()
+    alice.send(action="dm", user="bob")
+    invites = [f for _, f in user_jobs(chat.drain_jobs()) if f["type"] == "invited"]
+    assert invites == [{"type": "invited", "room": room, "kind": "dm", "from": "alice"}]
+    [entry] = bob.send(action="rooms")["rooms"]  # type: ignore[index]
+    assert (entry["seq"], entry["read"], entry["unread"]) == (2, 2, 0)
+
+
 def test_user_delivery_addresses_every_live_connection_once(chat: Chat) -> None:
     a1, a2 = Client("alice"), Client("alice")
     frame = {"type": "event", "name": "hello", "data": {"n": 1}}
