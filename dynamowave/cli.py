@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "chat": "terminal chat client for a local or deployed endpoint",
     "redrive": "move dead-lettered fan-out jobs back to the fan-out queue",
     "admin": "the operator API: publish, delete, ban, unban, kick, mute, disconnect, history, presence, rooms, event",
+    "check": "conformance run of docs/protocol.md against a deployment (local or AWS); exit 1 on a failure",
     "bench": "benchmark dynamowave against the tutorial design and websockets.broadcast()",
 }
 

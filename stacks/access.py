@@ -87,6 +87,8 @@ class Resources:
     secret: secretsmanager.ISecret
     secret_key: kms.IKey
     api: WebSocketApi
+    # edge=true: the header value CloudFront sends (under secret_key too); None without an edge.
+    origin_secret: secretsmanager.ISecret | None = None
 
 
 def _statement(
@@ -108,8 +110,9 @@ def grant_least_privilege(scope: Construct, functions: Functions, resources: Res
     queues = {"queue": resources.queue, "dlq": resources.dead_letter_queue}
 
     authorizer = functions.roles[AUTHORIZER.name]
+    secrets = [resources.secret, *([resources.origin_secret] if resources.origin_secret else [])]
     authorizer.add_to_principal_policy(
-        _statement(["secretsmanager:GetSecretValue"], [resources.secret.secret_arn])
+        _statement(["secretsmanager:GetSecretValue"], [secret.secret_arn for secret in secrets])
     )
     authorizer.add_to_principal_policy(
         _statement(

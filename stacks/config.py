@@ -22,6 +22,27 @@ DEFAULT_REGION = "us-east-1"
 # The AWS-managed Powertools for AWS Lambda (Python) v3 layer version (per runtime and
 # architecture, published in every commercial region by account 017000801446).
 DEFAULT_POWERTOOLS_LAYER_VERSION = 38
+# Lambda keeps this many executions of the account unreserved; a new account's whole limit is
+# often 10, so any reservation there fails the deploy (docs/deploy.md, pre-flight).
+UNRESERVED_CONCURRENCY_MINIMUM = 100
+NEW_ACCOUNT_CONCURRENCY = 10
+# `-c profile=production`: the explicit production configuration. Each value is a context
+# option; an option given on its own still wins over the profile.
+PROFILES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "production": {
+        "stage": "prod",
+        "retainData": True,
+        # Chat keeps working when other functions in the account spike, and a fan-out storm cannot
+        # starve $connect. Needs an account limit of 100 + 50 + 100 unreserved = 250.
+        "ingressReservedConcurrency": 100,
+        "fanoutReservedConcurrency": 50,
+        "warmer": True,
+    },
+}
+# Partitions other than `aws` (China, GovCloud, ISO) publish the Powertools layer from other
+# accounts and lack some services this stack uses: refused rather than deployed half-working.
+_OTHER_PARTITION_PREFIXES = ("cn-", "us-gov-", "us-iso")
 
 # Whole-string patterns (`\Z`: `$` also matches before a final newline), applied with fullmatch.
 _STAGE_PATTERN = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
@@ -39,6 +60,9 @@ _RESOURCE_ENV = frozenset(
         ENV.MANAGEMENT_API_ENDPOINT,
         ENV.JWT_SECRET,
         ENV.JWT_SECRET_ARN,
+        ENV.STAGE,
+        ENV.ORIGIN_SECRET,
+        ENV.ORIGIN_SECRET_ARN,
     }
 )
 TUNABLE_ENV = frozenset(
@@ -59,10 +83,10 @@ class DeploymentConfig:
     account: str | None = None
     # Production keeps data (tables, keys, the secret, logs) on `cdk destroy`.
     retain_data: bool = False
-    # None = unreserved. New AWS accounts have an account concurrency of 10, which cannot be
-    # reserved at all: such accounts deploy with reservedConcurrency=false.
-    ingress_reserved_concurrency: int | None = 100
-    fanout_reserved_concurrency: int | None = 50
+    # None = unreserved, the default: it deploys in a new account (whose limit of 10 leaves
+    # nothing to reserve). profile=production reserves 100 and 50.
+    ingress_reserved_concurrency: int | None = None
+    fanout_reserved_concurrency: int | None = None
     fanout_batch_size: int = 10
     fanout_max_batching_window_seconds: int = 0
     fanout_max_concurrency: int = 20
@@ -88,11 +112,23 @@ class DeploymentConfig:
     def stack_name(self) -> str:
         return f"DynamoWave-{self.stage}"
 
+    @property
+    def required_account_concurrency(self) -> int:
+        """The account concurrency limit this configuration needs (0 when it reserves nothing)."""
+        reserved = (self.ingress_reserved_concurrency or 0) + (self.fanout_reserved_concurrency or 0)
+        return reserved + UNRESERVED_CONCURRENCY_MINIMUM if reserved else 0
+
     def __post_init__(self) -> None:
         if not _STAGE_PATTERN.fullmatch(self.stage):
             raise ConfigError(f"stage must be 1..64 of A-Z a-z 0-9 _ -, got {self.stage!r}")
-        if not _REGION_PATTERN.fullmatch(self.region):
-            raise ConfigError(f"region {self.region!r} is not an AWS region name")
+        for region in (self.region, *self.replica_regions):
+            if not _REGION_PATTERN.fullmatch(region):
+                raise ConfigError(f"region {region!r} is not an AWS region name")
+            if region.startswith(_OTHER_PARTITION_PREFIXES):
+                raise ConfigError(
+                    f"region {region} is outside the aws partition: the Powertools layer "
+                    "(account 017000801446) and this stack are built for commercial regions only"
+                )
         for name, value in (
             ("ingressReservedConcurrency", self.ingress_reserved_concurrency),
             ("fanoutReservedConcurrency", self.fanout_reserved_concurrency),
@@ -127,8 +163,6 @@ class DeploymentConfig:
         if not 100 <= self.waf_rate_limit <= 2_000_000_000:
             raise ConfigError("wafRateLimit must be >= 100 (a WAF rule limit)")
         for region in self.replica_regions:
-            if not _REGION_PATTERN.fullmatch(region):
-                raise ConfigError(f"replicaRegions: {region!r} is not an AWS region name")
             if region == self.region:
                 raise ConfigError(f"replicaRegions must not contain the stack's own region {region}")
         for region, arn in self.replica_key_arns.items():
@@ -171,17 +205,26 @@ class DeploymentConfig:
     ) -> DeploymentConfig:
         """Build the config from CDK context (``node.try_get_context``) and the CDK CLI's env."""
         env = os.environ if environ is None else environ
+        profile_name = _text(lookup("profile")) or "default"
+        if profile_name not in PROFILES:
+            raise ConfigError(f"profile must be one of {sorted(PROFILES)}, got {profile_name!r}")
+        profile = PROFILES[profile_name]
+
+        def option(key: str) -> Any:
+            value = lookup(key)
+            return profile.get(key) if value is None or value == "" else value
+
         d = cls()
-        stage = _text(lookup("stage")) or d.stage
-        retain = _boolean(lookup("retainData"), "retainData")
-        reserved = _boolean(lookup("reservedConcurrency"), "reservedConcurrency")
-        ingress_reserved = _optional_int(lookup("ingressReservedConcurrency"), "ingressReservedConcurrency")
-        fanout_reserved = _optional_int(lookup("fanoutReservedConcurrency"), "fanoutReservedConcurrency")
-        replica_regions = _string_list(lookup("replicaRegions"), "replicaRegions")
+        stage = _text(option("stage")) or d.stage
+        retain = _boolean(option("retainData"), "retainData")
+        reserved = _boolean(option("reservedConcurrency"), "reservedConcurrency")
+        ingress_reserved = _optional_int(option("ingressReservedConcurrency"), "ingressReservedConcurrency")
+        fanout_reserved = _optional_int(option("fanoutReservedConcurrency"), "fanoutReservedConcurrency")
+        replica_regions = _string_list(option("replicaRegions"), "replicaRegions")
         return cls(
             stage=stage,
-            region=_text(lookup("region")) or env.get("CDK_DEFAULT_REGION") or DEFAULT_REGION,
-            account=_text(lookup("account")) or env.get("CDK_DEFAULT_ACCOUNT") or None,
+            region=_text(option("region")) or env.get("CDK_DEFAULT_REGION") or DEFAULT_REGION,
+            account=_text(option("account")) or env.get("CDK_DEFAULT_ACCOUNT") or None,
             retain_data=stage in ("prod", "production") if retain is None else retain,
             ingress_reserved_concurrency=None
             if reserved is False
@@ -189,39 +232,39 @@ class DeploymentConfig:
             fanout_reserved_concurrency=None
             if reserved is False
             else _default(fanout_reserved, d.fanout_reserved_concurrency),
-            fanout_batch_size=_int(lookup("fanoutBatchSize"), "fanoutBatchSize", d.fanout_batch_size),
+            fanout_batch_size=_int(option("fanoutBatchSize"), "fanoutBatchSize", d.fanout_batch_size),
             fanout_max_batching_window_seconds=_int(
-                lookup("fanoutMaxBatchingWindow"),
+                option("fanoutMaxBatchingWindow"),
                 "fanoutMaxBatchingWindow",
                 d.fanout_max_batching_window_seconds,
             ),
             fanout_max_concurrency=_int(
-                lookup("fanoutMaxConcurrency"), "fanoutMaxConcurrency", d.fanout_max_concurrency
+                option("fanoutMaxConcurrency"), "fanoutMaxConcurrency", d.fanout_max_concurrency
             ),
-            max_receive_count=_int(lookup("maxReceiveCount"), "maxReceiveCount", d.max_receive_count),
+            max_receive_count=_int(option("maxReceiveCount"), "maxReceiveCount", d.max_receive_count),
             throttle_rate_limit=_float(
-                lookup("throttleRateLimit"), "throttleRateLimit", d.throttle_rate_limit
+                option("throttleRateLimit"), "throttleRateLimit", d.throttle_rate_limit
             ),
             throttle_burst_limit=_int(
-                lookup("throttleBurstLimit"), "throttleBurstLimit", d.throttle_burst_limit
+                option("throttleBurstLimit"), "throttleBurstLimit", d.throttle_burst_limit
             ),
-            log_retention_days=_int(lookup("logRetentionDays"), "logRetentionDays", d.log_retention_days),
+            log_retention_days=_int(option("logRetentionDays"), "logRetentionDays", d.log_retention_days),
             janitor_rate_minutes=_int(
-                lookup("janitorRateMinutes"), "janitorRateMinutes", d.janitor_rate_minutes
+                option("janitorRateMinutes"), "janitorRateMinutes", d.janitor_rate_minutes
             ),
-            warmer=bool(_boolean(lookup("warmer"), "warmer")),
-            alarm_email=_text(lookup("alarmEmail")) or None,
-            edge=bool(_boolean(lookup("edge"), "edge")),
-            waf_rate_limit=_int(lookup("wafRateLimit"), "wafRateLimit", d.waf_rate_limit),
+            warmer=bool(_boolean(option("warmer"), "warmer")),
+            alarm_email=_text(option("alarmEmail")) or None,
+            edge=bool(_boolean(option("edge"), "edge")),
+            waf_rate_limit=_int(option("wafRateLimit"), "wafRateLimit", d.waf_rate_limit),
             replica_regions=replica_regions,
-            replica_key_arns=_string_map(lookup("replicaKeyArns"), "replicaKeyArns"),
-            powertools_layer_version=_layer_version(lookup("powertoolsLayerVersion")),
+            replica_key_arns=_string_map(option("replicaKeyArns"), "replicaKeyArns"),
+            powertools_layer_version=_layer_version(option("powertoolsLayerVersion")),
             api_gateway_cloudwatch_role=_boolean(
-                lookup("apiGatewayCloudWatchRole"), "apiGatewayCloudWatchRole"
+                option("apiGatewayCloudWatchRole"), "apiGatewayCloudWatchRole"
             )
             is not False,
-            function_settings=_string_map(lookup("functionSettings"), "functionSettings"),
-            allowed_origins=_string_list(lookup("allowedOrigins"), "allowedOrigins"),
+            function_settings=_string_map(option("functionSettings"), "functionSettings"),
+            allowed_origins=_string_list(option("allowedOrigins"), "allowedOrigins"),
         )
 
 

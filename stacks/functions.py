@@ -18,7 +18,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from functions.chat.settings import METRICS_NAMESPACE, METRICS_SERVICE
+from functions.chat.settings import ENV, METRICS_NAMESPACE, METRICS_SERVICE
 from stacks.bundling import functions_code
 from stacks.config import DeploymentConfig
 
@@ -119,6 +119,8 @@ class Functions(Construct):
             environment = {
                 "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                # The stage dimension of every custom metric (functions.chat.settings.metric_dimensions).
+                ENV.STAGE: config.stage,
                 "LOG_LEVEL": "INFO",
                 **config.function_environment,
                 **environments.get(spec.name, {}),

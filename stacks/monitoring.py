@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
@@ -15,13 +15,12 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from functions.chat.settings import METRICS_NAMESPACE
+from functions.chat.settings import METRICS_NAMESPACE, metric_dimensions
 from stacks.config import DeploymentConfig
-from stacks.functions import SERVICE_NAME
 
 FIVE_MINUTES = Duration.minutes(5)
 ONE_MINUTE = Duration.minutes(1)
-# Custom metrics the functions emit (Powertools EMF, dimension service=SERVICE_NAME).
+# Custom metrics the functions emit (Powertools EMF, dimensions metric_dimensions(stage)).
 EMF_METRICS = ("DeadLettered", "Gone", "Retries")
 
 
@@ -43,6 +42,8 @@ class Monitoring(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self._resources = resources
+        # The functions of this stage emit with exactly these dimensions (functions/chat/observability.py).
+        self._emf_dimensions = metric_dimensions(config.stage)
         key = kms.Key(
             self,
             "AlarmTopicKey",
@@ -65,6 +66,24 @@ class Monitoring(Construct):
             display_name=f"DynamoWave {config.stage} alarms",
             master_key=key,
             enforce_ssl=True,
+        )
+        # enforce_ssl writes a topic policy, which replaces SNS's default one: without this Allow
+        # no alarm could publish (its notifications would fail silently). Only this account's
+        # alarms may use it.
+        stack = Stack.of(self)
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchAlarmsToPublish",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": stack.account},
+                    "ArnLike": {
+                        "aws:SourceArn": f"arn:{stack.partition}:cloudwatch:{stack.region}:{stack.account}:alarm:*"
+                    },
+                },
+            )
         )
         self.email_subscription: sns.Subscription | None = None
         if config.alarm_email:
@@ -119,7 +138,7 @@ class Monitoring(Construct):
                 cloudwatch.Metric(
                     namespace=METRICS_NAMESPACE,
                     metric_name="DeadLettered",
-                    dimensions_map={"service": SERVICE_NAME},
+                    dimensions_map=self._emf_dimensions,
                     statistic="Sum",
                     period=ONE_MINUTE,
                 ),
@@ -270,7 +289,7 @@ class Monitoring(Construct):
                     cloudwatch.Metric(
                         namespace=METRICS_NAMESPACE,
                         metric_name=name,
-                        dimensions_map={"service": SERVICE_NAME},
+                        dimensions_map=self._emf_dimensions,
                         statistic="Sum",
                         period=ONE_MINUTE,
                     )

@@ -46,7 +46,8 @@ CONNECTIONS_REASON = (
     "@connections; the trailing '*' is the connection id, which API Gateway assigns at connect time."
 )
 CONNECTIONS_ARN = RegexAppliesTo(
-    regex=r"/^Resource::arn:<AWS::Partition>:execute-api:.*\/@connections\/\*$/g"
+    # The partition is a literal ("aws") with @aws-cdk/core:enablePartitionLiterals and a known region.
+    regex=r"/^Resource::arn:(<AWS::Partition>|aws):execute-api:.*\/@connections\/\*$/g"
 )
 NO_ROUTE_AUTHORIZER = (
     "WebSocket APIs accept an authorizer on $connect only; this route runs on a connection the "
@@ -125,6 +126,13 @@ def suppress_justified_findings(stack: DynamoWaveStack) -> None:
             "state and history stay in CloudWatch.",
         )
     if stack.edge is not None:
+        _suppress(
+            stack.edge.origin_secret,
+            "AwsSolutions-SMG4",
+            "The origin header value lives in CloudFront's origin configuration; Secrets Manager cannot "
+            "update the distribution, so a scheduled rotation would lock every client out until the "
+            "next deploy. It guards only the path around CloudFront; tokens still decide who connects.",
+        )
         distribution = stack.edge.distribution
         _suppress(
             distribution,

@@ -68,6 +68,22 @@ class DynamoWaveStack(Stack):
         )
         for name in (INGRESS.name, FANOUT.name, JANITOR.name):
             self.functions[name].add_environment(ENV.MANAGEMENT_API_ENDPOINT, self.api.management_endpoint)
+        self.edge = (
+            Edge(
+                self,
+                "Edge",
+                config=config,
+                api_domain_name=self.api.domain_name,
+                secret_key=self.secret.key,
+            )
+            if config.edge
+            else None
+        )
+        if self.edge is not None:
+            # The authorizer refuses handshakes that did not come through CloudFront.
+            self.functions.authorizer.add_environment(
+                ENV.ORIGIN_SECRET_ARN, self.edge.origin_secret.secret_arn
+            )
 
         grant_least_privilege(
             self,
@@ -80,6 +96,7 @@ class DynamoWaveStack(Stack):
                 secret=self.secret.secret,
                 secret_key=self.secret.key,
                 api=self.api,
+                origin_secret=None if self.edge is None else self.edge.origin_secret,
             ),
         )
         self.fanout_source = self.functions.fanout.add_event_source_mapping(
@@ -112,9 +129,6 @@ class DynamoWaveStack(Stack):
                 queue=self.messaging.queue,
                 dead_letter_queue=self.messaging.dead_letter_queue,
             ),
-        )
-        self.edge = (
-            Edge(self, "Edge", config=config, api_domain_name=self.api.domain_name) if config.edge else None
         )
         self._outputs()
 

@@ -1,8 +1,9 @@
 """`make synth`: synthesize every stage configuration into cdk.out/<name>/ and check each one.
 
 For each configuration: cdk-nag (AwsSolutions + Serverless packs, CSV reports next to the
-templates) must report no unsuppressed finding, and cfn-lint must report no error on any
-template. Exit status 1 otherwise. Offline and without Docker (see stacks.bundling).
+templates) must report no unsuppressed finding, cfn-lint must report no error on any template,
+and checkov no failed check that stacks/checkov.py does not skip with a reason. Exit status 1
+otherwise. Offline and without Docker (see stacks.bundling).
 
     python -m stacks.synth_all [--outdir cdk.out] [--only default edge ...]
 """
@@ -22,6 +23,7 @@ from aws_cdk import cx_api as cxapi
 
 from stacks.application import build_app
 from stacks.bundling import REPO_ROOT
+from stacks.checkov import CheckovFinding, failed_checks
 from stacks.nag import NAG_PACK_PREFIXES
 
 SYNTH_REGION = "us-east-1"
@@ -30,9 +32,9 @@ EXAMPLE_ACCOUNT = "123456789012"  # only the replicas configuration needs one (i
 # name -> CDK context. Every optional feature appears in at least one configuration.
 CONFIGURATIONS: dict[str, dict[str, Any]] = {
     "default": {},
-    "prod": {"stage": "prod", "warmer": "true", "alarmEmail": "alarms@example.com"},
-    # Also the small-account shape: no reserved concurrency (an account limit of 10 allows none).
-    "edge": {"edge": "true", "reservedConcurrency": "false"},
+    # The explicit production configuration (stacks.config.PROFILES) as docs/deploy.md deploys it.
+    "prod": {"profile": "production", "alarmEmail": "alarms@example.com"},
+    "edge": {"edge": "true"},
     "replicas": {
         "stage": "global",
         "account": EXAMPLE_ACCOUNT,
@@ -74,6 +76,11 @@ class SynthResult:
     warnings: list[str] = field(default_factory=list)
     lint_errors: list[LintFinding] = field(default_factory=list)
     lint_warnings: list[LintFinding] = field(default_factory=list)
+    checkov_findings: list[CheckovFinding] = field(default_factory=list)
+
+    @property
+    def template_files(self) -> list[Path]:
+        return sorted(self.outdir.glob("*.template.json"))
 
     @property
     def unexplained_lint_warnings(self) -> list[LintFinding]:
@@ -81,7 +88,7 @@ class SynthResult:
 
     @property
     def ok(self) -> bool:
-        return not (self.nag_findings or self.other_errors or self.lint_errors)
+        return not (self.nag_findings or self.other_errors or self.lint_errors or self.checkov_findings)
 
 
 def project_context(cdk_json: Path = REPO_ROOT / "cdk.json") -> dict[str, Any]:
@@ -139,6 +146,13 @@ def _lint(template: Path, result: SynthResult) -> None:
             result.lint_warnings.append(finding)
 
 
+def run_checkov(results: Sequence[SynthResult]) -> None:
+    """One checkov run over every template of ``results``; findings go to their configuration."""
+    by_file = {template.resolve(): result for result in results for template in result.template_files}
+    for finding in failed_checks(list(by_file)):
+        by_file[Path(finding.file).resolve()].checkov_findings.append(finding)
+
+
 def _report(result: SynthResult) -> None:
     status = "ok" if result.ok else "FAILED"
     print(f"[{result.name}] {status}: {', '.join(result.templates)} -> {result.outdir}")
@@ -152,6 +166,8 @@ def _report(result: SynthResult) -> None:
         print(f"  cfn-lint error: {finding}")
     for finding in result.unexplained_lint_warnings:
         print(f"  cfn-lint warning: {finding}")
+    for checkov_finding in result.checkov_findings:
+        print(f"  checkov: {checkov_finding}")
     explained = sorted(
         {w.rule for w in result.lint_warnings} - {w.rule for w in result.unexplained_lint_warnings}
     )
@@ -168,13 +184,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     names = args.only or list(CONFIGURATIONS)
     results = [synthesize(name, CONFIGURATIONS[name], args.outdir / name) for name in names]
+    run_checkov(results)
     for result in results:
         _report(result)
     failed = [result.name for result in results if not result.ok]
     if failed:
         print(f"synth failed for: {', '.join(failed)}", file=sys.stderr)
         return 1
-    print(f"all {len(results)} configurations synthesized; cdk-nag and cfn-lint clean")
+    print(f"all {len(results)} configurations synthesized; cdk-nag, cfn-lint and checkov clean")
     return 0
 
 

@@ -35,7 +35,7 @@ def secret_from_string(raw: str) -> str:
     return raw
 
 
-def _secret_from_aws(arn: str, region: str | None) -> str:
+def secret_from_aws(arn: str, region: str | None) -> str:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         rooms = parse_rooms(args.rooms)
         if args.ttl <= 0:
             raise TokenRequestError(f"--ttl must be a positive number of seconds, got {args.ttl}")
-        secret = _secret_from_aws(args.secret_arn, args.region) if args.secret_arn else local_secret()
+        secret = secret_from_aws(args.secret_arn, args.region) if args.secret_arn else local_secret()
         token = mint(secret, args.user, name=args.name, rooms=rooms, ttl_seconds=args.ttl)
     except TokenRequestError as exc:
         raise CommandError(str(exc)) from None

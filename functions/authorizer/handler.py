@@ -2,19 +2,23 @@
 
 Raising "Unauthorized" makes API Gateway answer 401; a Deny policy makes it answer 403 (also
 for a browser page whose ``Origin`` is not in ``ALLOWED_ORIGINS``, when that list is set). The
-identity goes to every route as `requestContext.authorizer` (userId, name, rooms).
+identity goes to every route as `requestContext.authorizer` (userId, name, rooms). Behind the
+edge (an origin secret is configured) a handshake that did not come through CloudFront, i.e.
+without the right ORIGIN_HEADER, is denied before the token is looked at.
 """
 
 from __future__ import annotations
 
+import hmac
+from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.chat.auth import Identity, TokenRefused, origin_allowed, verify_token
 from functions.chat.observability import is_warmup, observability
-from functions.chat.schema import TOKEN_QUERY_PARAMETER
-from functions.chat.secrets import jwt_secret
+from functions.chat.schema import ORIGIN_HEADER, TOKEN_QUERY_PARAMETER
+from functions.chat.secrets import jwt_secret, origin_secret
 from functions.chat.settings import get_settings
 
 logger, tracer, _ = observability("authorizer")
@@ -33,11 +37,24 @@ def policy(principal_id: str, effect: str, resource: str, identity: Identity | N
     return response
 
 
+def came_through_the_edge(headers: Mapping[str, Any] | None) -> bool:
+    """True without an origin secret (no edge), else only with the secret in ORIGIN_HEADER."""
+    expected = origin_secret()
+    if expected is None:
+        return True
+    wanted = ORIGIN_HEADER.lower()
+    sent = next((str(v) for k, v in (headers or {}).items() if str(k).lower() == wanted), "")
+    return hmac.compare_digest(sent.encode(), expected.encode())
+
+
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if is_warmup(event):
         return {"warmup": True}
+    if not came_through_the_edge(event.get("headers")):
+        logger.info("handshake refused", extra={"reason": f"no valid {ORIGIN_HEADER}: not via CloudFront"})
+        return policy("anonymous", "Deny", event["methodArn"])
     token = (event.get("queryStringParameters") or {}).get(TOKEN_QUERY_PARAMETER)
     if not token:
         # API Gateway refuses a missing identity source itself; this covers a direct call.

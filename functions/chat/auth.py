@@ -20,6 +20,10 @@ from functions.chat.settings import normalize_origin
 ALGORITHM: Final = "HS256"
 MAX_NAME_LENGTH: Final = 64
 MAX_ROOMS_IN_TOKEN: Final = 100
+# The longest token `mint_token` signs: with `token=`, the stage path and a few other parameters
+# it stays under CloudFront's 8,192-byte URL limit, so any minted token also connects through the
+# edge (whose WAF query-string rule is sized from this). 100 rooms of 20 characters fit easily.
+MAX_TOKEN_LENGTH: Final = 7936
 
 
 class TokenRefused(Exception):
@@ -139,4 +143,10 @@ def mint_token(
     if dm is not None:
         claims["dm"] = dm
     identity_from_claims(claims)  # refuse to mint what the authorizer would refuse
-    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+    token = jwt.encode(claims, secret, algorithm=ALGORITHM)
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise TokenRefused(
+            f"the token would be {len(token)} bytes, over {MAX_TOKEN_LENGTH} (a URL must carry it): "
+            "name fewer or shorter rooms"
+        )
+    return token

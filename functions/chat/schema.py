@@ -113,3 +113,7 @@ TWO_WAY_ROUTES: tuple[str, ...] = ("$default", *ACTION_ROUTES)
 # authorizer runs, exactly as API Gateway does.
 AUTHORIZER_IDENTITY_SOURCE = "route.request.querystring.token"
 TOKEN_QUERY_PARAMETER = "token"
+# edge=true: CloudFront adds this header (a Secrets Manager value) to every request it sends the
+# API, and the authorizer refuses a handshake without it, so the execute-api URL cannot be used
+# to go around CloudFront and WAF. Header names are case-insensitive.
+ORIGIN_HEADER = "X-DynamoWave-Origin-Verify"

@@ -13,10 +13,18 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Final
 
-# CloudWatch EMF: every function's custom metrics share one namespace and one `service`
-# dimension, which the stack's alarms and dashboard read.
+# CloudWatch EMF: every function's custom metrics share one namespace and carry the dimensions
+# of `metric_dimensions(stage)`, which the stack's alarms and dashboard read: one stage's alarms
+# never count another stage's metrics in the same account.
 METRICS_NAMESPACE = "DynamoWave"
 METRICS_SERVICE = "dynamowave"
+# The stage a function runs in (the stack sets it; the local runtime runs as "local").
+LOCAL_STAGE = "local"
+
+
+def metric_dimensions(stage: str) -> dict[str, str]:
+    """The dimension set of every custom metric: what the functions emit and the alarms select."""
+    return {"service": METRICS_SERVICE, "stage": stage}
 
 
 class ENV:
@@ -31,6 +39,11 @@ class ENV:
     MANAGEMENT_API_ENDPOINT = "MANAGEMENT_API_ENDPOINT"
     JWT_SECRET = "DYNAMOWAVE_JWT_SECRET"  # local development: the secret itself
     JWT_SECRET_ARN = "JWT_SECRET_ARN"  # AWS: a Secrets Manager secret (cached)
+    STAGE = "DYNAMOWAVE_STAGE"  # the deployment stage: a dimension of every custom metric
+    # edge=true: the header CloudFront adds to every origin request, which the authorizer requires
+    # (so nobody bypasses CloudFront and WAF through the execute-api URL). Unset: no check.
+    ORIGIN_SECRET = "DYNAMOWAVE_ORIGIN_SECRET"  # local tests: the value itself
+    ORIGIN_SECRET_ARN = "ORIGIN_SECRET_ARN"  # AWS: a Secrets Manager secret (cached)
     MAX_TEXT_LENGTH = "MAX_TEXT_LENGTH"
     RATE_LIMIT_PER_SECOND = "RATE_LIMIT_PER_SECOND"
     RATE_LIMIT_BURST = "RATE_LIMIT_BURST"
@@ -68,6 +81,9 @@ class Settings:
     management_api_endpoint: str = ""
     jwt_secret: str = field(default="", repr=False)
     jwt_secret_arn: str = ""
+    stage: str = LOCAL_STAGE
+    origin_secret: str = field(default="", repr=False)
+    origin_secret_arn: str = ""
     max_text_length: int = 4000
     rate_limit_per_second: float = 10.0
     rate_limit_burst: int = 20
@@ -138,6 +154,9 @@ class Settings:
             management_api_endpoint=text(ENV.MANAGEMENT_API_ENDPOINT, d.management_api_endpoint),
             jwt_secret=text(ENV.JWT_SECRET, d.jwt_secret),
             jwt_secret_arn=text(ENV.JWT_SECRET_ARN, d.jwt_secret_arn),
+            stage=text(ENV.STAGE, d.stage),
+            origin_secret=text(ENV.ORIGIN_SECRET, d.origin_secret),
+            origin_secret_arn=text(ENV.ORIGIN_SECRET_ARN, d.origin_secret_arn),
             max_text_length=integer(ENV.MAX_TEXT_LENGTH, d.max_text_length, 1),
             rate_limit_per_second=number(ENV.RATE_LIMIT_PER_SECOND, d.rate_limit_per_second),
             rate_limit_burst=integer(ENV.RATE_LIMIT_BURST, d.rate_limit_burst, 1),

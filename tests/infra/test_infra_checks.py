@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_sns as sns
 
+from stacks.cdk_cli import FEATURE_FLAG_CHOICES, flags_off_recommendation, unconfigured_flags
+from stacks.checkov import SKIPPED_CHECKS, failed_checks
 from stacks.nag import apply_nag_packs
 from stacks.synth_all import (
     CONFIGURATIONS,
@@ -17,7 +20,38 @@ from stacks.synth_all import (
     SynthResult,
     collect_messages,
     main,
+    run_checkov,
 )
+
+
+@pytest.fixture(scope="session")
+def checked(synth: Callable[[str], SynthResult]) -> dict[str, SynthResult]:
+    """Every configuration, with one checkov run over all their templates."""
+    results = {name: synth(name) for name in CONFIGURATIONS}
+    for result in results.values():
+        result.checkov_findings.clear()
+    run_checkov(list(results.values()))
+    return results
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGURATIONS))
+def test_checkov_has_no_failed_check_that_is_not_skipped_with_a_reason(
+    checked: dict[str, SynthResult], name: str
+) -> None:
+    result = checked[name]
+    assert result.template_files
+    assert [str(f) for f in result.checkov_findings] == []
+    assert all(len(reason) >= 60 for reason in SKIPPED_CHECKS.values())
+
+
+def test_checkov_reports_a_new_failure(tmp_path: Path) -> None:
+    """The detection itself: an unencrypted queue is a failed check nobody skipped."""
+    template = tmp_path / "Bad.template.json"
+    template.write_text(
+        json.dumps({"Resources": {"PlainQueue": {"Type": "AWS::SQS::Queue", "Properties": {}}}})
+    )
+    findings = failed_checks([template])
+    assert "CKV_AWS_27" in {f.check_id for f in findings}
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGURATIONS))
@@ -80,3 +114,18 @@ def test_an_unsuppressed_nag_finding_is_reported(tmp_path: Path) -> None:
     collect_messages(artifact, result)
     assert any("AwsSolutions-SNS3" in finding for finding in result.nag_findings)
     assert not result.ok
+
+
+def test_cdk_json_configures_every_recommended_feature_flag(default_result: SynthResult) -> None:
+    """What the CDK CLI warns about ("N feature flags are not configured") is empty, and every
+    value off the recommendation has its reason in stacks/cdk_cli.py."""
+    assert unconfigured_flags(default_result.outdir) == []
+    assert set(flags_off_recommendation(default_result.outdir)) == set(FEATURE_FLAG_CHOICES)
+
+
+@pytest.mark.slow
+def test_the_cdk_cli_synthesizes_cdk_json_as_shipped_offline(tmp_path: Path) -> None:
+    """`make synth` runs this too (stacks.cdk_cli): npm's aws-cdk@2 against cdk.json."""
+    from stacks.cdk_cli import main as cli_main
+
+    assert cli_main(["--outdir", str(tmp_path / "cli")]) == 0

@@ -7,7 +7,13 @@ from typing import Any
 
 import pytest
 
-from stacks.config import DEFAULT_REGION, ConfigError, DeploymentConfig
+from stacks.config import (
+    DEFAULT_REGION,
+    NEW_ACCOUNT_CONCURRENCY,
+    UNRESERVED_CONCURRENCY_MINIMUM,
+    ConfigError,
+    DeploymentConfig,
+)
 
 
 def config(cli_env: dict[str, str] | None = None, /, **context: Any) -> DeploymentConfig:
@@ -17,7 +23,7 @@ def config(cli_env: dict[str, str] | None = None, /, **context: Any) -> Deployme
 def test_defaults_describe_a_dev_stage_in_us_east_1() -> None:
     c = config()
     assert (c.stage, c.region, c.account, c.retain_data) == ("dev", DEFAULT_REGION, None, False)
-    assert (c.ingress_reserved_concurrency, c.fanout_reserved_concurrency) == (100, 50)
+    assert (c.ingress_reserved_concurrency, c.fanout_reserved_concurrency) == (None, None)
     assert c.stack_name == "DynamoWave-dev"
     assert not c.edge and not c.warmer and c.replica_regions == ()
 
@@ -45,8 +51,31 @@ def test_cli_strings_and_json_values_parse_alike() -> None:
     assert from_cli.replica_regions == ("us-west-2", "eu-west-1")
 
 
+def test_the_default_configuration_deploys_in_a_new_account() -> None:
+    """Lambda keeps 100 executions unreserved, and a new account's limit is often 10: the default
+    may reserve nothing at all, or CloudFormation rolls the first deploy back."""
+    for c in (config(), DeploymentConfig(), config(edge="true"), config(stage="prod")):
+        reserved = (c.ingress_reserved_concurrency or 0) + (c.fanout_reserved_concurrency or 0)
+        assert reserved + UNRESERVED_CONCURRENCY_MINIMUM <= NEW_ACCOUNT_CONCURRENCY or reserved == 0
+        assert c.required_account_concurrency == 0
+
+
+def test_the_production_profile_reserves_capacity_explicitly() -> None:
+    c = config(profile="production")
+    assert (c.stage, c.retain_data, c.warmer) == ("prod", True, True)
+    assert (c.ingress_reserved_concurrency, c.fanout_reserved_concurrency) == (100, 50)
+    assert c.required_account_concurrency == 250
+    # Each option given on its own still wins over the profile.
+    assert config(profile="production", stage="live", fanoutReservedConcurrency="30").stage == "live"
+    assert config(profile="production", fanoutReservedConcurrency="30").fanout_reserved_concurrency == 30
+    small = config(profile="production", reservedConcurrency="false")
+    assert (small.ingress_reserved_concurrency, small.fanout_reserved_concurrency) == (None, None)
+    with pytest.raises(ConfigError, match="profile"):
+        config(profile="prodution")
+
+
 def test_reserved_concurrency_can_be_switched_off_for_small_accounts() -> None:
-    c = config(reservedConcurrency="false")
+    c = config(reservedConcurrency="false", ingressReservedConcurrency="20")
     assert (c.ingress_reserved_concurrency, c.fanout_reserved_concurrency) == (None, None)
     assert (
         config(ingressReservedConcurrency="20", fanoutReservedConcurrency="30").fanout_reserved_concurrency
@@ -58,12 +87,16 @@ def test_reserved_concurrency_can_be_switched_off_for_small_accounts() -> None:
     "context",
     [
         {"ingressReservedConcurrency": "0"},  # Lambda would never run the function
-        {"fanoutMaxConcurrency": "60"},  # more pollers than the 50 reserved instances
+        {"fanoutReservedConcurrency": "10", "fanoutMaxConcurrency": "20"},  # more pollers than reserved
         {"fanoutMaxConcurrency": "1"},
         {"fanoutBatchSize": "20"},  # > 10 needs a batching window
         {"logRetentionDays": "31"},
         {"stage": "has space"},
         {"region": "mars-1"},
+        # Other partitions: the Powertools layer is published there by other accounts.
+        {"region": "cn-north-1"},
+        {"region": "us-gov-west-1"},
+        {"replicaRegions": "cn-northwest-1"},
         {"warmer": "maybe"},
         {"alarmEmail": "not-an-address"},
         {"replicaRegions": "us-east-1"},  # the stack's own region

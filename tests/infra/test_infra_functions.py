@@ -27,13 +27,13 @@ def test_every_function_runs_python_3_14_on_arm64_with_xray_and_powertools(
     assert props["Architectures"] == ["arm64"]
     assert props["TracingConfig"] == {"Mode": "Active"}
     (layer,) = props["Layers"]
-    layer_arn = "".join(part if isinstance(part, str) else "aws" for part in layer["Fn::Join"][1])
+    # A literal: the region is known and cdk.json sets @aws-cdk/core:enablePartitionLiterals.
     assert (
-        layer_arn
-        == "arn:aws:lambda:us-east-1:017000801446:layer:AWSLambdaPowertoolsPythonV3-python314-arm64:38"
+        layer == "arn:aws:lambda:us-east-1:017000801446:layer:AWSLambdaPowertoolsPythonV3-python314-arm64:38"
     )
     env = props["Environment"]["Variables"]
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "DynamoWave"
+    assert env["DYNAMOWAVE_STAGE"] == "dev"  # the stage dimension of its metrics
     assert env["POWERTOOLS_SERVICE_NAME"] == "dynamowave"
 
 
@@ -62,16 +62,19 @@ def test_prod_keeps_function_logs(prod_json: dict[str, Any]) -> None:
         assert prod_json["Resources"][log_group_id]["DeletionPolicy"] == "Retain"
 
 
-def test_ingress_and_fanout_have_reserved_concurrency_by_default(default_json: dict[str, Any]) -> None:
-    assert _props(default_json, "ingress")["ReservedConcurrentExecutions"] == 100
-    assert _props(default_json, "fanout")["ReservedConcurrentExecutions"] == 50
-    assert "ReservedConcurrentExecutions" not in _props(default_json, "authorizer")
-    assert "ReservedConcurrentExecutions" not in _props(default_json, "janitor")
+def test_production_reserves_concurrency_for_ingress_and_fanout(prod_json: dict[str, Any]) -> None:
+    assert _props(prod_json, "ingress")["ReservedConcurrentExecutions"] == 100
+    assert _props(prod_json, "fanout")["ReservedConcurrentExecutions"] == 50
+    assert "ReservedConcurrentExecutions" not in _props(prod_json, "authorizer")
+    assert "ReservedConcurrentExecutions" not in _props(prod_json, "janitor")
 
 
-def test_reserved_concurrency_can_be_disabled(edge_json: dict[str, Any]) -> None:
-    for name in NAMES:
-        assert "ReservedConcurrentExecutions" not in _props(edge_json, name)
+def test_the_default_template_reserves_nothing_so_a_new_account_can_deploy_it(
+    default_json: dict[str, Any], edge_json: dict[str, Any]
+) -> None:
+    for template in (default_json, edge_json):
+        for function in resources_of(template, "AWS::Lambda::Function").values():
+            assert "ReservedConcurrentExecutions" not in function["Properties"]
 
 
 def test_handler_strings_follow_the_contract(default_json: dict[str, Any]) -> None:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from tests.infra.infra_helpers import function_id, ref_id, resources_of
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _alarms(template: dict[str, Any]) -> list[dict[str, Any]]:
@@ -32,15 +39,63 @@ def test_the_dlq_depth_alarm_fires_on_the_first_message(default_json: dict[str, 
     assert [ref_id(a) for a in alarm["AlarmActions"]] == [_topic_id(default_json)]
 
 
-def test_dead_lettered_deliveries_alarm_reads_the_fanouts_emf_metric(default_json: dict[str, Any]) -> None:
-    from functions.chat.settings import METRICS_NAMESPACE, METRICS_SERVICE
+def _emf_alarm(template: dict[str, Any]) -> dict[str, Any]:
+    (alarm,) = [a for a in _alarms(template) if a["MetricName"] == "DeadLettered"]
+    return alarm
 
-    (alarm,) = [a for a in _alarms(default_json) if a["MetricName"] == "DeadLettered"]
-    # The same namespace and dimension the functions publish under (functions/chat/observability.py).
-    assert alarm["Namespace"] == METRICS_NAMESPACE
-    assert alarm["Dimensions"] == [{"Name": "service", "Value": METRICS_SERVICE}]
+
+def _emitted_metric(environment: dict[str, Any]) -> dict[str, Any]:
+    """The EMF line the fan-out's Metrics object prints, in a process with the function's own
+    environment from the template (what Lambda would give it)."""
+    code = (
+        "from aws_lambda_powertools.metrics import MetricUnit\n"
+        "from functions.chat.observability import observability\n"
+        "_, _, metrics = observability('fanout')\n"
+        "metrics.add_metric(name='DeadLettered', unit=MetricUnit.Count, value=1)\n"
+        "metrics.flush_metrics()\n"
+    )
+    variables = {k: v for k, v in environment.items() if isinstance(v, str)}
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        env={"PATH": os.environ.get("PATH", ""), "POWERTOOLS_TRACE_DISABLED": "true", **variables},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=REPO,
+    )
+    (line,) = [json.loads(line) for line in run.stdout.splitlines() if '"_aws"' in line]
+    return line
+
+
+def test_dead_lettered_deliveries_alarm_reads_what_the_fanout_emits(default_json: dict[str, Any]) -> None:
+    """The alarm selects exactly the namespace and dimension set the function publishes with the
+    environment the stack gives it (one definition: functions.chat.settings.metric_dimensions)."""
+    alarm = _emf_alarm(default_json)
+    fanout = default_json["Resources"][function_id(default_json, "fanout")]["Properties"]
+    emf = _emitted_metric(fanout["Environment"]["Variables"])
+    (directive,) = emf["_aws"]["CloudWatchMetrics"]
+    assert alarm["Namespace"] == directive["Namespace"]
+    (dimension_set,) = directive["Dimensions"]
+    assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == {name: emf[name] for name in dimension_set}
     assert (alarm["Statistic"], alarm["Threshold"]) == ("Sum", 1)
     assert [ref_id(a) for a in alarm["AlarmActions"]] == [_topic_id(default_json)]
+
+
+def test_each_stage_alarms_and_charts_only_its_own_metrics(
+    default_json: dict[str, Any], prod_json: dict[str, Any]
+) -> None:
+    """dev and prod in one account must not share the dead-letter alarm or dashboard widgets."""
+    from functions.chat.settings import metric_dimensions
+
+    for template, stage in ((default_json, "dev"), (prod_json, "prod")):
+        expected = [{"Name": k, "Value": v} for k, v in metric_dimensions(stage).items()]
+        assert _emf_alarm(template)["Dimensions"] == expected
+        (dashboard,) = resources_of(template, "AWS::CloudWatch::Dashboard").values()
+        body = json.dumps(dashboard["Properties"]["DashboardBody"])
+        assert f'\\"stage\\",\\"{stage}\\"' in body
+        other = "prod" if stage == "dev" else "dev"
+        assert f'\\"stage\\",\\"{other}\\"' not in body
 
 
 def _function_alarm(template: dict[str, Any], name: str, metric: str) -> dict[str, Any]:
@@ -85,6 +140,38 @@ def test_the_alarm_topic_is_encrypted_and_cloudwatch_may_use_its_key(default_jso
     principals = [s["Principal"] for s in key["KeyPolicy"]["Statement"]]
     assert {"Service": "cloudwatch.amazonaws.com"} in principals
     assert not resources_of(default_json, "AWS::SNS::Subscription")
+
+
+def test_the_alarm_topic_policy_lets_cloudwatch_publish(default_json: dict[str, Any]) -> None:
+    """enforce_ssl writes a topic policy that replaces SNS's default one: without an explicit
+    Allow for cloudwatch.amazonaws.com, no alarm notification is ever delivered."""
+    topic_id = _topic_id(default_json)
+    (policy,) = resources_of(default_json, "AWS::SNS::TopicPolicy").values()
+    assert [ref_id(t) for t in policy["Properties"]["Topics"]] == [topic_id]
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    allows = [
+        s
+        for s in statements
+        if s["Effect"] == "Allow" and s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}
+    ]
+    (allow,) = allows
+    assert allow["Action"] == "sns:Publish"
+    assert ref_id(allow["Resource"]) == topic_id
+    assert allow["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    assert ":alarm:*" in json.dumps(allow["Condition"]["ArnLike"]["aws:SourceArn"])
+    # The TLS-only Deny stays, and nothing else is allowed to anyone.
+    (deny,) = [s for s in statements if s["Effect"] == "Deny"]
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert len(statements) == 2
+    # Publishing to a KMS-encrypted topic also needs the key: the key policy grants CloudWatch both.
+    topic = default_json["Resources"][topic_id]["Properties"]
+    key = default_json["Resources"][ref_id(topic["KmsMasterKeyId"])]["Properties"]
+    (key_grant,) = [
+        s
+        for s in key["KeyPolicy"]["Statement"]
+        if s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}
+    ]
+    assert set(key_grant["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
 
 
 def test_alarm_email_subscribes_to_the_topic(prod_json: dict[str, Any]) -> None:

@@ -180,3 +180,53 @@ def test_allowed_origins_refuse_foreign_pages(
 
 def test_without_allowed_origins_any_origin_connects() -> None:
     assert effect(authorize_from("https://anywhere.example")) == "Allow"
+
+
+ORIGIN_SECRET = "origin-secret-0123456789abcdef"
+
+
+def _via(headers: dict[str, str], token: str) -> dict[str, Any]:
+    from tests.integration.events import authorizer_event
+
+    event = authorizer_event(token)
+    event["headers"] = {"Host": "d111.cloudfront.net", **headers}
+    return handler(event, FakeContext())  # type: ignore[no-any-return]
+
+
+def test_behind_the_edge_a_handshake_without_the_origin_header_is_denied(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """edge=true: the execute-api URL must not be a way around CloudFront and WAF."""
+    from functions.chat.schema import ORIGIN_HEADER
+
+    monkeypatch.setenv(ENV.ORIGIN_SECRET, ORIGIN_SECRET)
+    deps.reset()
+    token = mint_token(SECRET, "alice")
+    assert effect(_via({}, token)) == "Deny"
+    assert effect(_via({ORIGIN_HEADER: "guessed"}, token)) == "Deny"
+    assert effect(_via({ORIGIN_HEADER: ORIGIN_SECRET}, token)) == "Allow"
+    assert effect(_via({ORIGIN_HEADER.lower(): ORIGIN_SECRET}, token)) == "Allow"  # case-insensitive
+    # The origin header admits nobody on its own: the token is still checked.
+    assert effect(
+        _via({ORIGIN_HEADER: ORIGIN_SECRET}, mint_token("another-secret-0123456789abcdef", "a"))
+    ) == ("Deny")
+
+
+def test_without_an_edge_no_origin_header_is_needed() -> None:
+    assert effect(_via({}, mint_token(SECRET, "alice"))) == "Allow"
+
+
+def test_origin_secret_from_secrets_manager(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto import mock_aws
+
+    from functions.chat.schema import ORIGIN_HEADER
+
+    with mock_aws():
+        import boto3
+
+        arn = boto3.client("secretsmanager").create_secret(Name="origin", SecretString=ORIGIN_SECRET)["ARN"]
+        monkeypatch.setenv(ENV.ORIGIN_SECRET_ARN, arn)
+        deps.reset()
+        token = mint_token(SECRET, "alice")
+        assert effect(_via({ORIGIN_HEADER: ORIGIN_SECRET}, token)) == "Allow"
+        assert effect(_via({}, token)) == "Deny"
