@@ -34,10 +34,12 @@ TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
         # counters, shard directory, presence, claims; leave; list_shards, online_users;
         # memberships and user connections (Query), `rooms` (BatchGetItem of META items)
         ROOMS.logical_name: ("dynamodb:GetItem", *ITEM_WRITE, "dynamodb:Query", "dynamodb:BatchGetItem"),
-        # `rooms` reads each room's latest message with BatchGetItem
+        # `rooms` reads each room's latest message with BatchGetItem; changes get and rewrite the
+        # message, recovery batch-gets the changed ones
         MESSAGES.logical_name: (
             "dynamodb:GetItem",
             "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
             "dynamodb:Query",
             "dynamodb:BatchGetItem",
         ),

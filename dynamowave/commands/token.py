@@ -16,6 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("user", metavar="USER", help="user id (the token's sub), ^[A-Za-z0-9_.@-]{1,64}$")
     parser.add_argument("--name", help="display name (default: the user id)")
     parser.add_argument("--rooms", metavar="a,b", help="rooms the user may join (default: any)")
+    parser.add_argument(
+        "--mod", metavar="a,b|*", help="rooms the user moderates (the 'mod' claim; '*' = every room)"
+    )
     parser.add_argument("--ttl", type=int, default=3600, metavar="S", help="lifetime in seconds (3600)")
     parser.add_argument("--secret-arn", metavar="ARN", help="read the secret from AWS Secrets Manager")
     parser.add_argument("--region", help="region of --secret-arn (default: from the ARN)")
@@ -53,15 +56,23 @@ def secret_from_aws(arn: str, region: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dynamowave.local.tokens import TokenRequestError, local_secret, mint, parse_rooms, validate_user
+    from dynamowave.local.tokens import (
+        TokenRequestError,
+        local_secret,
+        mint,
+        parse_mod,
+        parse_rooms,
+        validate_user,
+    )
 
     try:
         validate_user(args.user)
         rooms = parse_rooms(args.rooms)
+        mod = parse_mod(args.mod)
         if args.ttl <= 0:
             raise TokenRequestError(f"--ttl must be a positive number of seconds, got {args.ttl}")
         secret = secret_from_aws(args.secret_arn, args.region) if args.secret_arn else local_secret()
-        token = mint(secret, args.user, name=args.name, rooms=rooms, ttl_seconds=args.ttl)
+        token = mint(secret, args.user, name=args.name, rooms=rooms, mod=mod, ttl_seconds=args.ttl)
     except TokenRequestError as exc:
         raise CommandError(str(exc)) from None
     print(token)

@@ -4,7 +4,7 @@ Everything under ``/dev/`` answers only same-origin requests from a loopback add
 otherwise; `dynamowave.local.guard` decides for every route): it mints tokens and breaks things
 on purpose, which no deployed stack offers.
 
-* ``GET  /dev/token?user=U[&name=N][&rooms=a,b]`` -> ``{"token", "url"}``
+* ``GET  /dev/token?user=U[&name=N][&rooms=a,b][&mod=a,b|*]`` -> ``{"token", "url"}``
 * ``GET  /dev/faults`` / ``PUT /dev/faults`` (the faults JSON) -> the active fault config
 * ``GET  /dev/connections`` -> ``{"connections": [ids]}``
 * ``POST /dev/connections/{id}/drop`` -> 204: the socket is aborted and the runtime forgets the
@@ -25,7 +25,7 @@ from aiohttp import web
 
 from dynamowave.local.faults import FaultConfig, FaultConfigError, FaultInjector
 from dynamowave.local.gateway import WebSocketGateway
-from dynamowave.local.tokens import TokenRequestError, mint, parse_rooms
+from dynamowave.local.tokens import TokenRequestError, mint, parse_mod, parse_rooms
 
 
 class DevApi:
@@ -86,7 +86,8 @@ class DevApi:
         name = request.query.get("name") or None
         try:
             rooms = parse_rooms(request.query.get("rooms"))
-            token = mint(self._secret, user, name=name, rooms=rooms, ttl_seconds=12 * 3600)
+            mod = parse_mod(request.query.get("mod"))
+            token = mint(self._secret, user, name=name, rooms=rooms, mod=mod, ttl_seconds=12 * 3600)
         except TokenRequestError as exc:
             return web.json_response({"message": str(exc)}, status=400)
         return web.json_response({"token": token, "url": self._ws_url()})

@@ -60,6 +60,13 @@ def parse_rooms(raw: str | None) -> list[str] | None:
     return rooms
 
 
+def parse_mod(raw: str | None) -> str | list[str] | None:
+    """The ``mod`` claim from ``"*"`` (every room) or ``"a,b"``; None or empty -> no claim."""
+    if raw is not None and raw.strip() == "*":
+        return "*"
+    return parse_rooms(raw)
+
+
 def validate_user(user: str) -> str:
     if not USER_PATTERN.fullmatch(user):
         raise TokenRequestError(f"invalid user id {user!r}: letters, digits and _ . @ - (1 to 64)")
@@ -72,6 +79,7 @@ def mint(
     *,
     name: str | None = None,
     rooms: list[str] | None = None,
+    mod: str | list[str] | None = None,
     ttl_seconds: int = 3600,
 ) -> str:
     from functions.chat.auth import TokenRefused, mint_token
@@ -80,6 +88,6 @@ def mint(
     if ttl_seconds <= 0:
         raise TokenRequestError("ttl must be a positive number of seconds")
     try:
-        return mint_token(secret, user, name=name, rooms=rooms, ttl_seconds=ttl_seconds)
+        return mint_token(secret, user, name=name, rooms=rooms, mod=mod, ttl_seconds=ttl_seconds)
     except TokenRefused as exc:
         raise TokenRequestError(str(exc)) from None

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import jwt
@@ -30,6 +30,66 @@ class TokenRefused(Exception):
     """The token is malformed, expired, not yet valid, wrongly signed or has bad claims."""
 
 
+EVERY_ROOM: Final = "*"
+
+
+@dataclass(frozen=True)
+class ModeratorScope:
+    """The token's ``mod`` claim: the rooms this user moderates (docs/protocol.md, "Moderators").
+
+    The one place the claim is parsed and checked; every moderator action (delete, kick, ban,
+    mute) asks `Identity.may_moderate`. The claim is a list of room names or ``"*"`` (every
+    room); absent means none. Anything else refuses the whole token.
+    """
+
+    rooms: frozenset[str] = frozenset()
+    every_room: bool = False
+
+    def covers(self, room: str) -> bool:
+        return self.every_room or room in self.rooms
+
+    @classmethod
+    def from_claim(cls, value: object) -> ModeratorScope:
+        if value is None:
+            return NO_MODERATION
+        if value == EVERY_ROOM:
+            return cls(every_room=True)
+        if (
+            not isinstance(value, list)
+            or len(value) > MAX_ROOMS_IN_TOKEN
+            or not all(isinstance(room, str) and ROOM_PATTERN.match(room) for room in value)
+        ):
+            raise TokenRefused(f"'mod' must be \"*\" or a list of at most {MAX_ROOMS_IN_TOKEN} room names")
+        return cls(rooms=frozenset(value))
+
+    def to_claim(self) -> str | list[str] | None:
+        if self.every_room:
+            return EVERY_ROOM
+        return sorted(self.rooms) or None
+
+    def to_context(self) -> str:
+        """Authorizer context values are strings: "" (none), "*", or a JSON list."""
+        claim = self.to_claim()
+        return "" if claim is None else claim if isinstance(claim, str) else json.dumps(claim)
+
+    @classmethod
+    def from_context(cls, raw: object) -> ModeratorScope:
+        if raw in (None, ""):
+            return NO_MODERATION
+        text = str(raw)
+        try:
+            return cls.from_claim(text if text == EVERY_ROOM else json.loads(text))
+        except ValueError:
+            raise TokenRefused("authorizer context has an invalid 'mod'") from None
+
+    @classmethod
+    def of(cls, rooms: Iterable[str]) -> ModeratorScope:
+        return cls.from_claim(list(rooms))
+
+
+NO_MODERATION: Final = ModeratorScope()
+
+
 @dataclass(frozen=True)
 class Identity:
     """Who is on a connection: the authorizer's context, passed to every route by API Gateway."""
@@ -38,14 +98,19 @@ class Identity:
     name: str
     rooms: tuple[str, ...] | None  # None: any room
     dm: bool = True  # the token's `dm` claim: false forbids direct messages
+    mod: ModeratorScope = field(default=NO_MODERATION)
 
     def may_join(self, room: str) -> bool:
         return self.rooms is None or room in self.rooms
 
+    def may_moderate(self, room: str) -> bool:
+        """True if the token's ``mod`` claim names this room (or is ``"*"``)."""
+        return self.mod.covers(room)
+
     def to_context(self) -> dict[str, str]:
         """Authorizer context values must be strings, numbers or booleans: rooms travel as JSON."""
         rooms = "*" if self.rooms is None else json.dumps(list(self.rooms))
-        context = {"userId": self.user_id, "name": self.name, "rooms": rooms}
+        context = {"userId": self.user_id, "name": self.name, "rooms": rooms, "mod": self.mod.to_context()}
         if not self.dm:
             context["dm"] = "false"
         return context
@@ -63,7 +128,13 @@ class Identity:
             parsed = json.loads(str(raw_rooms))
             rooms = tuple(str(room) for room in parsed)
         dm = str(context.get("dm", "true")).lower() != "false"
-        return cls(user_id=user_id, name=str(context.get("name") or user_id), rooms=rooms, dm=dm)
+        return cls(
+            user_id=user_id,
+            name=str(context.get("name") or user_id),
+            rooms=rooms,
+            dm=dm,
+            mod=ModeratorScope.from_context(context.get("mod")),
+        )
 
 
 def origin_allowed(headers: Mapping[str, Any] | None, allowed: tuple[str, ...]) -> bool:
@@ -111,6 +182,7 @@ def identity_from_claims(claims: dict[str, Any]) -> Identity:
     dm = claims.get("dm", True)
     if not isinstance(dm, bool):
         raise TokenRefused("'dm' must be true or false")
+    mod = ModeratorScope.from_claim(claims.get("mod"))
     rooms = claims.get("rooms")
     if rooms is not None:
         if (
@@ -119,8 +191,8 @@ def identity_from_claims(claims: dict[str, Any]) -> Identity:
             or not all(isinstance(room, str) and ROOM_PATTERN.fullmatch(room) for room in rooms)
         ):
             raise TokenRefused("'rooms' must be a list of valid room names")
-        return Identity(sub, name, tuple(dict.fromkeys(rooms)), dm)
-    return Identity(sub, name, None, dm)
+        return Identity(sub, name, tuple(dict.fromkeys(rooms)), dm, mod)
+    return Identity(sub, name, None, dm, mod)
 
 
 def mint_token(
@@ -129,6 +201,7 @@ def mint_token(
     *,
     name: str | None = None,
     rooms: list[str] | None = None,
+    mod: str | list[str] | None = None,
     ttl_seconds: int = 3600,
     now: float | None = None,
     dm: bool | None = None,
@@ -142,6 +215,8 @@ def mint_token(
         claims["rooms"] = rooms
     if dm is not None:
         claims["dm"] = dm
+    if mod is not None:
+        claims["mod"] = mod
     identity_from_claims(claims)  # refuse to mint what the authorizer would refuse
     token = jwt.encode(claims, secret, algorithm=ALGORITHM)
     if len(token) > MAX_TOKEN_LENGTH:

@@ -29,6 +29,7 @@ REPLY_BUDGET_BYTES: Final = 120 * 1024
 HISTORY_DEFAULT_LIMIT: Final = 50
 HISTORY_MAX_LIMIT: Final = 100
 JOIN_SINCE_LIMIT: Final = 100
+MAX_EMOJI_LENGTH: Final = 32  # characters (code points), PROTOCOL.md's `emoji` bound
 MAX_SEQ: Final = 2**53 - 1  # JSON-safe integer range for every client
 # Frames may not name an identity: it comes from the authorizer's context only.
 IDENTITY_FIELDS: Final = frozenset({"user", "userId", "sub", "name", "connectionId", "principalId"})
@@ -46,6 +47,7 @@ class ErrorCode(StrEnum):
     BANNED = "banned"
     MUTED = "muted"
     REJECTED = "rejected"
+    NOT_FOUND = "not_found"  # v2: edit/delete/react of a message that does not exist (or was deleted)
 
 
 class ProtocolError(Exception):
@@ -81,6 +83,7 @@ class ProtocolError(Exception):
 class Join:
     room: str
     since: int | None
+    rev: int | None = None  # v2 recovery: the last rev seen; needs `since`
 
 
 @dataclass(frozen=True)
@@ -128,12 +131,52 @@ class Dm:
     user: str  # the other participant
 
 
-Request = Join | Leave | SendMessage | History | Typing | Ping | Rooms | Read | Dm
-ACTIONS: Final = ("join", "leave", "sendmessage", "history", "typing", "ping", "rooms", "read", "dm")
+# v2 message lifecycle (docs/protocol.md, "Message lifecycle")
+
+
+@dataclass(frozen=True)
+class Edit:
+    room: str
+    seq: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Delete:
+    room: str
+    seq: int
+
+
+@dataclass(frozen=True)
+class React:
+    room: str
+    seq: int
+    emoji: str
+    on: bool
+
+
+Request = Join | Leave | SendMessage | History | Typing | Ping | Rooms | Read | Dm | Edit | Delete | React
+ACTIONS: Final = (
+    "join",
+    "leave",
+    "sendmessage",
+    "history",
+    "typing",
+    "ping",
+    "rooms",
+    "read",
+    "dm",
+    "edit",
+    "delete",
+    "react",
+)
 # Fields an action names as its *target*, not as the caller's identity: `dm {user}` names the
 # other participant. Every other identity field in a frame is still refused.
 TARGET_FIELDS: Final[dict[str, frozenset[str]]] = {"dm": frozenset({"user"})}
 ROOMS_PREVIEW_CHARS: Final = 200  # `rooms` carries each room's latest message cut to this length
+# Whitespace and control characters are not reactions; format characters (ZWJ, variation
+# selectors) are, since emoji sequences are built from them.
+_NOT_EMOJI: Final = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 
 
 def _reject_constant(value: str) -> Any:
@@ -194,7 +237,10 @@ def _parse_action(action: str, data: dict[str, Any], *, max_text_length: int) ->
 
     valid_room = _room(data.get("room"), fail)
     if action == "join":
-        return Join(valid_room, _optional_int(data, "since", 0, fail))
+        since, rev = _optional_int(data, "since", 0, fail), _optional_int(data, "rev", 0, fail)
+        if rev is not None and since is None:
+            raise fail(ErrorCode.BAD_REQUEST, "'rev' recovers changes of messages up to 'since': send both")
+        return Join(valid_room, since, rev)
     if action == "leave":
         return Leave(valid_room)
     if action == "typing":
@@ -210,15 +256,48 @@ def _parse_action(action: str, data: dict[str, Any], *, max_text_length: int) ->
         if limit is not None and limit > HISTORY_MAX_LIMIT:
             raise fail(ErrorCode.BAD_REQUEST, f"'limit' must be 1..{HISTORY_MAX_LIMIT}")
         return History(valid_room, before, HISTORY_DEFAULT_LIMIT if limit is None else limit)
+    if action in ("edit", "delete", "react"):
+        return _parse_change(action, valid_room, data, fail, max_text_length=max_text_length)
     # sendmessage
     if client_msg_id is None:
         raise fail(ErrorCode.BAD_REQUEST, "'clientMsgId' must match ^[A-Za-z0-9_-]{1,64}$")
+    return SendMessage(valid_room, _text(data, fail, max_text_length), client_msg_id)
+
+
+def _parse_change(
+    action: str, room: str, data: dict[str, Any], fail: FailFn, *, max_text_length: int
+) -> Edit | Delete | React:
+    seq = _optional_int(data, "seq", 1, fail)
+    if seq is None:
+        raise fail(ErrorCode.BAD_REQUEST, "'seq' (the message's seq) is required")
+    if action == "edit":
+        return Edit(room, seq, _text(data, fail, max_text_length))
+    if action == "delete":
+        return Delete(room, seq)
+    emoji = data.get("emoji")
+    if (
+        not isinstance(emoji, str)
+        or not 1 <= len(emoji) <= MAX_EMOJI_LENGTH
+        or _SURROGATE.search(emoji)
+        or _NOT_EMOJI.search(emoji)
+    ):
+        raise fail(
+            ErrorCode.BAD_REQUEST,
+            f"'emoji' must be 1..{MAX_EMOJI_LENGTH} characters, no whitespace or control characters",
+        )
+    on = data.get("on")
+    if not isinstance(on, bool):
+        raise fail(ErrorCode.BAD_REQUEST, "'on' must be true (add your reaction) or false (remove it)")
+    return React(room, seq, emoji, on)
+
+
+def _text(data: dict[str, Any], fail: FailFn, max_text_length: int) -> str:
     text = data.get("text")
     problem = text_problem(text, max_text_length)
     if problem is not None:
         raise fail(*problem)
     assert isinstance(text, str)
-    return SendMessage(valid_room, text, client_msg_id)
+    return text
 
 
 def text_problem(text: object, max_text_length: int) -> tuple[ErrorCode, str] | None:
@@ -305,6 +384,27 @@ def message_frame(message: dict[str, Any]) -> dict[str, Any]:
         "ts": message["ts"],
         "clientMsgId": message["clientMsgId"],
     }
+
+
+def changed_frame(room: str, seq: int, rev: int) -> dict[str, Any]:
+    return {"type": "changed", "room": room, "seq": seq, "rev": rev}
+
+
+def message_state(message: dict[str, Any]) -> dict[str, Any]:
+    """A message's whole current state, as `update` frames and `joined.updates` carry it."""
+    return {
+        "room": message["room"],
+        "seq": message["seq"],
+        "rev": int(message.get("rev", 0)),
+        "text": message.get("text", ""),
+        "editedAt": message.get("editedAt"),
+        "deleted": bool(message.get("deleted", False)),
+        "reactions": dict(message.get("reactions") or {}),
+    }
+
+
+def update_frame(message: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "update", **message_state(message)}
 
 
 def ack_frame(room: str, client_msg_id: str, message_id: str, seq: int) -> dict[str, Any]:

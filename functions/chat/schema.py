@@ -105,6 +105,9 @@ ACTION_ROUTES: tuple[str, ...] = (
     "rooms",
     "read",
     "dm",
+    "edit",
+    "delete",
+    "react",
 )
 SYSTEM_ROUTES: tuple[str, ...] = ("$connect", "$disconnect", "$default")
 # Routes whose Lambda reply is sent back to the caller as a route response (two-way routes).

@@ -16,8 +16,10 @@ from typing import Any
 
 from functions.chat import conversations, protocol
 from functions.chat.auth import Identity
+from functions.chat.changes import ChangeStore
 from functions.chat.gateway import PostError, backoff_seconds
 from functions.chat.jobs import FanoutJob
+from functions.chat.lifecycle_service import ChangeOutcome, LifecycleService
 from functions.chat.protocol import ErrorCode, ProtocolError
 from functions.chat.queue import JobQueue
 from functions.chat.review import NoReview, Reviewer, ReviewRequest, Verdict
@@ -59,6 +61,7 @@ class Outcome:
     message_id: str | None = None
     seq: int | None = None
     review: Verdict | None = None  # set when a review function judged the text
+    rev: int | None = None  # a stored change's rev (edit, delete, react)
 
 
 class ChatService:
@@ -81,6 +84,14 @@ class ChatService:
         self._sleep = sleep
         # Frames addressed to a user rather than a room (functions/chat/user_delivery.py).
         self.users = UserDelivery(store, queue, clock)
+        self.lifecycle = LifecycleService(
+            ChangeStore(store.client, settings),
+            lambda room, frame, correlation_id: self._queue_jobs(
+                self._room_jobs(room, frame, correlation_id)
+            ),
+            clock,
+            self.review,
+        )
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -141,6 +152,8 @@ class ChatService:
                 return self._read(connection_id, identity, request, correlation_id)
             case protocol.Dm():
                 return self._dm(connection_id, identity, request, correlation_id)
+            case protocol.Edit() | protocol.Delete() | protocol.React():
+                return self._change(connection_id, identity, request)
         raise AssertionError(f"unhandled request {request!r}")  # pragma: no cover
 
     def _touch(self, connection_id: str, action: str, room: str | None, **context: Any) -> Any:
@@ -178,7 +191,15 @@ class ChatService:
         kind, peer = self._room_access(identity, request.room)
         connection = self._touch(connection_id, "join", None)
         return self._subscribe(
-            connection, identity, request.room, request.since, kind, peer, "join", correlation_id
+            connection,
+            identity,
+            request.room,
+            request.since,
+            kind,
+            peer,
+            "join",
+            correlation_id,
+            since_rev=request.rev,
         )
 
     def _room_access(self, identity: Identity, room: str) -> tuple[str, str | None]:
@@ -210,8 +231,10 @@ class ChatService:
         peer: str | None,
         action: str,
         correlation_id: str,
+        since_rev: int | None = None,
     ) -> Outcome:
-        """Subscribe the connection (the user becomes a member) and build the `joined` reply."""
+        """Subscribe the connection (the user becomes a member) and build the `joined` reply;
+        with `since` and `since_rev`, it carries the `updates` since that rev too."""
         try:
             result = self._store.join(connection, room, self._clock(), kind=kind, peer=peer)
         except ConnectionGone:
@@ -226,6 +249,9 @@ class ChatService:
         if result.first_connection_of_user:
             frame = protocol.presence_frame(room, identity.user_id, "join")
             jobs = self._queue_jobs(self._room_jobs(room, frame, correlation_id))
+        # The rev is read before the messages and changes: everything up to it is in this reply,
+        # and every later change reaches this (already subscribed) connection as an `update`.
+        rev = self.lifecycle.latest_rev(room)
         if since is not None:
             messages, more = self._store.messages_after(room, since, protocol.JOIN_SINCE_LIMIT)
             keep = "oldest"
@@ -236,12 +262,42 @@ class ChatService:
         membership = self._store.membership(identity.user_id, room)
         read = 0 if membership is None else min(membership.read, seq)
         members = self._store.online_users(room, self._settings.members_in_joined)
-        envelope: dict[str, Any] = {"type": "joined", "room": room, "seq": seq, "read": read, "kind": kind}
+        envelope: dict[str, Any] = {
+            "type": "joined",
+            "room": room,
+            "seq": seq,
+            "rev": rev,
+            "read": read,
+            "kind": kind,
+        }
         if peer is not None:
             envelope["with"] = peer
         envelope["members"] = members
         fitted, more = protocol.fit_messages(envelope, messages, keep=keep, more=more)
-        return Outcome({**envelope, "messages": fitted, "more": more}, action=action, jobs=jobs)
+        reply = {**envelope, "messages": fitted, "more": more}
+        if since is not None and since_rev is not None:
+            reply = self._with_updates(reply, room, since, since_rev)
+        return Outcome(reply, action=action, jobs=jobs)
+
+    def _with_updates(self, reply: dict[str, Any], room: str, since: int, rev: int) -> dict[str, Any]:
+        """Recovery of changes: `updates` for messages up to `since` changed after `rev`. When
+        they are cut (by the page or by size), `rev` says how far they go and `more` is set, so
+        the client joins again from there (docs/protocol.md, "Recovery")."""
+        found = self.lifecycle.updates_after(room, rev, since, protocol.JOIN_SINCE_LIMIT)
+        states = [protocol.message_state(message) for message in found.messages]
+        budget = protocol.REPLY_BUDGET_BYTES - protocol.frame_size({**reply, "updates": []})
+        kept, used = 0, 0
+        for state in states:
+            used += protocol.frame_size(state) + 1
+            if used > budget:
+                break
+            kept += 1
+        complete_through = found.complete_through
+        if kept < len(states):
+            complete_through = found.first_revs[kept] - 1
+        if complete_through is None:
+            return {**reply, "updates": states}
+        return {**reply, "rev": max(rev, complete_through), "updates": states[:kept], "more": True}
 
     def _leave(
         self, connection_id: str, identity: Identity, request: protocol.Leave, correlation_id: str
@@ -439,6 +495,32 @@ class ChatService:
         if self._reviewer is None or isinstance(self._reviewer, NoReview):
             return None
         return self._reviewer.review(request)
+
+    def _change(
+        self,
+        connection_id: str,
+        identity: Identity,
+        request: protocol.Edit | protocol.Delete | protocol.React,
+    ) -> Outcome:
+        action = type(request).__name__.lower()
+        self._touch(connection_id, action, request.room)
+        outcome: ChangeOutcome
+        match request:
+            case protocol.Edit():
+                outcome = self.lifecycle.edit(identity, request)
+            case protocol.Delete():
+                outcome = self.lifecycle.delete(identity, request)
+            case protocol.React():
+                outcome = self.lifecycle.react(identity, request)
+        return Outcome(
+            outcome.reply,
+            action=action,
+            jobs=outcome.jobs,
+            error=outcome.error,
+            review=outcome.review,
+            seq=request.seq,
+            rev=outcome.rev if outcome.changed else None,
+        )
 
     def _history(self, connection_id: str, request: protocol.History) -> Outcome:
         self._touch(connection_id, "history", request.room)

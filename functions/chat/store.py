@@ -224,6 +224,11 @@ class ChatStore:
         self._messages = settings.messages_table
         self._settings = settings
 
+    @property
+    def client(self) -> DynamoDBClient:
+        """The shared DynamoDB client (the change store, functions/chat/changes.py, uses it too)."""
+        return self._db
+
     # -- connections ---------------------------------------------------------------------------
 
     def put_connection(

@@ -65,6 +65,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         )
     if outcome.review is not None:
         record_review(outcome.review)
+    if outcome.rev is not None:
+        logger.info("change stored", extra={"seq": outcome.seq, "rev": outcome.rev, "jobs": outcome.jobs})
+        metrics.add_metric(name="ChangesStored", unit=MetricUnit.Count, value=1)
     if outcome.stored:
         metrics.add_metric(name="MessagesStored", unit=MetricUnit.Count, value=1)
     if outcome.duplicate:

@@ -112,6 +112,9 @@ REFUSED: dict[str, TokenBuilder] = {
     "exp-as-string": lambda secret: hs256(secret, claims(exp="9999999999")),
     "rooms-not-a-list": lambda secret: hs256(secret, claims(rooms="*")),
     "rooms-bad-name": lambda secret: hs256(secret, claims(rooms=["ok", "bad room"])),
+    "mod-not-a-list": lambda secret: hs256(secret, claims(mod="general")),
+    "mod-bad-name": lambda secret: hs256(secret, claims(mod=["ok", "bad room"])),
+    "mod-not-strings": lambda secret: hs256(secret, claims(mod=[1, 2])),
     "name-too-long": lambda secret: hs256(secret, claims(name="n" * 65)),
     "jku-header-injection": lambda secret: hs256(
         "attacker-secret-0123456789abcdef", claims(), jku="http://127.0.0.1:1/jwks.json", kid="../../dev/null"

@@ -156,6 +156,7 @@ def test_join_replies_joined_with_seq_members_and_messages(chat_server: Server) 
         "type": "joined",
         "room": room,
         "seq": 0,
+        "rev": 0,
         "read": 0,
         "kind": "room",
         "members": [alice],

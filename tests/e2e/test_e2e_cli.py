@@ -33,6 +33,15 @@ def test_token_signed_with_the_env_secret(
     assert not state.exists()  # the env secret wins: no dev secret is created
 
 
+@pytest.mark.parametrize(("flag", "claim"), [("ops,team.a", ["ops", "team.a"]), ("*", "*")])
+def test_token_carries_the_mod_claim(
+    state: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], flag: str, claim: object
+) -> None:
+    monkeypatch.setenv("DYNAMOWAVE_JWT_SECRET", SECRET)
+    assert main(["token", "mia", "--mod", flag]) == 0
+    assert jwt.decode(capsys.readouterr().out.strip(), SECRET, algorithms=["HS256"])["mod"] == claim
+
+
 def test_token_creates_and_reuses_a_private_dev_secret(
     state: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -55,6 +64,7 @@ def test_token_creates_and_reuses_a_private_dev_secret(
         (["token", "alice\n"], "invalid user id"),  # `$` would have matched before the newline
         (["token", "alice", "--rooms", "ok,not ok"], "invalid room name"),
         (["token", "alice", "--ttl", "0"], "--ttl"),
+        (["token", "alice", "--mod", "ok,not ok"], "invalid room name"),
         (["token", "alice", "--secret-arn", "arn:aws:s3:::bucket"], "not a Secrets Manager ARN"),
     ],
 )

@@ -48,7 +48,8 @@ USES: dict[str, Grants] = {
         # counters, shards, presence, claims (get/put/update), leave (delete), list_shards/online_users,
         # memberships/user_connections (query), room_states (batch get)
         "rooms": {GET, PUT, UPDATE, DELETE, QUERY, BATCH_GET},
-        "messages": {GET, PUT, QUERY, BATCH_GET},  # store_message, claim lookup, history/since, room_states
+        # store_message, claim lookup, history/since, room_states; changes: get, rewrite, recovery
+        "messages": {GET, PUT, UPDATE, QUERY, BATCH_GET},
         "queue": {"sqs:SendMessage"},  # SendMessageBatch
         "@connections/POST": {"execute-api:ManageConnections"},  # the ack
         "data-key": DATA_KEY,

@@ -106,7 +106,13 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
     "ingress": {
         CONNECTIONS.logical_name: ITEM,
         ROOMS.logical_name: ROOMS_ACTIONS,
-        MESSAGES.logical_name: {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"},
+        MESSAGES.logical_name: {
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:Query",
+            "dynamodb:BatchGetItem",
+        },
         "queue": {"sqs:SendMessage"},
         "/dev/POST/@connections/*": {"execute-api:ManageConnections"},
     },

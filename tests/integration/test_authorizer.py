@@ -44,8 +44,38 @@ def test_valid_token_is_allowed_with_identity_in_context() -> None:
     assert effect(result) == "Allow"
     assert result["principalId"] == "alice"
     assert result["policyDocument"]["Statement"][0]["Resource"] == METHOD_ARN
-    assert result["context"] == {"userId": "alice", "name": "Alice A.", "rooms": '["general", "ops"]'}
+    assert result["context"] == {
+        "userId": "alice",
+        "name": "Alice A.",
+        "rooms": '["general", "ops"]',
+        "mod": "",
+    }
     assert Identity.from_context(result["context"]) == Identity("alice", "Alice A.", ("general", "ops"))
+    assert not Identity.from_context(result["context"]).may_moderate("general")
+
+
+@pytest.mark.parametrize(
+    ("claim", "context", "moderated", "not_moderated"),
+    [
+        (["ops", "team.a"], '["ops", "team.a"]', ["ops", "team.a"], ["general"]),
+        ("*", "*", ["ops", "anything"], []),
+    ],
+)
+def test_mod_claim_travels_in_the_context_and_names_the_moderated_rooms(
+    claim: Any, context: str, moderated: list[str], not_moderated: list[str]
+) -> None:
+    result = authorize(mint_token(SECRET, "mia", mod=claim))
+    assert effect(result) == "Allow"
+    assert result["context"]["mod"] == context
+    identity = Identity.from_context(result["context"])
+    assert all(identity.may_moderate(room) for room in moderated)
+    assert not any(identity.may_moderate(room) for room in not_moderated)
+
+
+@pytest.mark.parametrize("claim", ["ops", ["bad room"], [1], {"ops": True}, ["r"] * 101, True])
+def test_a_malformed_mod_claim_refuses_the_whole_token(claim: Any) -> None:
+    token = encode({"sub": "mallory", "exp": FAR, "mod": claim})
+    assert effect(authorize(token)) == "Deny"
 
 
 def test_absent_rooms_claim_means_any_room() -> None:

@@ -95,6 +95,7 @@ def test_join_replies_joined_and_announces_first_connection(env: Chat) -> None:
         "type": "joined",
         "room": "general",
         "seq": 0,
+        "rev": 0,
         "read": 0,
         "kind": "room",
         "members": ["alice"],

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from functions.chat.auth import Identity, TokenRefused, mint_token, verify_token
+from functions.chat.auth import Identity, ModeratorScope, TokenRefused, mint_token, verify_token
 from functions.chat.jobs import FanoutJob, InvalidJob
 from functions.chat.secrets import secret_from_string
 from functions.chat.settings import ENV, Settings
@@ -79,6 +79,12 @@ def test_identity_context_round_trip() -> None:
     assert Identity.from_context({"userId": "u2", "rooms": "*"}) == Identity("u2", "u2", None)
     with pytest.raises(TokenRefused):
         Identity.from_context({})
+    moderator = Identity("m", "M", None, mod=ModeratorScope.of(["a"]))
+    assert Identity.from_context(moderator.to_context()) == moderator
+    everywhere = Identity("m", "M", None, mod=ModeratorScope(every_room=True))
+    assert Identity.from_context(everywhere.to_context()).may_moderate("zzz")
+    with pytest.raises(TokenRefused):
+        Identity.from_context({"userId": "m", "mod": "[not json"})
 
 
 def test_mint_refuses_what_the_authorizer_would_refuse() -> None:
