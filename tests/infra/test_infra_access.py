@@ -105,7 +105,7 @@ ROOMS_ACTIONS = ITEM | {"dynamodb:Query"}
 EXPECTED: dict[str, dict[str, set[str]]] = {
     "ingress": {
         CONNECTIONS.logical_name: ITEM,
-        ROOMS.logical_name: ROOMS_ACTIONS,
+        ROOMS.logical_name: ROOMS_ACTIONS | {"dynamodb:BatchGetItem"},  # `rooms` reads META items
         MESSAGES.logical_name: {
             "dynamodb:GetItem",
             "dynamodb:PutItem",
