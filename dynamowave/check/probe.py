@@ -29,7 +29,7 @@ def with_query(url: str, **params: str) -> str:
     return urllib.parse.urlunsplit((*parts[:3], urllib.parse.urlencode(query), ""))
 
 
-def frame(kind: str, **fields: Any) -> Match:
+def frame(kind: str, /, **fields: Any) -> Match:
     """A predicate: a frame of ``type`` kind whose fields equal ``fields``."""
     return lambda f: f.get("type") == kind and all(f.get(k) == v for k, v in fields.items())
 

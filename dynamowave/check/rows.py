@@ -116,9 +116,7 @@ async def _send(ctx: CheckContext) -> None:
 @row("sendmessage fans out to every connection in the room")
 async def _fanout(ctx: CheckContext) -> None:
     room = ctx.room("fanout")
-    members = [await ctx.connect("alice" if i % 2 else "bob") for i in range(ctx.fanout)]
-    for probe in members:
-        await ctx.join(probe, room)
+    members = await ctx.joined_connections(room, *("alice" if i % 2 else "bob" for i in range(ctx.fanout)))
     sender = members[0]
     ack = await ctx.send(sender, room, "to everyone")
     copies = await asyncio.gather(
@@ -130,9 +128,7 @@ async def _fanout(ctx: CheckContext) -> None:
 @row("resending a clientMsgId returns the same ack and stores nothing new")
 async def _idempotent(ctx: CheckContext) -> None:
     room = ctx.room("idem")
-    alice, watcher = await ctx.connect("alice"), await ctx.connect("alice")
-    await ctx.join(alice, room)
-    await ctx.join(watcher, room)
+    alice, watcher = await ctx.joined_connections(room, "alice", "alice")
     first = await ctx.send(alice, room, "once", "check-idem-1")
     await watcher.expect(f("message", room=room, seq=first["seq"]), "the message")
     second = await ctx.send(alice, room, "once", "check-idem-1")
@@ -191,9 +187,7 @@ async def _recovery(ctx: CheckContext) -> None:
 @row("typing reaches the room's other connections, not the sender")
 async def _typing(ctx: CheckContext) -> None:
     room = ctx.room("typing")
-    alice, other = await ctx.connect("alice"), await ctx.connect("bob")
-    await ctx.join(alice, room)
-    await ctx.join(other, room)
+    alice, other = await ctx.joined_connections(room, "alice", "bob")
     await alice.send({"action": "typing", "room": room})
     got = await other.expect(f("typing", room=room), "typing")
     check(got.get("user") == ctx.user("alice"), f"typing names the sender: {got}")

@@ -37,7 +37,7 @@ class Row:
 
 ROWS: list[Row] = []
 # Modules whose @row functions make up a run, in order (a v2 module goes after the v1 rows).
-ROW_MODULES = ("dynamowave.check.rows",)
+ROW_MODULES = ("dynamowave.check.rows", "dynamowave.check.rows_v2")
 
 
 def all_rows() -> list[Row]:
@@ -161,6 +161,13 @@ class CheckContext:
         )
         self.probes.append(probe)
         return probe
+
+    async def joined_connections(self, room: str, *roles: str) -> list[Probe]:
+        """One new connection per role, each joined to ``room``."""
+        probes = [await self.connect(role) for role in roles]
+        for probe in probes:
+            await self.join(probe, room)
+        return probes
 
     async def join(self, probe: Probe, room: str, **fields: Any) -> Frame:
         joined = await probe.request(

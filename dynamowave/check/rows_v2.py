@@ -1,0 +1,65 @@
+"""Conformance rows for v2's users and conversations (docs/protocol.md, "v2"): durable user
+membership, `rooms`, `read` and `dm`. Each row is one small function, as in rows.py."""
+
+from __future__ import annotations
+
+from dynamowave.check.probe import frame as f
+from dynamowave.check.rows import check
+from dynamowave.check.runner import OTHER_USERS, CheckContext, row
+
+
+@row("v2 leave ends the membership: every connection of the user gets left")
+async def _leave_everywhere(ctx: CheckContext) -> None:
+    room = ctx.room("v2leave")
+    phone, laptop = await ctx.joined_connections(room, "alice", "alice")
+    await phone.request({"action": "leave", "room": room}, f("left", room=room), "left")
+    await laptop.expect(f("left", room=room), "left on the user's other connection")
+
+
+@row("v2 rooms lists the user's memberships with seq, read, unread and last")
+async def _rooms(ctx: CheckContext) -> None:
+    room = ctx.room("v2rooms")
+    alice = await ctx.connect("alice")
+    await ctx.join(alice, room)
+    ack = await ctx.send(alice, room, "latest")
+    listing = await alice.request({"action": "rooms"}, f("rooms"), "rooms")
+    (entry,) = [r for r in listing.get("rooms", []) if r.get("room") == room] or [None]
+    check(entry is not None, f"{room} missing from rooms: {listing}")
+    assert entry is not None
+    check(entry.get("kind") == "room" and entry.get("seq") == ack["seq"], f"rooms entry: {entry}")
+    check(entry.get("unread") == entry["seq"] - entry.get("read", -1), f"unread = seq - read: {entry}")
+    check((entry.get("last") or {}).get("seq") == ack["seq"], f"last is the latest message: {entry}")
+
+
+@row("v2 read moves the marker forward only, capped, to every connection of the user")
+async def _read(ctx: CheckContext) -> None:
+    room = ctx.room("v2read")
+    alice, other = await ctx.connect("alice"), await ctx.connect("alice")
+    await ctx.join(alice, room)
+    for i in range(3):
+        await ctx.send(alice, room, f"m{i}")
+    marked = await alice.request({"action": "read", "room": room, "seq": 99}, f("read", room=room), "read")
+    check((marked.get("seq"), marked.get("unread")) == (3, 0), f"capped at the latest seq: {marked}")
+    await other.expect(f("read", room=room, seq=3), "read on the user's other connection")
+    back = await alice.request({"action": "read", "room": room, "seq": 1}, f("read", room=room), "read")
+    check(back.get("seq") == 3, f"a marker never moves back: {back}")
+
+
+@row(
+    "v2 dm opens the pair's room: joined kind dm, invited and receipt for the other user", needs=[OTHER_USERS]
+)
+async def _dm(ctx: CheckContext) -> None:
+    alice, bob = await ctx.connect("alice"), await ctx.connect("bob")
+    joined = await alice.request(
+        {"action": "dm", "user": ctx.user("bob")}, f("joined", kind="dm"), "joined for the DM"
+    )
+    room = str(joined["room"])
+    ctx.joined_rooms.setdefault(id(alice), set()).add(room)
+    check(joined.get("with") == ctx.user("bob"), f"with names the other user: {joined}")
+    invited = await bob.expect(f("invited", room=room), "invited")
+    check(invited.get("kind") == "dm" and invited.get("from") == ctx.user("alice"), f"invited: {invited}")
+    await ctx.join(bob, room)
+    await ctx.send(alice, room, "hi bob")
+    await bob.expect(f("message", room=room, seq=1), "the DM message")
+    await bob.request({"action": "read", "room": room, "seq": 1}, f("read", room=room), "read")
+    await alice.expect(f("receipt", room=room, user=ctx.user("bob"), seq=1), "receipt")
