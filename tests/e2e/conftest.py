@@ -61,10 +61,17 @@ class Server:
 
         return f"{self.ws_url}/" + (f"?{urlencode(params)}" if params else "")
 
-    def token(self, user: str, *, name: str | None = None, rooms: list[str] | None = None) -> str:
+    def token(
+        self,
+        user: str,
+        *,
+        name: str | None = None,
+        rooms: list[str] | None = None,
+        mod: str | list[str] | None = None,
+    ) -> str:
         from functions.chat.auth import mint_token
 
-        return mint_token(SECRET, user, name=name, rooms=rooms)
+        return mint_token(SECRET, user, name=name, rooms=rooms, mod=mod)
 
     def http(self, method: str, path: str, body: Any = None, *, signed: bool = False) -> tuple[int, Any]:
         """One HTTP call; `signed` signs it (SigV4, execute-api) with the local credentials."""
