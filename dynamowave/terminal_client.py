@@ -52,6 +52,9 @@ commands:
   /rooms         your rooms, from every device, with unread counts (* marks the current one)
   /dm USER       open the direct message room with USER and make it the current room
   /read          mark the current room read up to its latest message
+  /edit SEQ TEXT replace the text of your message SEQ in the current room
+  /delete SEQ    delete message SEQ (yours, or any if you moderate the room)
+  /react SEQ E   add reaction E to message SEQ (again: take it back)
   /who           members online in the current room
   /quit          leave the chat (so does end of input, once sent lines are acknowledged)
   //text         send a message that starts with /"""
@@ -174,6 +177,28 @@ def format_message(message: dict[str, Any], *, show_room: bool = False) -> str:
     return head + "\n".join([printable(lines[0]), *(indent + printable(line) for line in lines[1:])])
 
 
+def format_change(
+    update: dict[str, Any], author: str | None, me: str | None, *, show_room: bool = False
+) -> str:
+    """An `update` as one line: `[seq] user: text (edited)`, `[seq] (message deleted)`, then
+    the reactions with counts; `*` marks the ones that are yours."""
+    if update.get("deleted") is True:
+        line = f"[{update.get('seq')}] (message deleted)"
+    else:
+        edited = " (edited)" if update.get("editedAt") is not None else ""
+        line = format_message({**update, "user": author or "?"}) + edited
+    raw = update.get("reactions")
+    reactions: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    shown = [
+        f"{emoji} {len(users)}{'*' if me in users else ''}"
+        for emoji, users in reactions.items()
+        if isinstance(users, list)
+    ]
+    if shown:
+        line += "  [" + ", ".join(printable(item) for item in shown) + "]"
+    return f"#{update.get('room')} {line}" if show_room else line
+
+
 def format_error(frame: dict[str, Any]) -> str:
     where = ", ".join(
         f"{label} {frame[key]}"
@@ -201,6 +226,21 @@ class RoomState:
     settled: asyncio.Event = field(default_factory=asyncio.Event)  # first join answered
     typing_printed: dict[str, float] = field(default_factory=dict)
     peer: str | None = None  # a DM's other user (v2)
+    rev: int = 0  # the room's last change seen (v2 lifecycle): `join` recovers changes after it
+    authors: dict[int, str] = field(default_factory=dict)  # seq -> user, to print updates
+    versions: dict[int, dict[str, Any]] = field(default_factory=dict)  # seq -> newest state seen
+
+    def apply(self, state: dict[str, Any]) -> bool:
+        """Keep a message's state if its rev is newer than the one held (updates arrive in any
+        order, possibly twice); True if it was."""
+        seq, rev = state.get("seq"), state.get("rev")
+        if not isinstance(seq, int) or not isinstance(rev, int):
+            return False
+        held = self.versions.get(seq)
+        if held is not None and int(held.get("rev", 0)) >= rev:
+            return False
+        self.versions[seq] = state
+        return True
 
     @property
     def label(self) -> str:
@@ -222,6 +262,7 @@ class RoomState:
         frame: dict[str, Any] = {"action": "join", "room": self.name}
         if self.ever_joined:
             frame["since"] = self.recovery_mark()
+            frame["rev"] = self.rev
         elif self.since is not None:
             frame["since"] = self.since
         return frame
@@ -463,12 +504,35 @@ class ChatClient:
                 self.out("! not in a room: /join ROOM first")
             elif not await self._send({"action": "read", "room": room.name, "seq": room.latest}):
                 self.out("! not connected: try /read again once reconnected")
+        elif name in ("/edit", "/delete", "/react"):
+            await self._change(name, arg)
         elif name == "/who":
             room = self.rooms.get(self.current or "")
             members = ", ".join(sorted(room.members)) if room else ""
             self.out(f"* online in #{self.current}: {printable(members) or '(nobody)'}")
         else:
             self.out(f"! unknown command {printable(name)}; /help lists them")
+
+    async def _change(self, name: str, arg: str) -> None:
+        room = self.rooms.get(self.current or "")
+        seq_text, _, rest = arg.partition(" ")
+        usage = {"/edit": "/edit SEQ TEXT", "/delete": "/delete SEQ", "/react": "/react SEQ EMOJI"}[name]
+        if room is None:
+            self.out("! not in a room: /join ROOM first")
+            return
+        if not seq_text.isdigit() or int(seq_text) < 1 or (name != "/delete" and not rest.strip()):
+            self.out(f"! usage: {usage}")
+            return
+        seq = int(seq_text)
+        frame: dict[str, Any] = {"action": name[1:], "room": room.name, "seq": seq}
+        if name == "/edit":
+            frame["text"] = rest.strip()
+        elif name == "/react":
+            emoji = rest.strip()
+            mine = room.versions.get(seq, {}).get("reactions", {}).get(emoji, [])
+            frame.update(emoji=emoji, on=self.me not in mine)
+        if not await self._send(frame):
+            self.out(f"! not connected: try {name} again once reconnected")
 
     async def _join(self, name: str) -> None:
         if not ROOM_PATTERN.fullmatch(name):
@@ -569,6 +633,10 @@ class ChatClient:
                 room.history_exhausted = True
             if not shown:
                 self.out(f"* no older messages in #{room.name}")
+        elif kind == "update" and room is not None:
+            self._on_update(room, frame)
+        elif kind == "changed":
+            pass  # the change is stored; its `update` (to every connection) shows it
         elif kind == "ack":
             self.outbox.pop(str(frame.get("clientMsgId")), None)
             if self._input_ended and not self.outbox:
@@ -599,8 +667,13 @@ class ChatClient:
             missed = len(self._unseen(room, messages))
             self.out(f"* rejoined #{room.name}: {missed} missed message(s)")
         shown = self._print_new(room, messages)
+        for update in frame.get("updates") or []:
+            if isinstance(update, dict):
+                self._on_update(room, update)
+        if isinstance(frame.get("rev"), int):
+            room.rev = max(room.rev, frame["rev"])
         # Recovery replies are capped (100 messages or 128 KB): ask again from where this one ended.
-        if recovering and frame.get("more") is True and shown:
+        if recovering and frame.get("more") is True and (shown or frame.get("updates")):
             await self._send(room.join_frame())
         for outgoing in list(self.outbox.values()):
             if outgoing.room == room.name:
@@ -640,6 +713,9 @@ class ChatClient:
             self.out(header)
         for message in fresh:
             room.seen.add(message["seq"])
+            room.authors[message["seq"]] = str(message.get("user", "?"))
+            if isinstance(message.get("rev"), int):  # a changed message, in its current state
+                room.apply({**message, "reactions": message.get("reactions") or {}})
             room.latest = max(room.latest, message["seq"])
             self.out(format_message(message, show_room=room.name != self.current))
         return len(fresh)
@@ -652,6 +728,13 @@ class ChatClient:
             if isinstance(m, dict) and isinstance(m.get("seq"), int) and m["seq"] not in room.seen
         ]
         return sorted(fresh, key=lambda m: int(m["seq"]))
+
+    def _on_update(self, room: RoomState, update: dict[str, Any]) -> None:
+        if not room.apply(update):
+            return  # an older or repeated state
+        room.rev = max(room.rev, int(update["rev"]))
+        author = room.authors.get(int(update["seq"]))
+        self.out(format_change(update, author, self.me, show_room=room.name != self.current))
 
     def _on_presence(self, room: RoomState, user: str, event: object) -> None:
         if event == "join":

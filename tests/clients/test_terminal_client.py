@@ -221,6 +221,71 @@ def test_reconnects_with_since_and_resends_queued_lines_once(runtime: LocalRunti
     run(scenario)
 
 
+def test_edit_delete_and_react_commands_and_their_updates(runtime: LocalRuntime) -> None:
+    room = fresh_room("lifecycle")
+
+    async def scenario() -> None:
+        _, terminal, task = await start(runtime, "alice", room)
+        bob = await other_user(runtime, "bob", room)
+        terminal.type("helo")
+        await terminal.wait_for("[1] alice: helo")
+        terminal.type("/edit 1 hello")
+        await terminal.wait_for("[1] alice: hello (edited)")
+        edited = await next_frame(bob, "update", seq=1)
+        assert edited["text"] == "hello"
+        terminal.type("/react 1 👍")
+        await terminal.wait_for("[1] alice: hello (edited)  [👍 1*]")
+        await bob.send(json.dumps({"action": "react", "room": room, "seq": 1, "emoji": "👍", "on": True}))
+        await terminal.wait_for("[👍 2*]")
+        terminal.type("/react 1 👍")  # again: takes it back
+        await terminal.wait_for("  [👍 1]")
+        terminal.type("/delete 1")
+        await terminal.wait_for("[1] (message deleted)")
+        for bad, usage in (
+            ("/edit x hi", "/edit SEQ TEXT"),
+            ("/react 1", "/react SEQ EMOJI"),
+            ("/delete", "/delete SEQ"),
+        ):
+            terminal.type(bad)
+            await terminal.wait_for(f"! usage: {usage}")
+        terminal.type("/edit 1 back from the dead")
+        await terminal.wait_for("! not_found")
+        await bob.close()
+        await quit_cleanly(terminal, task)
+
+    run(scenario)
+
+
+def test_reconnect_recovers_changes_made_while_offline(runtime: LocalRuntime) -> None:
+    room = fresh_room("recover-changes")
+
+    async def scenario() -> None:
+        client, terminal, task = await start(runtime, "alice", room, client_class=HeldClient)
+        assert isinstance(client, HeldClient)
+        bob = await other_user(runtime, "bob", room)
+        for text, cmid in (("one", "b1"), ("two", "b2")):
+            await bob.send(
+                json.dumps({"action": "sendmessage", "room": room, "text": text, "clientMsgId": cmid})
+            )
+        await terminal.wait_for("[2] bob: two")
+        assert client.connection is not None
+        await client.connection.close()
+        async with asyncio.timeout(WAIT):
+            await client.offline.wait()
+        await bob.send(json.dumps({"action": "edit", "room": room, "seq": 1, "text": "one, edited"}))
+        await next_frame(bob, "changed", seq=1)
+        await bob.send(json.dumps({"action": "delete", "room": room, "seq": 2}))
+        await next_frame(bob, "changed", seq=2)
+        client.release.set()
+        await terminal.wait_for(f"* rejoined #{room}")
+        await terminal.wait_for("[1] bob: one, edited (edited)")
+        await terminal.wait_for("[2] (message deleted)")
+        await bob.close()
+        await quit_cleanly(terminal, task)
+
+    run(scenario)
+
+
 def test_join_switch_and_leave_rooms(runtime: LocalRuntime) -> None:
     first, second = fresh_room("first"), fresh_room("second")
 
@@ -393,11 +458,20 @@ def test_message_formatting() -> None:
     assert printable("tab\there \x1b[31m \x7f é 👋") == "tab\there \\x1b[31m \\x7f é 👋"
 
 
+def test_updates_apply_only_when_newer() -> None:
+    room = RoomState("r")
+    assert room.apply({"seq": 1, "rev": 3, "text": "b"})
+    assert not room.apply({"seq": 1, "rev": 2, "text": "a"})  # late, older: ignored
+    assert not room.apply({"seq": 1, "rev": 3, "text": "b"})  # repeated
+    assert room.versions[1]["text"] == "b"
+
+
 def test_recovery_mark_stops_at_the_first_hole() -> None:
     room = RoomState("r", seen={4, 5, 6, 8})
     assert room.recovery_mark() == 6  # 7 was not delivered yet: recover from 6, not 8
     assert room.join_frame() == {"action": "join", "room": "r"}
     room.ever_joined = True
-    assert room.join_frame() == {"action": "join", "room": "r", "since": 6}
+    room.rev = 12
+    assert room.join_frame() == {"action": "join", "room": "r", "since": 6, "rev": 12}
     assert RoomState("r", since=3).join_frame() == {"action": "join", "room": "r", "since": 3}
     assert RoomState("r", latest=9).recovery_mark() == 9
