@@ -10,11 +10,13 @@ error code, so a refused call changes nothing.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any, Final
 from urllib.parse import unquote
 
 from functions.chat import protocol
 from functions.chat.auth import MAX_NAME_LENGTH
+from functions.chat.gateway import Gone, PostError
 from functions.chat.protocol import (
     CLIENT_MSG_ID_PATTERN,
     HISTORY_DEFAULT_LIMIT,
@@ -31,6 +33,10 @@ EVENT_NAME_PATTERN: Final = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 # An event's `data` must leave room for its envelope inside one 128 KB WebSocket message.
 MAX_EVENT_DATA_BYTES: Final = 64 * 1024
 PRESENCE_LIMIT: Final = 1000
+MAX_REASON_LENGTH: Final = 500
+MAX_BAN_SECONDS: Final = 10 * 366 * 86400
+# Who kicked, banned or invited, as the user sees it in `kicked` / `banned` / `invited`.
+OPERATOR: Final = "operator"
 
 
 class OperatorError(Exception):
@@ -82,11 +88,14 @@ def json_body(raw: str | None, *, required: bool = True) -> dict[str, Any]:
     return data
 
 
-def optional_int(value: object, name: str, minimum: int, maximum: int = MAX_SEQ) -> int | None:
+def optional_int(
+    value: object, name: str, minimum: int, maximum: int = MAX_SEQ, *, query: bool = False
+) -> int | None:
+    """An integer in range, or None; from a query string (digits) or a JSON body (a number)."""
     if value is None:
         return None
     number: object = value
-    if isinstance(value, str):  # query strings
+    if query and isinstance(value, str):
         if not re.fullmatch(r"[0-9]{1,16}", value):
             raise bad_request(f"'{name}' must be an integer {minimum}..{maximum}")
         number = int(value)
@@ -109,9 +118,12 @@ def event_fields(body: dict[str, Any]) -> tuple[str, Any]:
 class Operator:
     """The operator API's actions over one `ChatService`."""
 
-    def __init__(self, service: ChatService, *, max_text_length: int) -> None:
+    def __init__(
+        self, service: ChatService, *, max_text_length: int, close_connection: Callable[[str], None]
+    ) -> None:
         self._service = service
         self._max_text_length = max_text_length
+        self._close = close_connection  # the Management API's DeleteConnection
 
     def publish(self, room: str, body: dict[str, Any], correlation_id: str) -> dict[str, Any]:
         """Store and fan out a message as a bot or system user, idempotent on clientMsgId."""
@@ -137,8 +149,8 @@ class Operator:
         return {"id": message_id, "seq": seq}
 
     def history(self, room: str, before: str | None, limit: str | None) -> dict[str, Any]:
-        page = optional_int(limit, "limit", 1, HISTORY_MAX_LIMIT) or HISTORY_DEFAULT_LIMIT
-        return self._service.history_frame(room, optional_int(before, "before", 1), page)
+        page = optional_int(limit, "limit", 1, HISTORY_MAX_LIMIT, query=True) or HISTORY_DEFAULT_LIMIT
+        return self._service.history_frame(room, optional_int(before, "before", 1, query=True), page)
 
     def presence(self, room: str) -> dict[str, Any]:
         users, connections = self._service.presence(room, PRESENCE_LIMIT)
@@ -148,3 +160,68 @@ class Operator:
         name, data = event_fields(body)
         frame = {"type": "event", "room": room, "name": name, "data": data}
         return {"jobs": self._service.room_event(room, frame, correlation_id)}
+
+    def add_member(self, room: str, user: str, correlation_id: str) -> dict[str, Any]:
+        """The user becomes a member (no connection subscribed) and gets `invited` if new."""
+        try:
+            self._service.refuse_if_banned(room, user, action="add")
+        except protocol.ProtocolError as error:
+            raise OperatorError(409, str(error.code), f"{user!r} is banned from {room!r}") from None
+        return {"added": self._service.add_member(user, room, OPERATOR, correlation_id)}
+
+    def remove_member(
+        self, room: str, user: str, body: dict[str, Any], correlation_id: str
+    ) -> dict[str, Any]:
+        """As a kick: every connection of the user is unsubscribed and gets `kicked`."""
+        frame = protocol.kicked_frame(room, OPERATOR, reason_of(body))
+        return {"jobs": self._run(lambda: self._service.end_membership(user, room, frame, correlation_id))}
+
+    def ban(self, room: str, user: str, body: dict[str, Any], correlation_id: str) -> dict[str, Any]:
+        seconds = optional_int(body.get("seconds"), "seconds", 1, MAX_BAN_SECONDS)
+        reason = reason_of(body)
+        jobs = self._run(lambda: self._service.ban(room, user, OPERATOR, seconds, reason, correlation_id))
+        return {"banned": True, "seconds": seconds, "jobs": jobs}
+
+    def unban(self, room: str, user: str) -> dict[str, Any]:
+        return {"unbanned": self._service.unban(room, user)}
+
+    def user_event(self, user: str, body: dict[str, Any], correlation_id: str) -> dict[str, Any]:
+        name, data = event_fields(body)
+        frame = protocol.event_frame(name, data)
+        return {"jobs": self._service.users.deliver(user, frame, correlation_id=correlation_id)}
+
+    def disconnect(self, user: str) -> dict[str, Any]:
+        """Close every live connection of the user, as DeleteConnection closes it."""
+        closed = 0
+        for connection_id in self._service.users.connections(user):
+            try:
+                self._close(connection_id)
+                closed += 1
+            except Gone:
+                continue  # already gone: its $disconnect or the janitor removes the record
+            except PostError as error:
+                raise OperatorError(
+                    500, str(ErrorCode.INTERNAL), f"closing a connection failed: {error.detail}"
+                ) from None
+        return {"closed": closed}
+
+    def rooms(self, user: str) -> dict[str, Any]:
+        return self._service.rooms_of(user)
+
+    @staticmethod
+    def _run(action: Callable[[], int]) -> int:
+        try:
+            return action()
+        except StoreBusy:
+            raise OperatorError(409, str(ErrorCode.INTERNAL), "the room is busy; retry") from None
+
+
+def reason_of(body: dict[str, Any]) -> str:
+    reason = body.get("reason", "")
+    if (
+        not isinstance(reason, str)
+        or len(reason) > MAX_REASON_LENGTH
+        or protocol.text_problem(reason or "x", MAX_REASON_LENGTH)
+    ):
+        raise bad_request(f"'reason' must be a string of at most {MAX_REASON_LENGTH} characters")
+    return reason

@@ -439,6 +439,17 @@ def invited_frame(room: str, kind: str, from_user: str) -> dict[str, Any]:
     return {"type": "invited", "room": room, "kind": kind, "from": from_user}
 
 
+def kicked_frame(room: str, by: str, reason: str, *, banned: bool = False) -> dict[str, Any]:
+    """`kicked` (or `banned`) to every connection of a user whose membership a moderator ended."""
+    return {"type": "banned" if banned else "kicked", "room": room, "by": by, "reason": reason}
+
+
+def event_frame(name: str, data: Any, room: str | None = None) -> dict[str, Any]:
+    """An operator API event: to a room's subscribers (with `room`) or to a user."""
+    frame: dict[str, Any] = {"type": "event", "name": name, "data": data}
+    return frame if room is None else {"type": "event", "room": room, "name": name, "data": data}
+
+
 def preview(message: dict[str, Any]) -> dict[str, Any]:
     """A message frame whose text is cut to `ROOMS_PREVIEW_CHARS` (the room list's `last`)."""
     frame = message_frame(message)

@@ -189,6 +189,7 @@ class ChatService:
         self, connection_id: str, identity: Identity, request: protocol.Join, correlation_id: str
     ) -> Outcome:
         kind, peer = self._room_access(identity, request.room)
+        self.refuse_if_banned(request.room, identity.user_id, action="join")
         connection = self._touch(connection_id, "join", None)
         return self._subscribe(
             connection,
@@ -358,6 +359,32 @@ class ChatService:
                 user_id, protocol.invited_frame(room, ROOM_KIND, by), correlation_id=correlation_id
             )
         return created
+
+    # -- moderation: bans (docs/protocol.md, "Moderation") ------------------------------------
+
+    def refuse_if_banned(self, room: str, user_id: str, *, action: str) -> None:
+        """`banned` if the user is banned from the room (costs one GetItem per join, none per
+        message)."""
+        ban = self._store.active_ban(room, user_id, self._clock())
+        if ban is not None:
+            until = int(ban.get("until", 0))
+            when = "until unbanned" if not until else f"until {until} (ms epoch)"
+            raise ProtocolError(
+                ErrorCode.BANNED, f"you are banned from {room!r} {when}", action=action, room=room
+            )
+
+    def ban(
+        self, room: str, user_id: str, by: str, seconds: int | None, reason: str, correlation_id: str = ""
+    ) -> int:
+        """Ban (a kick, then `join` refused with `banned` until it expires or is lifted): the
+        ban is stored first, so a join racing it is refused or is ended by the kick."""
+        now = self._clock()
+        self._store.put_ban(room, user_id, 0 if seconds is None else now + seconds * 1000, reason, by, now)
+        frame = protocol.kicked_frame(room, by, reason, banned=True)
+        return self.end_membership(user_id, room, frame, correlation_id)
+
+    def unban(self, room: str, user_id: str) -> bool:
+        return self._store.delete_ban(room, user_id)
 
     def rooms_of(self, user_id: str) -> dict[str, Any]:
         """The `rooms` reply for a user: one Query of memberships, batched reads of the rooms."""

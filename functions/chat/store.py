@@ -682,6 +682,42 @@ class ChatStore:
             )
         ]
 
+    # -- bans (docs/data-model.md): ROOM#{room} / BAN#{user}, until (ms, 0 = until unban) ----
+
+    def put_ban(self, room: str, user_id: str, until_ms: int, reason: str, by: str, now_ms: int) -> None:
+        item: dict[str, Any] = {
+            "pk": room_pk(room),
+            "sk": f"BAN#{user_id}",
+            "userId": user_id,
+            "until": until_ms,
+            "reason": reason,
+            "by": by,
+            "at": now_ms,
+        }
+        if until_ms:
+            item["ttl"] = until_ms // 1000 + 3600  # TTL only tidies; `until` decides
+        self._db.put_item(TableName=self._rooms, Item=serialize(item))
+
+    def delete_ban(self, room: str, user_id: str) -> bool:
+        response = self._db.delete_item(
+            TableName=self._rooms,
+            Key=serialize({"pk": room_pk(room), "sk": f"BAN#{user_id}"}),
+            ReturnValues="ALL_OLD",
+        )
+        return bool(response.get("Attributes"))
+
+    def active_ban(self, room: str, user_id: str, now_ms: int) -> dict[str, Any] | None:
+        """The user's ban from the room if it has not expired (one consistent GetItem)."""
+        response = self._db.get_item(
+            TableName=self._rooms,
+            Key=serialize({"pk": room_pk(room), "sk": f"BAN#{user_id}"}),
+            ConsistentRead=CONSISTENT,
+        )
+        item = deserialize(response.get("Item") or {})
+        if not item or (int(item.get("until", 0)) and int(item["until"]) <= now_ms):
+            return None
+        return item
+
     def delete_membership(self, user_id: str, room: str) -> bool:
         """End the user's membership; True if there was one (a repeated leave finds none)."""
         response = self._db.delete_item(

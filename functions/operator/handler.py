@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.chat import deps
 from functions.chat.observability import observability
-from functions.chat.operator import Operator, OperatorError, json_body, room_of
+from functions.chat.operator import Operator, OperatorError, json_body, room_of, user_of
 from functions.chat.settings import get_settings
 
 logger, tracer, metrics = observability("operator")
@@ -30,8 +30,12 @@ def _json(status: int, body: Any) -> Response[str]:
 
 
 def operator() -> Operator:
-    service = deps.chat_service(deps.management_endpoint())
-    return Operator(service, max_text_length=get_settings().max_text_length)
+    endpoint = deps.management_endpoint()
+    return Operator(
+        deps.chat_service(endpoint),
+        max_text_length=get_settings().max_text_length,
+        close_connection=deps.management_api(endpoint).delete,
+    )
 
 
 def _request_id() -> str:
@@ -61,6 +65,43 @@ def presence(room: str) -> Response[str]:
 @app.post("/rooms/<room>/events")
 def room_event(room: str) -> Response[str]:
     return _json(200, operator().room_event(room_of(room), _body(), _request_id()))
+
+
+@app.post("/rooms/<room>/members/<user>")
+def add_member(room: str, user: str) -> Response[str]:
+    return _json(200, operator().add_member(room_of(room), user_of(user), _request_id()))
+
+
+@app.delete("/rooms/<room>/members/<user>")
+def remove_member(room: str, user: str) -> Response[str]:
+    return _json(
+        200, operator().remove_member(room_of(room), user_of(user), _body(required=False), _request_id())
+    )
+
+
+@app.put("/rooms/<room>/bans/<user>")
+def ban(room: str, user: str) -> Response[str]:
+    return _json(200, operator().ban(room_of(room), user_of(user), _body(required=False), _request_id()))
+
+
+@app.delete("/rooms/<room>/bans/<user>")
+def unban(room: str, user: str) -> Response[str]:
+    return _json(200, operator().unban(room_of(room), user_of(user)))
+
+
+@app.post("/users/<user>/events")
+def user_event(user: str) -> Response[str]:
+    return _json(200, operator().user_event(user_of(user), _body(), _request_id()))
+
+
+@app.delete("/users/<user>/connections")
+def disconnect(user: str) -> Response[str]:
+    return _json(200, operator().disconnect(user_of(user)))
+
+
+@app.get("/users/<user>/rooms")
+def rooms(user: str) -> Response[str]:
+    return _json(200, operator().rooms(user_of(user)))
 
 
 @app.exception_handler(OperatorError)  # type: ignore[untyped-decorator]

@@ -129,3 +129,45 @@ def test_curl_aws_sigv4_is_accepted(server: Server) -> None:
     body, status = output.rsplit("\n", 1)
     assert status == "200", body
     assert json.loads(body)["seq"] == 1
+
+
+def test_ban_takes_effect_on_a_live_connection(server: Server) -> None:
+    room, user = unique("banroom"), unique("eve")
+    client = admin(server)
+
+    async def scenario() -> None:
+        async with chat(server, user) as eve, chat(server, unique("ann")) as ann:
+            await eve.join(room)
+            await ann.join(room)
+            client.ban(room, user, reason="spam")
+            banned = await eve.expect("banned", room=room)
+            assert (banned["by"], banned["reason"]) == ("operator", "spam")
+            await ann.expect("presence", room=room, user=user, event="leave")
+            await eve.send(action="join", room=room)
+            assert (await eve.expect("error", room=room))["code"] == "banned"
+            await eve.send(action="sendmessage", room=room, text="still here?", clientMsgId="x1")
+            assert (await eve.expect("error", clientMsgId="x1"))["code"] == "not_member"
+            client.unban(room, user)
+            await eve.join(room)
+
+    run(scenario())
+
+
+def test_disconnect_closes_every_connection_of_the_user(server: Server) -> None:
+    import websockets
+
+    user = unique("dan")
+    client = admin(server)
+
+    async def scenario() -> None:
+        phone = await websockets.connect(server.url(server.token(user)))
+        laptop = await websockets.connect(server.url(server.token(user)))
+        async with chat(server, unique("other")) as other:
+            assert client.disconnect(user) == {"closed": 2}
+            for ws in (phone, laptop):
+                await ws.wait_closed()
+                assert ws.close_code == 1000
+            await other.send(action="ping")
+            await other.expect("pong")  # nobody else was closed
+
+    run(scenario())

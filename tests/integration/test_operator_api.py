@@ -156,3 +156,109 @@ def test_publish_into_a_room_nobody_joined_starts_its_seq_at_one(env: Chat) -> N
         ]
         == 2
     )
+
+
+def jobs_for(jobs: list[Any], type_: str) -> list[Any]:
+    return [job for job in jobs if job.frame["type"] == type_]
+
+
+def test_add_member_invites_and_remove_member_kicks_every_connection(env: Chat) -> None:
+    phone, identity = env.connect("bob")
+    laptop, _ = env.connect("bob")
+    env.drain_jobs()
+    assert call("POST", "/rooms/club/members/bob") == (200, {"added": True})
+    [invite] = jobs_for(env.drain_jobs(), "invited")
+    assert invite.frame == {"type": "invited", "room": "club", "kind": "room", "from": "operator"}
+    assert set(invite.connections) == {phone, laptop}
+    assert call("POST", "/rooms/club/members/bob") == (200, {"added": False})
+    assert [entry["room"] for entry in call("GET", "/users/bob/rooms")[1]["rooms"]] == ["club"]
+
+    env.frame(phone, identity, action="join", room="club")
+    watcher, watcher_identity = env.connect("carl")
+    env.frame(watcher, watcher_identity, action="join", room="club")
+    env.drain_jobs()
+    status, _ = call("DELETE", "/rooms/club/members/bob", {"reason": "off topic"})
+    assert status == 200
+    jobs = env.drain_jobs()
+    [kicked] = jobs_for(jobs, "kicked")
+    assert kicked.frame == {"type": "kicked", "room": "club", "by": "operator", "reason": "off topic"}
+    assert set(kicked.connections) == {phone, laptop}
+    assert [job.frame["event"] for job in jobs_for(jobs, "presence")] == ["leave"]
+    assert call("GET", "/users/bob/rooms")[1]["rooms"] == []
+    reply = env.frame(phone, identity, action="sendmessage", room="club", text="hi", clientMsgId="c1")
+    assert reply is not None and reply["code"] == "not_member"
+
+
+def test_ban_kicks_refuses_join_and_unban_lifts_it(env: Chat) -> None:
+    connection, identity = env.connect("eve")
+    env.frame(connection, identity, action="join", room="club")
+    env.drain_jobs()
+    status, answer = call("PUT", "/rooms/club/bans/eve", {"reason": "spam"})
+    assert status == 200 and answer["banned"] is True
+    [banned] = jobs_for(env.drain_jobs(), "banned")
+    assert banned.frame == {"type": "banned", "room": "club", "by": "operator", "reason": "spam"}
+    refused = env.frame(connection, identity, action="join", room="club")
+    assert refused is not None and (refused["type"], refused["code"]) == ("error", "banned")
+    assert call("POST", "/rooms/club/members/eve")[0] == 409
+    assert call("DELETE", "/rooms/club/bans/eve") == (200, {"unbanned": True})
+    assert call("DELETE", "/rooms/club/bans/eve") == (200, {"unbanned": False})
+    joined = env.frame(connection, identity, action="join", room="club")
+    assert joined is not None and joined["type"] == "joined"
+
+
+def test_timed_ban_expires_by_itself_with_an_injected_clock(env: Chat) -> None:
+    from functions.chat import deps
+    from functions.chat.service import ChatService
+
+    now = [1_000_000]
+    service = ChatService(deps.store(), deps.job_queue(), env.settings, env.recorder, clock=lambda: now[0])
+    env.service = service
+    connection, identity = env.connect("eve")
+    service.ban("club", "eve", "mod", 60, "cool off")
+    refused = env.frame(connection, identity, action="join", room="club")
+    assert refused is not None and refused["code"] == "banned"
+    now[0] += 59_999
+    assert env.frame(connection, identity, action="join", room="club")["code"] == "banned"  # type: ignore[index]
+    now[0] += 1
+    assert env.frame(connection, identity, action="join", room="club")["type"] == "joined"  # type: ignore[index]
+
+
+def test_user_event_reaches_every_connection_of_the_user(env: Chat) -> None:
+    first, _ = env.connect("ann")
+    second, _ = env.connect("ann")
+    env.connect("bob")
+    env.drain_jobs()
+    assert call("POST", "/users/ann/events", {"name": "billing", "data": [1, 2]})[0] == 200
+    [job] = env.drain_jobs()
+    assert job.frame == {"type": "event", "name": "billing", "data": [1, 2]}
+    assert set(job.connections) == {first, second}
+
+
+def test_disconnect_closes_every_connection_of_the_user(env: Chat) -> None:
+    env.connect("ann")
+    env.connect("ann")
+    assert call("DELETE", "/users/ann/connections") == (200, {"closed": 2})
+    assert call("DELETE", "/users/nobody/connections") == (200, {"closed": 0})
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("PUT", "/rooms/club/bans/eve", {"seconds": 0}),
+        ("PUT", "/rooms/club/bans/eve", {"seconds": "60"}),
+        ("PUT", "/rooms/club/bans/eve", {"reason": 5}),
+        ("PUT", "/rooms/club/bans/eve", {"reason": "x" * 501}),
+        ("PUT", "/rooms/club/bans/e%20ve", {}),
+        ("POST", "/users/b%20ad/events", {"name": "x", "data": 1}),
+        ("DELETE", "/users/%00/connections", None),
+        ("GET", "/users/a b/rooms", None),
+    ],
+)
+def test_moderation_routes_validate_and_change_nothing(env: Chat, method: str, path: str, body: Any) -> None:
+    connection, identity = env.connect("eve")
+    env.frame(connection, identity, action="join", room="club")
+    env.drain_jobs()
+    before = env.table_items("rooms")
+    status, answer = call(method, path, body)
+    assert (status, answer["code"]) == (400, "bad_request")
+    assert env.table_items("rooms") == before and env.drain_jobs() == []
