@@ -63,3 +63,45 @@ async def _dm(ctx: CheckContext) -> None:
     await bob.expect(f("message", room=room, seq=1), "the DM message")
     await bob.request({"action": "read", "room": room, "seq": 1}, f("read", room=room), "read")
     await alice.expect(f("receipt", room=room, user=ctx.user("bob"), seq=1), "receipt")
+
+
+# --- message lifecycle: edit, react, delete -----------------------------------------------------
+
+
+@row("v2 edit, react and delete: changed with a rising rev, update to the room, a tombstone")
+async def _lifecycle(ctx: CheckContext) -> None:
+    room = ctx.room("v2life")
+    alice, watcher = await ctx.joined_connections(room, "alice", "bob")
+    ack = await ctx.send(alice, room, "first draft")
+    seq = ack["seq"]
+    revs: list[int] = []
+    for change, wanted in (
+        ({"action": "edit", "text": "final text"}, {"text": "final text", "deleted": False}),
+        ({"action": "react", "emoji": "👍", "on": True}, {"reactions": {"👍": [ctx.user("alice")]}}),
+        ({"action": "delete"}, {"text": "", "deleted": True, "reactions": {}}),
+    ):
+        changed = await alice.request(
+            {**change, "room": room, "seq": seq},
+            f("changed", room=room, seq=seq),
+            f"changed ({change['action']})",
+        )
+        check(isinstance(changed.get("rev"), int), f"changed carries an integer rev: {changed}")
+        revs.append(int(changed["rev"]))
+        update = await watcher.expect(f("update", room=room, seq=seq, rev=changed.get("rev")), "update")
+        check(all(update.get(k) == v for k, v in wanted.items()), f"{change['action']}: {update}")
+    check(revs == sorted(set(revs)), f"rev rises with every change: {revs}")
+    again = await alice.request(
+        {"action": "delete", "room": room, "seq": seq}, f("changed", room=room, seq=seq), "changed (repeat)"
+    )
+    check(again.get("rev") == revs[-1], f"a repeated delete changes nothing: {again}")
+    await alice.send({"action": "edit", "room": room, "seq": seq, "text": "x"})
+    await alice.expect(f("error", code="not_found"), "not_found for editing a deleted message")
+
+
+@row("v2 editing someone else's message is forbidden", needs=[OTHER_USERS])
+async def _edit_forbidden(ctx: CheckContext) -> None:
+    room = ctx.room("v2edit")
+    alice, bob = await ctx.joined_connections(room, "alice", "bob")
+    ack = await ctx.send(alice, room, "mine")
+    await bob.send({"action": "edit", "room": room, "seq": ack["seq"], "text": "yours now"})
+    await bob.expect(f("error", code="forbidden"), "forbidden")
