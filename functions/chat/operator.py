@@ -15,7 +15,7 @@ from typing import Any, Final
 from urllib.parse import unquote
 
 from functions.chat import protocol
-from functions.chat.auth import MAX_NAME_LENGTH
+from functions.chat.auth import MAX_NAME_LENGTH, Identity
 from functions.chat.gateway import Gone, PostError
 from functions.chat.protocol import (
     CLIENT_MSG_ID_PATTERN,
@@ -207,6 +207,20 @@ class Operator:
 
     def rooms(self, user: str) -> dict[str, Any]:
         return self._service.rooms_of(user)
+
+    def delete_message(self, room: str, raw_seq: str) -> dict[str, Any]:
+        """Delete as a moderator would (the message lifecycle's delete: text erased, tombstone
+        kept, `update` to every subscriber) -> {seq, rev, changed}."""
+        seq = optional_int(raw_seq, "seq", 1, query=True)
+        assert seq is not None
+        try:
+            outcome = self._service.lifecycle.delete(
+                Identity(OPERATOR, OPERATOR, None), protocol.Delete(room, seq), moderator=True
+            )
+        except protocol.ProtocolError as error:
+            status = {ErrorCode.NOT_FOUND: 404, ErrorCode.INTERNAL: 409}.get(error.code, 400)
+            raise OperatorError(status, str(error.code), error.message) from None
+        return {"seq": seq, "rev": outcome.rev, "changed": outcome.changed}
 
     @staticmethod
     def _run(action: Callable[[], int]) -> int:

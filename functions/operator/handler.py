@@ -67,6 +67,11 @@ def room_event(room: str) -> Response[str]:
     return _json(200, operator().room_event(room_of(room), _body(), _request_id()))
 
 
+@app.delete("/rooms/<room>/messages/<seq>")
+def delete_message(room: str, seq: str) -> Response[str]:
+    return _json(200, operator().delete_message(room_of(room), seq))
+
+
 @app.post("/rooms/<room>/members/<user>")
 def add_member(room: str, user: str) -> Response[str]:
     return _json(200, operator().add_member(room_of(room), user_of(user), _request_id()))

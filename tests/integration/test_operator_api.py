@@ -262,3 +262,19 @@ def test_moderation_routes_validate_and_change_nothing(env: Chat, method: str, p
     status, answer = call(method, path, body)
     assert (status, answer["code"]) == (400, "bad_request")
     assert env.table_items("rooms") == before and env.drain_jobs() == []
+
+
+def test_delete_erases_as_a_moderator_and_refuses_unknown_or_bad_seqs(env: Chat) -> None:
+    connection, identity = env.connect("ann")
+    env.frame(connection, identity, action="join", room="lobby")
+    env.frame(connection, identity, action="sendmessage", room="lobby", text="secret", clientMsgId="s1")
+    env.drain_jobs()
+    status, answer = call("DELETE", "/rooms/lobby/messages/1")
+    assert status == 200 and answer["seq"] == 1 and answer["changed"] is True
+    [update] = [job for job in env.drain_jobs() if job.frame["type"] == "update"]
+    assert (update.frame["deleted"], update.frame["text"]) == (True, "")
+    assert "secret" not in json.dumps(env.table_items("messages"))
+    assert call("DELETE", "/rooms/lobby/messages/1")[1]["changed"] is False  # idempotent
+    assert call("DELETE", "/rooms/lobby/messages/9")[0] == 404
+    assert call("DELETE", "/rooms/lobby/messages/0")[0] == 400
+    assert call("DELETE", "/rooms/lobby/messages/x")[0] == 400
