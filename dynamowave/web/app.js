@@ -39,6 +39,7 @@
     pingTimer: null,
     lastPong: 0,
     rooms: new Map(), // room name -> Room
+    editing: null, // {room, seq}: the composer edits that message (up-arrow or Edit)
     active: null,
     names: new Map(), // user id -> display name seen in messages
   };
@@ -67,6 +68,7 @@
       readTimer: null,
       peerRead: 0, // a DM's other user's marker (receipt): "seen"
       preview: null, // `last` from the room list, until messages are loaded
+      rev: 0, // the room's last change seen (v2 lifecycle): re-joins recover changes after it
     };
   }
 
@@ -142,7 +144,37 @@
       text: String(raw.text ?? ""),
       ts: Number(raw.ts) || Date.now(),
       clientMsgId: typeof raw.clientMsgId === "string" ? raw.clientMsgId : "",
+      ...lifecycleState(raw),
     };
+  }
+
+  // A message's changeable state (docs/protocol.md, "Message lifecycle"); absent: never changed.
+  function lifecycleState(raw) {
+    const reactions = {};
+    if (raw.reactions && typeof raw.reactions === "object") {
+      for (const [emoji, users] of Object.entries(raw.reactions)) {
+        if (Array.isArray(users) && users.length) reactions[emoji] = users.map(String);
+      }
+    }
+    return {
+      rev: Number.isSafeInteger(Number(raw.rev)) ? Number(raw.rev) : 0,
+      editedAt: raw.editedAt == null ? null : Number(raw.editedAt),
+      deleted: raw.deleted === true,
+      reactions,
+    };
+  }
+
+  // An `update` (or a recovered one) replaces the message's state if it is newer: updates come
+  // in any order and may repeat, and the highest rev is the current state everywhere.
+  function applyUpdate(room, raw) {
+    if (!raw || typeof raw !== "object") return;
+    const seq = Number(raw.seq);
+    const change = lifecycleState(raw);
+    if (change.rev > room.rev) room.rev = change.rev;
+    const msg = room.messages.get(seq);
+    if (!msg || change.rev <= msg.rev) return;
+    Object.assign(msg, change, { text: change.deleted ? "" : String(raw.text ?? "") });
+    updateMessageElement(room, msg);
   }
 
   // Adds messages (de-duplicated by seq) and returns the ones that were new.
@@ -159,8 +191,9 @@
       if (msg.user === me() && msg.clientMsgId) settlePending(room, msg.clientMsgId);
       const known = room.messages.get(msg.seq);
       if (known) {
-        // An ack-made placeholder is replaced by the server's copy (timestamp, name).
-        if (known.fromAck) {
+        // An ack-made placeholder is replaced by the server's copy (timestamp, name), and an
+        // older copy by a newer state (history and joined list messages as they are now).
+        if (known.fromAck || msg.rev > known.rev) {
           room.messages.set(msg.seq, msg);
           updateMessageElement(room, msg);
         }
@@ -375,7 +408,10 @@
 
   function joinRoom(room) {
     const frame = { action: "join", room: room.name };
-    if (room.everJoined) frame.since = recoveryMark(room);
+    if (room.everJoined) {
+      frame.since = recoveryMark(room);
+      frame.rev = room.rev;
+    }
     send(frame);
   }
 
@@ -547,10 +583,13 @@
       room.members = new Set(Array.isArray(frame.members) ? frame.members.map(String) : []);
       const added = storeMessages(room, frame.messages);
       renderAdded(room, added);
+      const updates = Array.isArray(frame.updates) ? frame.updates : [];
+      for (const update of updates) applyUpdate(room, update);
+      if (Number.isSafeInteger(frame.rev) && frame.rev > room.rev) room.rev = frame.rev;
       if (room.name === state.active) renderMembers();
       renderRooms();
       // Recovery replies are capped (100 messages or 128 KB): ask again from where this one ended.
-      if (recovering && frame.more === true && added.length > 0) joinRoom(room);
+      if (recovering && frame.more === true && (added.length > 0 || updates.length > 0)) joinRoom(room);
       for (const pending of room.pending.values()) transmit(room, pending);
       if (seesLatest(room)) scheduleRead(room);
     },
@@ -638,11 +677,21 @@
         ts: pending.ts,
         clientMsgId: pending.clientMsgId,
         fromAck: true,
+        ...lifecycleState({}),
       };
       room.messages.set(seq, msg);
       if (seq > room.latest) room.latest = seq;
       renderAdded(room, [msg]);
       scheduleRead(room); // one's own message is read (the server does not move the marker)
+    },
+
+    update(frame) {
+      const room = state.rooms.get(frame.room);
+      if (room) applyUpdate(room, frame);
+    },
+
+    changed() {
+      // The change is stored; its `update`, which every tab of the room gets, shows it.
     },
 
     message(frame) {
@@ -767,11 +816,118 @@
     time.textContent = formatTime(msg.ts);
     time.dateTime = new Date(msg.ts).toISOString();
     time.title = new Date(msg.ts).toLocaleString();
-    el.querySelector(".text").textContent = msg.text;
+    el.querySelector(".text").textContent = msg.deleted ? "message deleted" : msg.text;
+    el.classList.toggle("deleted", msg.deleted === true);
+    el.classList.toggle("edited", !msg.deleted && msg.editedAt != null);
     const mark = el.querySelector(".state");
     mark.textContent = msg.user === me() ? "✓ sent" : "";
     el.dataset.status = "sent";
     el.querySelector(".retry").hidden = true;
+    fillLifecycle(el, msg);
+  }
+
+  const PICKER = ["👍", "❤️", "😂", "🎉", "😮", "😢"];
+
+  function changeFrame(action, msg, extra) {
+    return { action, room: msg.room, seq: msg.seq, ...extra };
+  }
+
+  // "edited", the reactions (counts, one's own highlighted, click to toggle), the picker, and
+  // edit / delete (with a confirmation) on one's own messages. Built as elements, never HTML.
+  function fillLifecycle(el, msg) {
+    for (const old of el.querySelectorAll(".edited-mark, .reactions, .actions")) old.remove();
+    if (msg.deleted) return;
+    if (msg.editedAt != null) {
+      const edited = document.createElement("span");
+      edited.className = "edited-mark";
+      edited.textContent = "(edited)";
+      el.querySelector(".meta").append(edited);
+    }
+    const reactions = document.createElement("div");
+    reactions.className = "reactions";
+    for (const [emoji, users] of Object.entries(msg.reactions || {})) {
+      const chip = document.createElement("button");
+      chip.type = "button";
+      chip.className = "reaction ghost";
+      const mine = users.includes(me());
+      chip.classList.toggle("mine", mine);
+      chip.dataset.emoji = emoji;
+      chip.title = users.map(displayName).join(", ");
+      chip.textContent = `${emoji} ${users.length}`;
+      chip.addEventListener("click", () => send(changeFrame("react", msg, { emoji, on: !mine })));
+      reactions.append(chip);
+    }
+    el.append(reactions);
+    const actions = document.createElement("div");
+    actions.className = "actions";
+    const button = (label, cls, onClick) => {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = `${cls} ghost`;
+      b.textContent = label;
+      b.addEventListener("click", onClick);
+      actions.append(b);
+      return b;
+    };
+    button("☺+", "react-add", () => {
+      const picker = document.createElement("span");
+      picker.className = "picker";
+      for (const emoji of PICKER) {
+        const mine = (msg.reactions[emoji] || []).includes(me());
+        const pick = document.createElement("button");
+        pick.type = "button";
+        pick.className = "pick ghost";
+        pick.dataset.emoji = emoji;
+        pick.textContent = emoji;
+        pick.addEventListener("click", () => {
+          picker.remove();
+          send(changeFrame("react", msg, { emoji, on: !mine }));
+        });
+        picker.append(pick);
+      }
+      for (const open of actions.querySelectorAll(".picker")) open.remove();
+      actions.append(picker);
+    });
+    if (msg.user === me()) {
+      button("Edit", "edit", () => startEdit(msg));
+      const del = button("Delete", "delete", () => {
+        if (del.dataset.confirm === "yes") {
+          send(changeFrame("delete", msg, {}));
+          return;
+        }
+        // A second click within 4 s confirms (no modal dialog: a misclick costs nothing).
+        del.dataset.confirm = "yes";
+        del.textContent = "Delete? Click again";
+        setTimeout(() => {
+          del.dataset.confirm = "";
+          del.textContent = "Delete";
+        }, 4000);
+      });
+    }
+    el.append(actions);
+  }
+
+  // The composer edits instead of sending while `state.editing` names a message.
+  function startEdit(msg) {
+    const input = $("message-input");
+    state.editing = { room: msg.room, seq: msg.seq };
+    input.value = msg.text;
+    input.dataset.editing = String(msg.seq);
+    autoGrow(input);
+    input.focus();
+  }
+
+  function stopEdit() {
+    state.editing = null;
+    delete $("message-input").dataset.editing;
+  }
+
+  function lastOwnMessage(room) {
+    let last = null;
+    for (const msg of room.messages.values()) {
+      if (msg.user === me() && !msg.deleted && (!last || msg.seq > last.seq)) last = msg;
+    }
+    return last;
   }
 
   function updateMessageElement(room, msg) {
@@ -1121,6 +1277,12 @@
     if (!text.trim() || !state.active) return;
     input.value = "";
     autoGrow(input);
+    if (state.editing) {
+      const { room, seq } = state.editing;
+      stopEdit();
+      send({ action: "edit", room, seq, text });
+      return;
+    }
     sendMessage(text);
   }
 
@@ -1145,6 +1307,16 @@
       if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
         event.preventDefault();
         $("send-form").requestSubmit();
+      } else if (event.key === "ArrowUp" && input.value === "" && state.active) {
+        // As chat users expect: up-arrow in an empty composer edits one's last message.
+        const last = lastOwnMessage(state.rooms.get(state.active));
+        if (last) {
+          event.preventDefault();
+          startEdit(last);
+        }
+      } else if (event.key === "Escape" && state.editing) {
+        stopEdit();
+        input.value = "";
       }
     });
     input.addEventListener("input", () => {

@@ -128,7 +128,7 @@ def test_reconnect_recovers_messages_sent_while_disconnected(
     expect(alice.message(3).locator(".text")).to_have_text("typed while offline")
 
     joins = [json.loads(f) for f in bob.frames_sent if '"join"' in f]
-    assert joins[0] == {"action": "join", "room": room, "since": 1}
+    assert joins[0] == {"action": "join", "room": room, "since": 1, "rev": 0}  # v2: changes too
     assert bob.seqs() == [1, 2, 3]
     assert bob.texts() == ["before the outage", "you missed this one", "typed while offline"]
     assert alice.seqs() == [1, 2, 3]
@@ -181,3 +181,66 @@ def test_pasted_url_and_token_connect_and_a_bad_token_is_refused(browser: Any, r
         expect(page.locator("#status")).to_have_text("Connected as Zed (zed)")
     finally:
         context.close()
+
+
+def test_edit_react_and_delete_in_one_tab_are_seen_in_the_other_and_after_a_reload(
+    open_chat: Callable[..., ChatPage],
+) -> None:
+    import re
+
+    room = fresh_room("lifecycle")
+    alice = open_chat("alice")
+    alice.join(room)
+    bob = open_chat("bob")
+    bob.join(room)
+    alice.say("helo wrold")
+    expect(bob.message(1).locator(".text")).to_have_text("helo wrold")
+    expect(alice.message(1)).to_have_attribute("data-status", "sent")
+
+    # Up-arrow in the empty composer edits one's last message.
+    composer = alice.page.locator("#message-input")
+    composer.press("ArrowUp")
+    expect(composer).to_have_value("helo wrold")
+    composer.fill("hello world")
+    composer.press("Enter")
+    for chat in (alice, bob):
+        expect(chat.message(1).locator(".text")).to_have_text("hello world")
+        expect(chat.message(1).locator(".edited-mark")).to_have_text("(edited)")
+
+    # Bob reacts from the picker; both tabs count it, only Bob's is highlighted as his.
+    bob.message(1).hover()
+    bob.message(1).locator(".react-add").click()
+    bob.message(1).locator('.pick[data-emoji="🎉"]').click()
+    for chat in (alice, bob):
+        expect(chat.message(1).locator('.reaction[data-emoji="🎉"]')).to_have_text("🎉 1")
+    expect(bob.message(1).locator('.reaction[data-emoji="🎉"]')).to_have_class(re.compile(r"\bmine\b"))
+    expect(alice.message(1).locator(".reaction.mine")).to_have_count(0)
+    alice.message(1).locator('.reaction[data-emoji="🎉"]').click()  # Alice joins in from the chip
+    expect(bob.message(1).locator('.reaction[data-emoji="🎉"]')).to_have_text("🎉 2")
+
+    # Delete asks for a confirmation (a second click) before anything is sent.
+    alice.say("oops, wrong room")
+    expect(bob.message(2).locator(".text")).to_have_text("oops, wrong room")
+    alice.message(2).hover()
+    alice.message(2).locator(".delete").click()
+    expect(alice.message(2).locator(".delete")).to_have_text("Delete? Click again")
+    assert not any('"delete"' in frame for frame in alice.frames_sent)
+    alice.message(2).locator(".delete").click()
+    for chat in (alice, bob):
+        expect(chat.message(2).locator(".text")).to_have_text("message deleted")
+        expect(chat.message(2)).to_have_class(re.compile(r"\bdeleted\b"))
+
+    # After a reload Bob's tab shows the current state from `joined`.
+    bob.page.reload()
+    bob.page.fill("#name", "Bob")
+    bob.page.fill("#user-id", "bob")
+    bob.page.click("#connect")
+    bob.page.locator('#status[data-state="connected"]').wait_for()
+    bob.join(room)
+    expect(bob.message(1).locator(".text")).to_have_text("hello world")
+    expect(bob.message(1).locator(".edited-mark")).to_have_text("(edited)")
+    expect(bob.message(1).locator('.reaction[data-emoji="🎉"]')).to_have_text("🎉 2")
+    expect(bob.message(1).locator('.reaction[data-emoji="🎉"]')).to_have_class(re.compile(r"\bmine\b"))
+    expect(bob.message(2).locator(".text")).to_have_text("message deleted")
+    assert alice.errors == [] and bob.errors == []
+    assert alice.dialogs == [] and bob.dialogs == []

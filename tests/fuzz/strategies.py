@@ -84,6 +84,15 @@ users = st.one_of(
     json_values,
 )
 
+# `react`'s emoji: real ones (ZWJ sequences too), the 32-character bound, whitespace, controls.
+emojis = st.one_of(
+    st.sampled_from(["👍", "👨‍👩‍👧", "🏳️‍🌈", "x", " ", "a b", "\x00", "\u200d", "\ud83d"]),
+    st.integers(min_value=31, max_value=33).map(lambda n: "y" * n),
+    hostile_text,
+    json_values,
+)
+bools = st.one_of(st.booleans(), st.sampled_from([0, 1, "true", None]), json_values)
+
 _MISSING: Any = object()
 
 
@@ -101,6 +110,9 @@ def frames(draw: st.DrawFn) -> dict[str, Any]:
         ("limit", numbers | json_values),
         ("seq", numbers | json_values),
         ("user", users),
+        ("rev", numbers | json_values),
+        ("emoji", emojis),
+        ("on", bools),
     ]
     for key, strategy in candidates:
         # "action" and "room" are present most of the time so the deeper checks are reached.
@@ -124,6 +136,9 @@ _HOSTILE_FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "limit": numbers | json_values,
     "seq": numbers | json_values,
     "user": users,
+    "rev": numbers | json_values,
+    "emoji": emojis,
+    "on": bools,
 }
 
 
@@ -146,6 +161,15 @@ def near_valid_frames(draw: st.DrawFn) -> dict[str, Any]:
         frame["clientMsgId"] = draw(_at_length(CLIENT_ID_ALPHABET, 1, 8, 64))
     if action == "join" and draw(st.booleans()):
         frame["since"] = draw(st.integers(0, 5))
+        if draw(st.booleans()):
+            frame["rev"] = draw(st.integers(0, 5))
+    if action in ("edit", "delete", "react"):
+        frame["seq"] = draw(st.integers(1, 5) | st.just(MAX_SEQ))
+    if action == "edit":
+        frame["text"] = draw(st.sampled_from(["fixed", "hi", "\U0001f600"]))
+    if action == "react":
+        frame["emoji"] = draw(st.sampled_from(["👍", "🎉", "👨‍👩‍👧"]))
+        frame["on"] = draw(st.booleans())
     if action == "history":
         if draw(st.booleans()):
             frame["before"] = draw(st.integers(1, 10))
