@@ -56,7 +56,8 @@ def reset_job(body: str) -> str | None:
         job = FanoutJob.from_json(body)
     except InvalidJob:
         return None
-    return replace(job, attempt=0, reason=None).to_json()
+    # A fresh start for auto-redrive too: a human decided the cause is gone.
+    return replace(job, attempt=0, reason=None, redrives=0, dead_since=None).to_json()
 
 
 class Redriver:

@@ -626,6 +626,9 @@ class ChatClient:
             if self.current == room.name:
                 self.current = next(iter(self.rooms), None)
         elif kind == "message" and room is not None:
+            if frame.get("user") == self.me:
+                # Our own copy (from the fan-out) may overtake the ack: it acknowledges the send.
+                self._acknowledged(str(frame.get("clientMsgId")))
             self._print_new(room, [frame])
         elif kind == "history" and room is not None:
             shown = self._print_new(room, frame.get("messages") or [], header=f"* history of #{room.name}:")
@@ -638,9 +641,7 @@ class ChatClient:
         elif kind == "changed":
             pass  # the change is stored; its `update` (to every connection) shows it
         elif kind == "ack":
-            self.outbox.pop(str(frame.get("clientMsgId")), None)
-            if self._input_ended and not self.outbox:
-                self.stop.set()
+            self._acknowledged(str(frame.get("clientMsgId")))
         elif kind == "presence" and room is not None:
             self._on_presence(room, str(frame.get("user")), frame.get("event"))
         elif kind == "typing" and room is not None:
@@ -650,6 +651,11 @@ class ChatClient:
         elif kind is None and isinstance(frame.get("message"), str):
             # API Gateway's own replies (e.g. throttling) carry only a message.
             self.out(printable(f"! gateway: {frame['message']}"))
+
+    def _acknowledged(self, client_msg_id: str) -> None:
+        self.outbox.pop(client_msg_id, None)
+        if self._input_ended and not self.outbox:
+            self.stop.set()
 
     async def _on_joined(self, room: RoomState, frame: dict[str, Any]) -> None:
         self.ready.set()

@@ -27,7 +27,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 # Per-connection limits far above the load (the test measures the pipeline, not the limiter).
-SERVE_ARGS = ("--rate-limit", "1000", "--rate-burst", "1000", "--janitor-interval", "0", "--quiet")
+SERVE_ARGS = (
+    "--rate-limit",
+    "1000",
+    "--rate-burst",
+    "1000",
+    "--janitor-interval",
+    "0",
+    "--quiet",
+    "--ephemeral",
+)
 READY_TIMEOUT_SECONDS = 60.0
 
 

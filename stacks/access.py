@@ -22,7 +22,7 @@ from constructs import Construct
 
 from functions.chat.schema import CONNECTIONS, MESSAGES, ROOMS
 from stacks.api import WebSocketApi
-from stacks.functions import AUTHORIZER, FANOUT, INGRESS, JANITOR, Functions
+from stacks.functions import AUTHORIZER, FANOUT, INGRESS, JANITOR, REDRIVER, Functions
 
 ITEM_WRITE = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
 
@@ -64,18 +64,22 @@ TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
 }
 # HTTP methods on @connections/{id} each function calls through the Management API.
 CONNECTION_METHODS: dict[str, tuple[str, ...]] = {
-    INGRESS.name: ("POST",),
+    INGRESS.name: (),  # its replies (the ack included) are route responses, never posts
     FANOUT.name: ("POST",),
     JANITOR.name: ("GET", "DELETE"),
 }
-# Queues each function sends to ("queue" = fan-out queue, "dlq" = its dead-letter queue).
+# Queues each function sends to ("queue" = fan-out queue, "dlq" = its dead-letter queue,
+# "parked" = what outlived auto-redrive).
 SENDS_TO: dict[str, tuple[str, ...]] = {
     INGRESS.name: ("queue",),
     FANOUT.name: ("queue", "dlq"),
     JANITOR.name: ("queue",),
+    REDRIVER.name: ("queue", "parked"),
 }
-# What the fan-out event source mapping does with the queue on the function's behalf.
+# What an SQS event source mapping does with its queue on the function's behalf.
 EVENT_SOURCE_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
+# The fan-out's lease on the records it works on (functions/chat/lease.py).
+LEASE_ACTIONS = ("sqs:ChangeMessageVisibility",)
 # The data key as DynamoDB and SQS use it for a caller (no wildcard actions such as GenerateDataKey*).
 DATA_KEY_ACTIONS = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey")
 
@@ -86,6 +90,7 @@ class Resources:
     data_key: kms.IKey
     queue: sqs.IQueue
     dead_letter_queue: sqs.IQueue
+    parked_queue: sqs.IQueue
     secret: secretsmanager.ISecret
     secret_key: kms.IKey
     api: WebSocketApi
@@ -109,7 +114,7 @@ def grant_least_privilege(scope: Construct, functions: Functions, resources: Res
     via_data_services = {
         "kms:ViaService": [f"dynamodb.{region}.amazonaws.com", f"sqs.{region}.amazonaws.com"]
     }
-    queues = {"queue": resources.queue, "dlq": resources.dead_letter_queue}
+    queues = {"queue": resources.queue, "dlq": resources.dead_letter_queue, "parked": resources.parked_queue}
 
     authorizer = functions.roles[AUTHORIZER.name]
     secrets = [resources.secret, *([resources.origin_secret] if resources.origin_secret else [])]
@@ -131,16 +136,27 @@ def grant_least_privilege(scope: Construct, functions: Functions, resources: Res
         role.add_to_principal_policy(
             _statement(["sqs:SendMessage"], [queues[queue].queue_arn for queue in SENDS_TO[name]])
         )
-        role.add_to_principal_policy(
-            _statement(
-                ["execute-api:ManageConnections"],
-                [resources.api.connections_arn(method) for method in CONNECTION_METHODS[name]],
+        if CONNECTION_METHODS[name]:
+            role.add_to_principal_policy(
+                _statement(
+                    ["execute-api:ManageConnections"],
+                    [resources.api.connections_arn(method) for method in CONNECTION_METHODS[name]],
+                )
             )
-        )
         role.add_to_principal_policy(
             _statement(DATA_KEY_ACTIONS, [resources.data_key.key_arn], StringEquals=via_data_services)
         )
 
     functions.roles[FANOUT.name].add_to_principal_policy(
-        _statement(EVENT_SOURCE_ACTIONS, [resources.queue.queue_arn])
+        _statement(EVENT_SOURCE_ACTIONS + LEASE_ACTIONS, [resources.queue.queue_arn])
+    )
+    redriver = functions.roles[REDRIVER.name]
+    redriver.add_to_principal_policy(
+        _statement(["sqs:SendMessage"], [queues[queue].queue_arn for queue in SENDS_TO[REDRIVER.name]])
+    )
+    redriver.add_to_principal_policy(
+        _statement(EVENT_SOURCE_ACTIONS, [resources.dead_letter_queue.queue_arn])
+    )
+    redriver.add_to_principal_policy(
+        _statement(DATA_KEY_ACTIONS, [resources.data_key.key_arn], StringEquals=via_data_services)
     )

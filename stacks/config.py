@@ -91,6 +91,10 @@ class DeploymentConfig:
     fanout_max_batching_window_seconds: int = 0
     fanout_max_concurrency: int = 20
     max_receive_count: int = 5
+    # Auto-redrive (functions/chat/redrive.py): first delay, doubled per redrive; the age after
+    # which a dead letter is parked (and alarmed) instead.
+    redrive_base_delay_seconds: int = 5
+    redrive_max_age_seconds: int = 3600
     throttle_rate_limit: float = 1000.0
     throttle_burst_limit: int = 2000
     log_retention_days: int = 30
@@ -152,6 +156,14 @@ class DeploymentConfig:
             raise ConfigError("fanoutMaxConcurrency must not exceed fanoutReservedConcurrency")
         if not 1 <= self.max_receive_count <= 1000:
             raise ConfigError(f"maxReceiveCount must be 1..1000, got {self.max_receive_count}")
+        if not 1 <= self.redrive_base_delay_seconds <= 900:
+            raise ConfigError(
+                f"redriveBaseDelay must be 1..900 seconds, got {self.redrive_base_delay_seconds}"
+            )
+        if not 60 <= self.redrive_max_age_seconds <= 14 * 24 * 3600:
+            raise ConfigError(
+                f"redriveMaxAge must be 60..1209600 seconds (the DLQ's retention), got {self.redrive_max_age_seconds}"
+            )
         if self.throttle_rate_limit <= 0 or self.throttle_burst_limit < 1:
             raise ConfigError("throttleRateLimit must be > 0 and throttleBurstLimit >= 1")
         if self.log_retention_days not in RETENTION_DAYS:
@@ -242,6 +254,10 @@ class DeploymentConfig:
                 option("fanoutMaxConcurrency"), "fanoutMaxConcurrency", d.fanout_max_concurrency
             ),
             max_receive_count=_int(option("maxReceiveCount"), "maxReceiveCount", d.max_receive_count),
+            redrive_base_delay_seconds=_int(
+                option("redriveBaseDelay"), "redriveBaseDelay", d.redrive_base_delay_seconds
+            ),
+            redrive_max_age_seconds=_int(option("redriveMaxAge"), "redriveMaxAge", d.redrive_max_age_seconds),
             throttle_rate_limit=_float(
                 option("throttleRateLimit"), "throttleRateLimit", d.throttle_rate_limit
             ),

@@ -1,4 +1,4 @@
-"""Functions: authorizer, ingress, fanout and janitor, one role and one log group each.
+"""Functions: authorizer, ingress, fanout, janitor and redriver, one role and one log group each.
 
 Every function runs the same asset (the ``functions`` package, see :mod:`stacks.bundling`) with
 the AWS-managed Powertools layer, on arm64 with X-Ray active tracing. Permissions are not granted
@@ -18,6 +18,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from functions.chat.schema import FANOUT_TIMEOUT_SECONDS
 from functions.chat.settings import ENV, METRICS_NAMESPACE, METRICS_SERVICE
 from stacks.bundling import functions_code
 from stacks.config import DeploymentConfig
@@ -49,11 +50,22 @@ INGRESS = FunctionSpec(
     "ingress", "Every WebSocket route: connect, disconnect, chat actions", 512, Duration.seconds(10)
 )
 # More memory buys CPU and network for the bounded pool of PostToConnection calls.
-FANOUT = FunctionSpec("fanout", "Delivers fan-out jobs from SQS to room members", 1024, Duration.seconds(60))
+FANOUT = FunctionSpec(
+    "fanout",
+    "Delivers fan-out jobs from SQS to room members",
+    1024,
+    Duration.seconds(FANOUT_TIMEOUT_SECONDS),
+)
 JANITOR = FunctionSpec(
     "janitor", "Prunes idle and expired connections on a schedule", 512, Duration.minutes(5)
 )
-SPECS: tuple[FunctionSpec, ...] = (AUTHORIZER, INGRESS, FANOUT, JANITOR)
+REDRIVER = FunctionSpec(
+    "redriver",
+    "Redrives the fan-out's dead letters with growing delays, parks what outlives them",
+    256,
+    Duration.seconds(30),
+)
+SPECS: tuple[FunctionSpec, ...] = (AUTHORIZER, INGRESS, FANOUT, JANITOR, REDRIVER)
 
 
 def powertools_layer_arn(scope: Construct, version: int | None) -> str:
@@ -167,3 +179,7 @@ class Functions(Construct):
     @property
     def janitor(self) -> lambda_.Function:
         return self.functions[JANITOR.name]
+
+    @property
+    def redriver(self) -> lambda_.Function:
+        return self.functions[REDRIVER.name]

@@ -1,4 +1,4 @@
-"""Messaging: the fan-out queue and its dead-letter queue (KMS, TLS only, redrive policy)."""
+"""Messaging: the fan-out queue, its dead-letter queue and the parked queue (KMS, TLS only, redrive policies)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,16 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from functions.chat.schema import FANOUT_DLQ, FANOUT_QUEUE, VISIBILITY_TIMEOUT_FACTOR
+from functions.chat.schema import FANOUT_DLQ, FANOUT_PARKED, FANOUT_QUEUE, REDRIVER_MAX_RECEIVE_COUNT
 from stacks.config import DeploymentConfig
+
+# At least the redriver's timeout (Lambda refuses an event source with a shorter one).
+REDRIVER_VISIBILITY_SECONDS = 60
 
 
 class Messaging(Construct):
-    """Fan-out jobs. ``fanout_timeout`` is the consuming function's timeout: the queue's
-    visibility timeout is ``VISIBILITY_TIMEOUT_FACTOR`` times it, as AWS advises for Lambda."""
+    """Fan-out jobs. ``visibility_timeout`` is short (schema.FANOUT_VISIBILITY_TIMEOUT_SECONDS):
+    the fan-out renews it while it works, and a crashed batch is back within it."""
 
     def __init__(
         self,
@@ -22,26 +25,27 @@ class Messaging(Construct):
         *,
         config: DeploymentConfig,
         key: kms.IKey,
-        fanout_timeout: Duration,
+        visibility_timeout: Duration,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.dead_letter_queue = sqs.Queue(
-            self,
+        # What outlived auto-redrive (or is no job at all): the one queue that pages someone.
+        # 14 days (the longest SQS keeps anything): time for an operator to inspect and redrive.
+        self.parked_queue = self._queue("FanoutParked", key, retention=Duration.days(14))
+        # The redriver's event source; a dead letter it keeps failing on is parked by SQS itself.
+        self.dead_letter_queue = self._queue(
             "FanoutDlq",
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=key,
-            enforce_ssl=True,
-            # The longest SQS keeps anything: time for an operator to inspect and redrive.
-            retention_period=Duration.days(14),
+            key,
+            retention=Duration.days(14),
+            visibility_timeout=Duration.seconds(REDRIVER_VISIBILITY_SECONDS),
+            dead_letter_queue=sqs.DeadLetterQueue(
+                queue=self.parked_queue, max_receive_count=REDRIVER_MAX_RECEIVE_COUNT
+            ),
         )
-        self.queue = sqs.Queue(
-            self,
+        self.queue = self._queue(
             "FanoutQueue",
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=key,
-            enforce_ssl=True,
-            visibility_timeout=Duration.seconds(fanout_timeout.to_seconds() * VISIBILITY_TIMEOUT_FACTOR),
-            retention_period=Duration.days(4),
+            key,
+            retention=Duration.days(4),
+            visibility_timeout=visibility_timeout,
             dead_letter_queue=sqs.DeadLetterQueue(
                 queue=self.dead_letter_queue, max_receive_count=config.max_receive_count
             ),
@@ -49,4 +53,26 @@ class Messaging(Construct):
         self.description = {
             FANOUT_QUEUE.logical_name: self.queue,
             FANOUT_DLQ.logical_name: self.dead_letter_queue,
+            FANOUT_PARKED.logical_name: self.parked_queue,
         }
+
+    def _queue(
+        self,
+        construct_id: str,
+        key: kms.IKey,
+        *,
+        retention: Duration,
+        visibility_timeout: Duration | None = None,
+        dead_letter_queue: sqs.DeadLetterQueue | None = None,
+    ) -> sqs.Queue:
+        """A queue under the data key, refusing plain HTTP."""
+        return sqs.Queue(
+            self,
+            construct_id,
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=key,
+            enforce_ssl=True,
+            retention_period=retention,
+            visibility_timeout=visibility_timeout,
+            dead_letter_queue=dead_letter_queue,
+        )

@@ -21,7 +21,7 @@ from stacks.config import DeploymentConfig
 FIVE_MINUTES = Duration.minutes(5)
 ONE_MINUTE = Duration.minutes(1)
 # Custom metrics the functions emit (Powertools EMF, dimensions metric_dimensions(stage)).
-EMF_METRICS = ("DeadLettered", "Gone", "Retries")
+EMF_METRICS = ("DeadLettered", "Redriven", "DeliveriesParked", "Gone", "Retries")
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,10 @@ class MonitoredResources:
     fanout: lambda_.IFunction
     janitor: lambda_.IFunction
     authorizer: lambda_.IFunction
+    redriver: lambda_.IFunction
     queue: sqs.IQueue
     dead_letter_queue: sqs.IQueue
+    parked_queue: sqs.IQueue
 
 
 class Monitoring(Construct):
@@ -97,15 +99,19 @@ class Monitoring(Construct):
 
         api_dimensions = {"ApiId": resources.api_id, "Stage": resources.stage}
         self.alarms: dict[str, cloudwatch.Alarm] = {
-            "DeadLetterQueueDepth": self._alarm(
-                "DeadLetterQueueDepth",
-                resources.dead_letter_queue.metric_approximate_number_of_messages_visible(
+            # Dead letters are redriven automatically; only what outlives auto-redrive pages.
+            "ParkedQueueDepth": self._alarm(
+                "ParkedQueueDepth",
+                resources.parked_queue.metric_approximate_number_of_messages_visible(
                     period=ONE_MINUTE, statistic="Maximum"
                 ),
                 threshold=0,
                 comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                description="Fan-out jobs were dead-lettered: some deliveries failed after every retry. "
-                "Inspect the DLQ and redrive (dynamowave redrive).",
+                description="Deliveries outlived auto-redrive (redriveMaxAge) or were poison records. "
+                "Fix the cause, then dynamowave redrive --parked.",
+            ),
+            "RedriverErrors": self._function_alarm(
+                "RedriverErrors", resources.redriver.metric_errors(period=FIVE_MINUTES)
             ),
             "FanoutBacklog": self._alarm(
                 "FanoutBacklog",
@@ -131,20 +137,20 @@ class Monitoring(Construct):
             "JanitorErrors": self._function_alarm(
                 "JanitorErrors", resources.janitor.metric_errors(period=FIVE_MINUTES)
             ),
-            # The fan-out's own EMF count: fires within the minute a job is dead-lettered with
-            # its reason, before the DLQ depth metric (sampled) catches up.
-            "DeliveriesDeadLettered": self._alarm(
-                "DeliveriesDeadLettered",
+            # The redriver's own EMF count: fires within the minute a dead letter is parked, before
+            # the parked queue's depth metric (sampled) catches up.
+            "DeliveriesParked": self._alarm(
+                "DeliveriesParked",
                 cloudwatch.Metric(
                     namespace=METRICS_NAMESPACE,
-                    metric_name="DeadLettered",
+                    metric_name="DeliveriesParked",
                     dimensions_map=self._emf_dimensions,
                     statistic="Sum",
                     period=ONE_MINUTE,
                 ),
                 threshold=1,
-                description="The fan-out dead-lettered deliveries after its retries (EMF DeadLettered). "
-                "The job's reason is in the DLQ message; fix the cause, then dynamowave redrive.",
+                description="The redriver parked dead letters that outlived auto-redrive (EMF DeliveriesParked). "
+                "The reason is in each parked message; fix the cause, then dynamowave redrive --parked.",
             ),
             "ApiIntegrationErrors": self._alarm(
                 "ApiIntegrationErrors",
@@ -207,7 +213,7 @@ class Monitoring(Construct):
 
     def _dashboard(self, config: DeploymentConfig, api_dimensions: dict[str, str]) -> cloudwatch.Dashboard:
         r = self._resources
-        functions = (r.authorizer, r.ingress, r.fanout, r.janitor)
+        functions = (r.authorizer, r.ingress, r.fanout, r.janitor, r.redriver)
         dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=f"DynamoWave-{config.stage}")
         dashboard.add_widgets(
             cloudwatch.AlarmStatusWidget(
@@ -279,12 +285,15 @@ class Monitoring(Construct):
                 width=8,
             ),
             cloudwatch.GraphWidget(
-                title="Dead-letter queue depth",
-                left=[r.dead_letter_queue.metric_approximate_number_of_messages_visible(period=ONE_MINUTE)],
+                title="Dead-letter queue (auto-redriven) and parked queue (alarmed) depth",
+                left=[
+                    r.dead_letter_queue.metric_approximate_number_of_messages_visible(period=ONE_MINUTE),
+                    r.parked_queue.metric_approximate_number_of_messages_visible(period=ONE_MINUTE),
+                ],
                 width=8,
             ),
             cloudwatch.GraphWidget(
-                title="Delivery (EMF): dead-lettered, gone, retries",
+                title="Delivery (EMF): dead-lettered, redriven, parked, gone, retries",
                 left=[
                     cloudwatch.Metric(
                         namespace=METRICS_NAMESPACE,

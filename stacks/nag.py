@@ -102,10 +102,23 @@ def suppress_justified_findings(stack: DynamoWaveStack) -> None:
         )
 
     _suppress(
-        stack.messaging.dead_letter_queue,
+        stack.messaging.parked_queue,
         "Serverless-SQSRedrivePolicy",
-        "This is the dead-letter queue itself (the fan-out queue's redrive target); its messages are "
-        "inspected and redriven by an operator (dynamowave redrive), not dead-lettered again.",
+        "This is the last stop (the DLQ's redrive target, for what outlived auto-redrive); its messages "
+        "are alarmed, inspected and redriven by an operator (dynamowave redrive --parked), not "
+        "dead-lettered again.",
+    )
+    _suppress(
+        functions.redriver,
+        "Serverless-LambdaDLQ",
+        "Invoked by the DLQ's SQS event source mapping, not asynchronously: a dead letter it fails on "
+        "returns to the DLQ, whose redrive policy parks it after 10 receives (alarmed).",
+    )
+    _suppress(
+        stack.redrive_source,
+        "Serverless-LambdaEventSourceMappingDestination",
+        "On-failure destinations exist for stream and Kafka sources only; for SQS the DLQ's redrive "
+        "policy is the failure destination (the alarmed parked queue).",
     )
     _suppress(
         stack.secret.secret,

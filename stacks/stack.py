@@ -5,13 +5,13 @@ from __future__ import annotations
 from aws_cdk import CfnOutput, Duration, Environment, Stack
 from constructs import Construct
 
-from functions.chat.schema import CONNECTIONS, MESSAGES, ROOMS
+from functions.chat.schema import CONNECTIONS, FANOUT_VISIBILITY_TIMEOUT_SECONDS, MESSAGES, ROOMS
 from functions.chat.settings import ENV
 from stacks.access import Resources, grant_least_privilege
 from stacks.api import WebSocketApi
 from stacks.config import DeploymentConfig
 from stacks.edge import Edge
-from stacks.functions import AUTHORIZER, FANOUT, INGRESS, JANITOR, Functions
+from stacks.functions import AUTHORIZER, FANOUT, INGRESS, JANITOR, REDRIVER, Functions
 from stacks.messaging import Messaging
 from stacks.monitoring import MonitoredResources, Monitoring
 from stacks.schedules import Schedules
@@ -31,7 +31,11 @@ class DynamoWaveStack(Stack):
         self.config = config
         self.storage = Storage(self, "Storage", config=config)
         self.messaging = Messaging(
-            self, "Messaging", config=config, key=self.storage.key, fanout_timeout=FANOUT.timeout
+            self,
+            "Messaging",
+            config=config,
+            key=self.storage.key,
+            visibility_timeout=Duration.seconds(FANOUT_VISIBILITY_TIMEOUT_SECONDS),
         )
         self.secret = JwtSecret(self, "JwtSecret", config=config)
 
@@ -55,8 +59,15 @@ class DynamoWaveStack(Stack):
                     **tables,
                     **queue,
                     ENV.FANOUT_DLQ_URL: self.messaging.dead_letter_queue.queue_url,
+                    ENV.FANOUT_VISIBILITY_SECONDS: str(FANOUT_VISIBILITY_TIMEOUT_SECONDS),
                 },
                 JANITOR.name: {**tables, **queue},
+                REDRIVER.name: {
+                    **queue,
+                    ENV.FANOUT_PARKED_URL: self.messaging.parked_queue.queue_url,
+                    ENV.REDRIVE_BASE_DELAY_SECONDS: str(config.redrive_base_delay_seconds),
+                    ENV.REDRIVE_MAX_AGE_SECONDS: str(config.redrive_max_age_seconds),
+                },
             },
         )
         self.api = WebSocketApi(
@@ -93,6 +104,7 @@ class DynamoWaveStack(Stack):
                 data_key=self.storage.key,
                 queue=self.messaging.queue,
                 dead_letter_queue=self.messaging.dead_letter_queue,
+                parked_queue=self.messaging.parked_queue,
                 secret=self.secret.secret,
                 secret_key=self.secret.key,
                 api=self.api,
@@ -106,6 +118,15 @@ class DynamoWaveStack(Stack):
             max_batching_window=Duration.seconds(config.fanout_max_batching_window_seconds),
             max_concurrency=config.fanout_max_concurrency,
             # Failed records go back to the queue alone; the rest of the batch is deleted.
+            report_batch_item_failures=True,
+        )
+        # Auto-redrive: every dead letter goes to the redriver, which puts it back with a growing
+        # delay or parks it (functions/chat/redrive.py).
+        self.redrive_source = self.functions.redriver.add_event_source_mapping(
+            "DeadLetters",
+            event_source_arn=self.messaging.dead_letter_queue.queue_arn,
+            batch_size=10,
+            max_concurrency=2,
             report_batch_item_failures=True,
         )
         self.schedules = Schedules(
@@ -126,8 +147,10 @@ class DynamoWaveStack(Stack):
                 fanout=self.functions.fanout,
                 janitor=self.functions.janitor,
                 authorizer=self.functions.authorizer,
+                redriver=self.functions.redriver,
                 queue=self.messaging.queue,
                 dead_letter_queue=self.messaging.dead_letter_queue,
+                parked_queue=self.messaging.parked_queue,
             ),
         )
         self._outputs()
@@ -150,7 +173,13 @@ class DynamoWaveStack(Stack):
             self,
             "DeadLetterQueueUrl",
             value=self.messaging.dead_letter_queue.queue_url,
-            description="Fan-out dead-letter queue (alarmed; dynamowave redrive)",
+            description="Fan-out dead-letter queue (redriven automatically)",
+        )
+        CfnOutput(
+            self,
+            "ParkedQueueUrl",
+            value=self.messaging.parked_queue.queue_url,
+            description="Dead letters that outlived auto-redrive (alarmed; dynamowave redrive --parked)",
         )
         CfnOutput(
             self, "FanoutQueueUrl", value=self.messaging.queue.queue_url, description="Fan-out job queue"

@@ -43,6 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     target.add_argument("--stack", metavar="NAME", help="a deployed CloudFormation stack's outputs")
     target.add_argument("--queue-url", help="the fan-out queue (overrides the discovered one)")
     target.add_argument("--dlq-url", help="the dead-letter queue (overrides the discovered one)")
+    target.add_argument(
+        "--parked",
+        action="store_true",
+        help="move from the parked queue (dead letters that outlived auto-redrive) instead of the DLQ",
+    )
     target.add_argument("--endpoint-url", help="SQS endpoint (e.g. a moto or LocalStack server)")
     target.add_argument("--region", help="AWS region (default: the AWS configuration's)")
     parser.add_argument("--max", type=int, metavar="N", help="move at most N jobs (default: all)")
@@ -107,13 +112,13 @@ def resolve_target(args: argparse.Namespace) -> Target:
     if args.local:
         info = local_info(args.local)
         queue_url = queue_url or info.get("fanout_queue_url")
-        dlq_url = dlq_url or info.get("fanout_dlq_url")
+        dlq_url = dlq_url or info.get("fanout_parked_url" if args.parked else "fanout_dlq_url")
         endpoint = endpoint or info.get("aws_endpoint")
         region = region or info.get("region")
     elif args.stack:
         outputs = stack_outputs(args.stack, region)
         queue_url = queue_url or outputs.get("FanoutQueueUrl")
-        dlq_url = dlq_url or outputs.get("DeadLetterQueueUrl")
+        dlq_url = dlq_url or outputs.get("ParkedQueueUrl" if args.parked else "DeadLetterQueueUrl")
     if not queue_url or not dlq_url:
         raise CommandError(
             "name the queues: --local [URL], --stack NAME, or --queue-url URL and --dlq-url URL"

@@ -84,10 +84,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-receive-count", type=positive_int, default=5, help="redrive to the DLQ after N (5)"
     )
     fn.add_argument(
+        "--no-auto-redrive",
+        action="store_true",
+        help="dead letters wait in the DLQ for `dynamowave redrive` (default: the redriver consumes it)",
+    )
+    fn.add_argument(
         "--visibility-timeout",
         type=positive_int,
         metavar="S",
-        help="fan-out queue (default 6 x fan-out timeout)",
+        help="fan-out queue (default 15, the fan-out timeout)",
     )
     fn.add_argument(
         "--function-timeout",
@@ -129,6 +134,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--faults", type=Path, metavar="FILE", help="fault-injection JSON (docs/local-runtime.md)"
+    )
+    state = parser.add_argument_group("state (docs/local-runtime.md, Persistence)")
+    state.add_argument(
+        "--ephemeral",
+        action="store_true",
+        help="keep nothing: tables and queues live in memory and vanish on exit (tests)",
+    )
+    state.add_argument(
+        "--fsync",
+        choices=["interval", "always"],
+        default="interval",
+        help="journal fsync: 'interval' (each second, the default) or 'always' (before every answer)",
     )
     parser.add_argument("--quiet", action="store_true", help="no per-invocation log lines")
 
@@ -225,11 +242,14 @@ def build_config(args: argparse.Namespace) -> object:
         batching_window=args.batching_window,
         pollers=args.pollers,
         max_receive_count=args.max_receive_count,
+        auto_redrive=not args.no_auto_redrive,
         visibility_timeout=args.visibility_timeout,
         janitor_interval=args.janitor_interval,
         functions=functions,
         function_env=function_env,
         faults=faults,
+        persist=not args.ephemeral,
+        fsync=args.fsync,
     )
 
 

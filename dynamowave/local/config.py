@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dynamowave.local.faults import FaultConfig
+from functions.chat.schema import FANOUT_TIMEOUT_SECONDS
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
@@ -40,10 +41,13 @@ def default_functions() -> dict[str, FunctionConfig]:
         "ingress": FunctionConfig(
             "ingress", "functions.ingress.handler.handler", INTEGRATION_TIMEOUT_SECONDS, 512, 64
         ),
-        "fanout": FunctionConfig("fanout", "functions.fanout.handler.handler", 60, 1024, 8),
+        "fanout": FunctionConfig(
+            "fanout", "functions.fanout.handler.handler", FANOUT_TIMEOUT_SECONDS, 1024, 8
+        ),
         "janitor": FunctionConfig("janitor", "functions.janitor.handler.handler", 300, 512, 1),
         # The operator API (docs/operator-api.md), behind /admin.
         "operator": FunctionConfig("operator", "functions.operator.handler.handler", 29, 512, 16),
+        "redriver": FunctionConfig("redriver", "functions.redriver.handler.handler", 30, 256, 2),
     }
 
 
@@ -82,7 +86,8 @@ class RuntimeConfig:
     pollers: int = 4
     poll_wait_seconds: int = 1
     max_receive_count: int = 5
-    visibility_timeout: int | None = None  # None: VISIBILITY_TIMEOUT_FACTOR x the fan-out timeout
+    auto_redrive: bool = True  # the redriver consumes the DLQ (False: dead letters wait for a human)
+    visibility_timeout: int | None = None  # None: schema.FANOUT_VISIBILITY_TIMEOUT_SECONDS
     # Schedules (0 disables)
     janitor_interval: float = 60.0
     # Functions
@@ -90,6 +95,10 @@ class RuntimeConfig:
     function_env: dict[str, str] = field(default_factory=dict)  # extra settings, e.g. SHARD_SIZE
     jwt_secret: str | None = None  # None: DYNAMOWAVE_JWT_SECRET, else the state folder's dev secret
     state_dir: Path | None = None
+    # Keep the embedded moto's tables and queues in the state folder across restarts
+    # (dynamowave/local/journal.py); `dynamowave serve` persists unless --ephemeral.
+    persist: bool = False
+    fsync: str = "interval"  # "always": fsync every journaled change before answering
     faults: FaultConfig = field(default_factory=FaultConfig)
     web_dir: Path | None = None  # None: the packaged dynamowave/web
 

@@ -11,6 +11,9 @@ and SQS are linearizable per item / per receive, so the embedded server runs one
 time (`SerializedMoto`). Long-poll receives would hold that lock for seconds, so they are
 rewritten into short receives under the lock with waits outside it, woken at once by any send.
 Every request is CPU-bound Python under the GIL anyway, so serializing them costs little.
+
+Unless the runtime is ``--ephemeral``, the child also journals every change it applies (under
+the same lock, before answering) and replays the journal at start: dynamowave/local/journal.py.
 """
 
 from __future__ import annotations
@@ -24,9 +27,19 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import IO, Any
 
 from dynamowave.local.config import REGION
+from dynamowave.local.journal import (
+    Fsync,
+    Journal,
+    Recorder,
+    StateFolderBusy,
+    lock_state_folder,
+    read_entries,
+    replay,
+)
 from dynamowave.local.sigv4 import LOCAL_CREDENTIALS
 
 # The credentials every local client signs with; the runtime's signed APIs check them (sigv4).
@@ -45,8 +58,9 @@ _RECHECK_SECONDS = 1.0
 class SerializedMoto:
     """WSGI middleware: one moto request at a time; long polls wait outside the lock."""
 
-    def __init__(self, app: WsgiApp) -> None:
+    def __init__(self, app: WsgiApp, recorder: Recorder | None = None) -> None:
         self._app = app
+        self._recorder = recorder
         self._lock = threading.Lock()
         self._activity = threading.Condition()
         self._generation = 0
@@ -56,6 +70,8 @@ class SerializedMoto:
         action = target.rpartition(".")[2] if target.startswith("AmazonSQS.") else ""
         if action == "ReceiveMessage":
             return self._receive(environ, start_response)
+        if self._recorder is not None and environ.get("REQUEST_METHOD") == "POST":
+            return self._recorded(environ, start_response)
         with self._lock:
             body = list(self._app(environ, start_response))
         if action in _SQS_WAKERS:
@@ -63,6 +79,24 @@ class SerializedMoto:
                 self._generation += 1
                 self._activity.notify_all()
         return body
+
+    def _recorded(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """Apply the request and journal it, both under the lock, before the answer leaves."""
+        assert self._recorder is not None
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        raw = environ["wsgi.input"].read(length) if length else b""
+        environ = {**environ, "wsgi.input": io.BytesIO(raw), "CONTENT_LENGTH": str(len(raw))}
+        captured: dict[str, Any] = {}
+        with self._lock:
+            answer = b"".join(self._app(environ, _capturing(captured)))
+            self._recorder.applied(_headers(environ), raw, captured["status"], answer)
+        start_response(captured["status"], captured["headers"])
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target.startswith("AmazonSQS.") and target.rpartition(".")[2] in _SQS_WAKERS:
+            with self._activity:
+                self._generation += 1
+                self._activity.notify_all()
+        return [answer]
 
     def _receive(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         length = int(environ.get("CONTENT_LENGTH") or 0)
@@ -81,6 +115,8 @@ class SerializedMoto:
             attempt["CONTENT_LENGTH"] = str(len(payload))
             with self._lock:
                 body = b"".join(self._app(attempt, _capturing(captured)))
+                if self._recorder is not None and captured["status"].startswith("200"):
+                    self._recorder.received(body)
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not captured["status"].startswith("200") or _has_messages(body):
                 start_response(captured["status"], captured["headers"])
@@ -88,6 +124,16 @@ class SerializedMoto:
             with self._activity:
                 if self._generation == generation:
                     self._activity.wait(min(remaining, _RECHECK_SECONDS))
+
+
+def _headers(environ: dict[str, Any]) -> dict[str, str]:
+    names = {
+        "Host": "HTTP_HOST",
+        "X-Amz-Target": "HTTP_X_AMZ_TARGET",
+        "Content-Type": "CONTENT_TYPE",
+        "Authorization": "HTTP_AUTHORIZATION",
+    }
+    return {name: str(environ[key]) for name, key in names.items() if environ.get(key)}
 
 
 def _capturing(captured: dict[str, Any]) -> StartResponse:
@@ -110,27 +156,40 @@ class MotoBackend:
 
     STARTUP_TIMEOUT_SECONDS = 60.0
 
-    def __init__(self) -> None:
+    def __init__(self, journal: Path | None = None, fsync: str = "interval") -> None:
+        """`journal`: the file that keeps the state across restarts (None: ephemeral)."""
         self._process: subprocess.Popen[str] | None = None
+        self._journal = journal
+        self._fsync = fsync
         self.endpoint = ""
+        self.replayed: dict[str, int] = {}
 
     def start(self) -> str:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "dynamowave.local.moto_backend"],
+        persistence = (
+            [] if self._journal is None else ["--journal", str(self._journal), "--fsync", self._fsync]
+        )
+        process = subprocess.Popen(  # noqa: S603 (our own module, our own arguments)
+            [sys.executable, "-m", "dynamowave.local.moto_backend", *persistence],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
         self._process = process
         assert process.stdout is not None
-        ready = _read_line(process.stdout, self.STARTUP_TIMEOUT_SECONDS)
+        # A long journal takes a while to replay (about a millisecond per change).
+        ready = _read_line(process.stdout, self.STARTUP_TIMEOUT_SECONDS * (10 if self._journal else 1))
         try:
-            self.endpoint = str(json.loads(ready)["endpoint"])
+            announced = json.loads(ready)
+            if "error" in announced:
+                self.stop()
+                raise OSError(str(announced["error"]))
+            self.endpoint = str(announced["endpoint"])
         except (ValueError, KeyError, TypeError):
             self.stop()
             raise RuntimeError(
                 f"the moto server did not start (exit code {process.poll()}): {ready!r}"
             ) from None
+        self.replayed = dict(announced.get("replayed") or {})
         return self.endpoint
 
     def stop(self) -> None:
@@ -154,8 +213,9 @@ def _read_line(stream: IO[str], timeout: float) -> str:
     return lines[0] if lines else ""
 
 
-def serve() -> None:
-    """The child: moto's server app behind `SerializedMoto` on 127.0.0.1 and a free port."""
+def serve(journal_path: Path | None = None, fsync: str = "interval") -> None:
+    """The child: moto's server app behind `SerializedMoto` on 127.0.0.1 and a free port; with
+    `journal_path`, the journal replayed first (into a fresh file that replaces it) and kept."""
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
         MotoRequestHandler,
@@ -171,19 +231,51 @@ def serve() -> None:
     cache_server_dispatch()
     # werkzeug logs every request at INFO: one line per DynamoDB call drowns the invocation log.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    app = SerializedMoto(DomainDispatcherApplication(create_backend_app))
+    moto_app = DomainDispatcherApplication(create_backend_app)
+    journal: Journal | None = None
+    replayed: dict[str, int] = {}
+    if journal_path is None:
+        app = SerializedMoto(moto_app)
+    else:
+        try:
+            _STATE_LOCKS.append(lock_state_folder(journal_path.parent))
+        except StateFolderBusy as busy:
+            print(json.dumps({"error": str(busy)}), flush=True)
+            os._exit(3)
+        fresh = journal_path.with_name(journal_path.name + ".new")
+        fresh.unlink(missing_ok=True)
+        journal = Journal(fresh, Fsync(fsync))
+        app = SerializedMoto(moto_app, Recorder(journal))
+        replayed = replay(read_entries(journal_path), lambda headers, body: _apply(app, headers, body))
+        journal.sync()
+        os.replace(fresh, journal_path)  # the replayed state is the journal from now on
+        journal.path = journal_path
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
     port = server.server_address[1]
-    threading.Thread(target=_exit_with_parent, name="parent-watch", daemon=True).start()
-    print(json.dumps({"endpoint": f"http://127.0.0.1:{port}"}), flush=True)
+    threading.Thread(target=_exit_with_parent, args=(journal,), name="parent-watch", daemon=True).start()
+    print(json.dumps({"endpoint": f"http://127.0.0.1:{port}", "replayed": replayed}), flush=True)
     os.dup2(2, 1)  # nobody reads stdout after that line: a full pipe would block the server
     server.serve_forever()
 
 
-def _exit_with_parent() -> None:
+def _exit_with_parent(journal: Journal | None) -> None:
     """stdin reaches EOF when the runtime closes it or dies (even by SIGKILL): no orphan server."""
     sys.stdin.read()
+    if journal is not None:
+        journal.sync()
     os._exit(0)
+
+
+_STATE_LOCKS: list[Any] = []  # held for the child's life
+
+
+def _apply(app: SerializedMoto, headers: dict[str, str], body: bytes) -> None:
+    """One journaled request, as if it came over HTTP (replay at start)."""
+    from werkzeug.test import EnvironBuilder
+
+    environ = EnvironBuilder(path="/", method="POST", headers=list(headers.items()), data=body).get_environ()
+    answer = b"".join(app(environ, _capturing({})))
+    del answer
 
 
 def point_boto3_at(endpoint: str, region: str = REGION) -> None:
@@ -201,4 +293,10 @@ def point_boto3_at(endpoint: str, region: str = REGION) -> None:
 
 
 if __name__ == "__main__":
-    serve()
+    import argparse
+
+    parser = argparse.ArgumentParser(description="the embedded moto server (started by dynamowave serve)")
+    parser.add_argument("--journal", type=Path)
+    parser.add_argument("--fsync", choices=[f.value for f in Fsync], default=Fsync.INTERVAL.value)
+    options = parser.parse_args()
+    serve(options.journal, options.fsync)

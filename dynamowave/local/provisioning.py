@@ -6,7 +6,14 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from functions.chat.schema import FANOUT_DLQ, FANOUT_QUEUE, TABLES, TableDefinition
+from functions.chat.schema import (
+    FANOUT_DLQ,
+    FANOUT_PARKED,
+    FANOUT_QUEUE,
+    REDRIVER_MAX_RECEIVE_COUNT,
+    TABLES,
+    TableDefinition,
+)
 from functions.chat.settings import ENV
 
 if TYPE_CHECKING:
@@ -21,6 +28,7 @@ class Resources:
     fanout_queue_arn: str
     fanout_dlq_url: str
     fanout_dlq_arn: str
+    fanout_parked_url: str = ""
 
     def function_environment(self, *, management_endpoint: str, jwt_secret: str) -> dict[str, str]:
         """Where the functions find these resources, in the variables the stack sets on Lambda."""
@@ -30,6 +38,7 @@ class Resources:
             ENV.MESSAGES_TABLE: self.tables["messages"],
             ENV.FANOUT_QUEUE_URL: self.fanout_queue_url,
             ENV.FANOUT_DLQ_URL: self.fanout_dlq_url,
+            ENV.FANOUT_PARKED_URL: self.fanout_parked_url,
             ENV.MANAGEMENT_API_ENDPOINT: management_endpoint,
             ENV.JWT_SECRET: jwt_secret,
         }
@@ -83,7 +92,18 @@ def provision(
         _create_table(dynamodb, definition, name)
         tables[definition.logical_name] = name
     # 14 days, as the CDK stack keeps dead letters.
-    dlq_url, dlq_arn = _queue(sqs, FANOUT_DLQ.physical_name(prefix), {"MessageRetentionPeriod": "1209600"})
+    retention = {"MessageRetentionPeriod": "1209600"}
+    parked_url, parked_arn = _queue(sqs, FANOUT_PARKED.physical_name(prefix), retention)
+    dlq_url, dlq_arn = _queue(
+        sqs,
+        FANOUT_DLQ.physical_name(prefix),
+        {
+            **retention,
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": parked_arn, "maxReceiveCount": REDRIVER_MAX_RECEIVE_COUNT}
+            ),
+        },
+    )
     queue_url, queue_arn = _queue(
         sqs,
         FANOUT_QUEUE.physical_name(prefix),
@@ -94,4 +114,4 @@ def provision(
             ),
         },
     )
-    return Resources(tables, queue_url, queue_arn, dlq_url, dlq_arn)
+    return Resources(tables, queue_url, queue_arn, dlq_url, dlq_arn, parked_url)

@@ -47,11 +47,13 @@ class LocalRuntime:
         self._moto: Any = None
         self._app_runner: web.AppRunner | None = None
         self._sqs_source: Any = None
+        self._redrive_source: Any = None
         self._janitor: Any = None
         self.gateway: Any = None
         self.management: Any = None
         self._in_process_posts: Any = None
         self.secret = ""
+        self.visibility_timeout = 0
         self._warmup: Any = None
 
     # ----- public surface ---------------------------------------------------------------------
@@ -84,24 +86,35 @@ class LocalRuntime:
     async def start(self) -> None:
         import asyncio
 
+        from dynamowave.local.journal import JOURNAL_FILE
         from dynamowave.local.moto_backend import MotoBackend, point_boto3_at
-        from dynamowave.local.tokens import local_secret
+        from dynamowave.local.tokens import local_secret, state_dir
 
         config = self.config
         if config.aws_endpoint:
             self.aws_endpoint = config.aws_endpoint
         else:
-            self._moto = MotoBackend()
+            folder = (config.state_dir or state_dir()) / "data"
+            self._moto = MotoBackend(
+                journal=folder / JOURNAL_FILE if config.persist else None, fsync=config.fsync
+            )
             self.aws_endpoint = await asyncio.to_thread(self._moto.start)
+            if config.persist:
+                replayed = self._moto.replayed
+                log.info(
+                    "state kept in %s: %d change(s) and %d queued message(s) restored",
+                    folder,
+                    replayed.get("requests", 0),
+                    replayed.get("messages", 0),
+                )
         point_boto3_at(self.aws_endpoint, config.region)
         self.secret = config.jwt_secret or local_secret(config.state_dir)
 
         from dynamowave.local.provisioning import provision
-        from functions.chat.schema import VISIBILITY_TIMEOUT_FACTOR
+        from functions.chat.schema import FANOUT_VISIBILITY_TIMEOUT_SECONDS
 
-        visibility = config.visibility_timeout or int(
-            VISIBILITY_TIMEOUT_FACTOR * config.function("fanout").timeout_seconds
-        )
+        visibility = config.visibility_timeout or FANOUT_VISIBILITY_TIMEOUT_SECONDS
+        self.visibility_timeout = visibility
         self.resources = await asyncio.to_thread(
             provision,
             prefix=config.prefix,
@@ -205,6 +218,8 @@ class LocalRuntime:
                 # The janitor prunes by the same limits the gateway enforces.
                 ENV.IDLE_TIMEOUT_SECONDS: str(max(1, round(config.idle_timeout))),
                 ENV.MAX_CONNECTION_SECONDS: str(max(1, round(config.max_duration))),
+                # The fan-out renews its records' visibility by the queue's own timeout.
+                ENV.FANOUT_VISIBILITY_SECONDS: str(self.visibility_timeout),
             }
         )
         if self._invocable_functions():
@@ -264,6 +279,19 @@ class LocalRuntime:
         )
         self._sqs_source = SqsEventSource(mapping, self.runner, self.faults, sqs)
         self._sqs_source.start()
+        # Auto-redrive: the DLQ is the redriver's event source (faults are the fan-out's only).
+        redrive = SqsMapping(
+            function="redriver",
+            queue_url=self.resources.fanout_dlq_url,
+            queue_arn=self.resources.fanout_dlq_arn,
+            region=config.region,
+            batch_size=10,
+            pollers=1,
+            wait_seconds=config.poll_wait_seconds,
+        )
+        self._redrive_source = SqsEventSource(redrive, self.runner, FaultInjector(), sqs)
+        if config.auto_redrive:
+            self._redrive_source.start()
         self._janitor = Schedule(
             self.runner,
             "janitor",
@@ -286,6 +314,7 @@ class LocalRuntime:
             "tables": resources.tables if resources else {},
             "fanout_queue_url": resources.fanout_queue_url if resources else "",
             "fanout_dlq_url": resources.fanout_dlq_url if resources else "",
+            "fanout_parked_url": resources.fanout_parked_url if resources else "",
             "connections": len(self.gateway.registry) if self.gateway else 0,
             "invocations": self.runner.invocations,
             "throttled": self.gateway.throttled if self.gateway else 0,
@@ -302,6 +331,8 @@ class LocalRuntime:
             await self.gateway.shutdown()
         if self._sqs_source is not None:
             await self._sqs_source.stop()
+        if self._redrive_source is not None:
+            await self._redrive_source.stop()
         if self._janitor is not None:
             await self._janitor.stop()
         if self._app_runner is not None:

@@ -60,7 +60,9 @@ def store() -> ChatStore:
 @cache
 def job_queue() -> JobQueue:
     settings = get_settings()
-    return JobQueue(sqs_client(), settings.fanout_queue_url, settings.fanout_dlq_url)
+    return JobQueue(
+        sqs_client(), settings.fanout_queue_url, settings.fanout_dlq_url, settings.fanout_parked_url
+    )
 
 
 @cache

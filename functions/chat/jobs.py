@@ -3,7 +3,8 @@
 A job names a room and the frame to post, and either one membership shard (the fan-out Lambda
 reads its members with one paginated Query) or an explicit list of connection ids (a retry of
 the recipients that still failed). ``attempt`` counts retries; past the limit the job goes to
-the dead-letter queue with ``reason``.
+the dead-letter queue with ``reason``. ``redrives`` counts how often the redriver put it back
+from the DLQ, and ``dead_since`` (epoch ms) is when it first reached the DLQ (functions/chat/redrive.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class FanoutJob:
     correlation_id: str = ""
     reason: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    redrives: int = 0
+    dead_since: int | None = None
 
     def __post_init__(self) -> None:
         if (self.shard is None) == (self.connections is None):
@@ -57,6 +60,10 @@ class FanoutJob:
         }
         if self.reason is not None:
             body["reason"] = self.reason
+        if self.redrives:
+            body["redrives"] = self.redrives
+        if self.dead_since is not None:
+            body["deadSince"] = self.dead_since
         return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
@@ -82,6 +89,11 @@ class FanoutJob:
         if not isinstance(attempt, int) or attempt < 0:
             raise InvalidJob("'attempt' must be a non-negative integer")
         exclude = body.get("exclude")
+        redrives, dead_since = body.get("redrives", 0), body.get("deadSince")
+        if not isinstance(redrives, int) or isinstance(redrives, bool) or redrives < 0:
+            raise InvalidJob("'redrives' must be a non-negative integer")
+        if dead_since is not None and (not isinstance(dead_since, int) or isinstance(dead_since, bool)):
+            raise InvalidJob("'deadSince' must be an integer (epoch ms)")
         return cls(
             room=room,
             frame=frame,
@@ -91,4 +103,6 @@ class FanoutJob:
             attempt=attempt,
             correlation_id=str(body.get("correlationId") or ""),
             reason=body.get("reason") if isinstance(body.get("reason"), str) else None,
+            redrives=redrives,
+            dead_since=dead_since,
         )

@@ -21,10 +21,11 @@ class EnqueueFailed(Exception):
 
 
 class JobQueue:
-    def __init__(self, client: SQSClient, queue_url: str, dlq_url: str) -> None:
+    def __init__(self, client: SQSClient, queue_url: str, dlq_url: str, parked_url: str = "") -> None:
         self._sqs = client
         self._queue_url = queue_url
         self._dlq_url = dlq_url
+        self._parked_url = parked_url
 
     def enqueue(self, jobs: Sequence[FanoutJob], *, delay_seconds: int = 0) -> int:
         """Send every job, ten per request; entries SQS refuses are retried, then raise.
@@ -34,8 +35,21 @@ class JobQueue:
         """
         return self._send(self._queue_url, [job.to_json() for job in jobs], delay_seconds=delay_seconds)
 
+    def extend_visibility(self, receipt_handles: list[str], seconds: int) -> None:
+        """Keep received fan-out records invisible `seconds` longer (the fan-out's lease)."""
+        for start in range(0, len(receipt_handles), BATCH_SIZE):
+            entries: list[Any] = [
+                {"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": seconds}
+                for i, handle in enumerate(receipt_handles[start : start + BATCH_SIZE])
+            ]
+            self._sqs.change_message_visibility_batch(QueueUrl=self._queue_url, Entries=entries)
+
     def dead_letter(self, jobs: Sequence[FanoutJob]) -> int:
         return self._send(self._dlq_url, [job.to_json() for job in jobs])
+
+    def park(self, bodies: Sequence[str]) -> int:
+        """Dead letters the redriver gives up on (too old, or not a job): for a human to see."""
+        return self._send(self._parked_url, list(bodies))
 
     def _send(self, queue_url: str, bodies: list[str], *, delay_seconds: int = 0) -> int:
         delay: dict[str, Any] = (

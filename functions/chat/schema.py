@@ -86,12 +86,24 @@ class QueueDefinition:
 
 FANOUT_QUEUE = QueueDefinition("fanout", "Fan-out jobs: one per membership shard of a room, or a retry list.")
 FANOUT_DLQ = QueueDefinition(
-    "fanout-dlq", "Fan-out jobs that failed maxReceiveCount times or ran out of attempts."
+    "fanout-dlq",
+    "Fan-out jobs that failed maxReceiveCount times or ran out of attempts; the redriver's source.",
 )
+FANOUT_PARKED = QueueDefinition(
+    "fanout-parked",
+    "Dead letters that outlived auto-redrive (REDRIVE_MAX_AGE_SECONDS) or are not jobs: alarmed.",
+)
+# The DLQ's own redrive policy: a dead letter the redriver fails on this often is parked as is.
+REDRIVER_MAX_RECEIVE_COUNT = 10
 
-# SQS: visibility timeout must be at least 6x the consumer's timeout (AWS guidance for Lambda
-# event sources), so a slow invocation never lets a record reappear while it is still being worked.
-VISIBILITY_TIMEOUT_FACTOR = 6
+# The fan-out queue's visibility timeout, and the fan-out function's timeout (Lambda refuses an
+# SQS event source whose visibility timeout is below the function's timeout). Short on purpose:
+# it bounds how long a crashed invocation's batch stays invisible; a live invocation renews it
+# for the records it is still working on (functions/chat/lease.py). AWS's "6 x the function
+# timeout" guards against premature receives when invocations are throttled; here such a record
+# at worst reaches the DLQ early, and the redriver puts it back (docs/fanout.md, "Crash bound").
+FANOUT_VISIBILITY_TIMEOUT_SECONDS = 15
+FANOUT_TIMEOUT_SECONDS = FANOUT_VISIBILITY_TIMEOUT_SECONDS
 
 # Route keys of the WebSocket API (route selection expression: $request.body.action).
 ROUTE_SELECTION_EXPRESSION = "$request.body.action"

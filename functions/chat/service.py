@@ -8,7 +8,6 @@ calls on `ChatService`, and the service returns the frame to send back as the ro
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +16,6 @@ from typing import Any
 from functions.chat import conversations, protocol
 from functions.chat.auth import Identity
 from functions.chat.changes import ChangeStore
-from functions.chat.gateway import PostError, backoff_seconds
 from functions.chat.jobs import FanoutJob
 from functions.chat.lifecycle_service import ChangeOutcome, LifecycleService
 from functions.chat.protocol import ErrorCode, ProtocolError
@@ -40,8 +38,6 @@ logger = logging.getLogger(__name__)
 
 Clock = Callable[[], int]
 Poster = Callable[[str, bytes], None]
-# A throttled or failing ack is retried briefly inside the request (API Gateway allows 29 s).
-ACK_RETRIES = 3
 
 
 def now_ms() -> int:
@@ -474,12 +470,10 @@ class ChatService:
             # Fan-out work is queued before the ack: an acked message is always on its way (or,
             # past every retry, in the DLQ). If queueing fails the sender gets no ack, only an
             # `internal` error, and its resend of the same clientMsgId finds the claim not yet
-            # fanned out and queues it then. The jobs skip the sending connection, which gets
-            # its copy below, after its ack: the sender always sees `ack` before `message`.
+            # fanned out and queues it then. The sender's connection is a member like any other:
+            # its copy comes from the fan-out (docs/protocol.md: ack and own copy).
             try:
-                jobs = self._queue_jobs(
-                    self._room_jobs(request.room, frame, message["id"], exclude=connection_id)
-                )
+                jobs = self._queue_jobs(self._room_jobs(request.room, frame, message["id"]))
             except Exception:
                 logger.exception("message %s stored, fan-out not queued", message["id"])
                 raise ProtocolError(
@@ -494,19 +488,11 @@ class ChatService:
             except Exception:
                 # Only costs a second fan-out if the sender resends (duplicates are de-duplicated).
                 logger.warning("message %s queued; fannedOut mark not written", message["id"], exc_info=True)
+        # The ack is the route response, not a PostToConnection: API Gateway sends it back on the
+        # caller's connection itself, so the Management API's throttle cannot eat it.
         ack = protocol.ack_frame(request.room, request.client_msg_id, message["id"], int(message["seq"]))
-        self._post_quietly(connection_id, ack)
-        if self._post_quietly(connection_id, frame) is False:
-            # The sender's copy gets the fan-out's guarantees too: retried, or dead-lettered.
-            retry = FanoutJob(
-                room=request.room, frame=frame, connections=(connection_id,), correlation_id=message["id"]
-            )
-            try:
-                jobs += self._queue_jobs([retry])
-            except Exception:
-                logger.exception("sender's copy of %s neither posted nor queued", message["id"])
         return Outcome(
-            None,
+            ack,
             action="sendmessage",
             jobs=jobs,
             stored=not stored.duplicate,
@@ -606,27 +592,3 @@ class ChatService:
         if jobs:
             self._queue.enqueue(jobs)
         return len(jobs)
-
-    def _post_quietly(self, connection_id: str, frame: dict[str, Any]) -> bool | None:
-        """Post a reply, retrying throttling and 5xx briefly; a lost reply never fails the action
-        (the message is stored and fans out regardless, and a resend gets the same ack).
-        True: posted; None: the connection is gone or refused it (retrying cannot help);
-        False: still failing after the retries."""
-        data = protocol.encode(frame).encode("utf-8")
-        for retry in range(ACK_RETRIES + 1):
-            try:
-                self._post(connection_id, data)
-                return True
-            except PostError as error:
-                if not error.retryable or retry == ACK_RETRIES:
-                    logger.warning("reply to %s not delivered: %s", connection_id, error.detail)
-                    return False if error.retryable else None
-                self._sleep(
-                    backoff_seconds(
-                        retry,
-                        base_ms=self._settings.post_backoff_base_ms,
-                        cap_ms=self._settings.post_backoff_cap_ms,
-                        draw=random.uniform,
-                    )
-                )
-        return False

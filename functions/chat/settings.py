@@ -69,6 +69,10 @@ class ENV:
     # Comma-separated web origins whose pages may open connections (empty: any origin); the
     # authorizer refuses a handshake whose Origin header names another one.
     ALLOWED_ORIGINS = "ALLOWED_ORIGINS"
+    FANOUT_VISIBILITY_SECONDS = "FANOUT_VISIBILITY_SECONDS"
+    FANOUT_PARKED_URL = "FANOUT_PARKED_URL"
+    REDRIVE_BASE_DELAY_SECONDS = "REDRIVE_BASE_DELAY_SECONDS"
+    REDRIVE_MAX_AGE_SECONDS = "REDRIVE_MAX_AGE_SECONDS"
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,7 @@ class Settings:
     members_in_joined: int = 500
     # Fan-out stops backing off this long before the invocation's timeout, leaving time for an
     # in-flight post (connect 2 s + read 5 s) and for re-enqueueing the recipients still failing.
-    fanout_deadline_safety_ms: int = 10000
+    fanout_deadline_safety_ms: int = 7000
     # SQS DelaySeconds of a retry job: base * 2**(attempt - 1), capped at SQS's 900 s; 0 = none.
     fanout_retry_delay_seconds: int = 2
     # Items the janitor's Scan evaluates per page (its Limit); the cursor is saved after each page.
@@ -112,6 +116,15 @@ class Settings:
     review_timeout_ms: int = 1000
     review_fallback: str = "allow"  # or "deny"
     allowed_origins: tuple[str, ...] = ()
+    # The fan-out queue's visibility timeout, which the fan-out renews while it works on a batch
+    # (functions/chat/lease.py): a crashed invocation's records are back within this long.
+    fanout_visibility_seconds: int = 15  # schema.FANOUT_VISIBILITY_TIMEOUT_SECONDS
+    # Auto-redrive (functions/chat/redrive.py): the n-th redrive of a dead-lettered job waits
+    # base * 2**n seconds (SQS caps a delay at 900 s); a job first dead-lettered longer ago than
+    # the max age is parked instead, and only that pages someone.
+    fanout_parked_url: str = ""
+    redrive_base_delay_seconds: int = 5
+    redrive_max_age_seconds: int = 3600
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -179,6 +192,10 @@ class Settings:
             review_timeout_ms=integer(ENV.REVIEW_TIMEOUT_MS, d.review_timeout_ms, 1),
             review_fallback=_choice(text(ENV.REVIEW_FALLBACK, d.review_fallback), ENV.REVIEW_FALLBACK),
             allowed_origins=normalize_origins(text(ENV.ALLOWED_ORIGINS, "").split(",")),
+            fanout_visibility_seconds=integer(ENV.FANOUT_VISIBILITY_SECONDS, d.fanout_visibility_seconds, 1),
+            fanout_parked_url=text(ENV.FANOUT_PARKED_URL, d.fanout_parked_url),
+            redrive_base_delay_seconds=integer(ENV.REDRIVE_BASE_DELAY_SECONDS, d.redrive_base_delay_seconds),
+            redrive_max_age_seconds=integer(ENV.REDRIVE_MAX_AGE_SECONDS, d.redrive_max_age_seconds),
         )
 
 

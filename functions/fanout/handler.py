@@ -25,6 +25,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from functions.chat import deps
 from functions.chat.delivery import Deadline, Fanout
 from functions.chat.jobs import FanoutJob, InvalidJob
+from functions.chat.lease import VisibilityLease
 from functions.chat.observability import is_warmup, observability
 from functions.chat.settings import get_settings
 
@@ -64,10 +65,14 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
     )
     deadline = Deadline(context.get_remaining_time_in_millis, settings.fanout_deadline_safety_ms)
 
+    raw_records = event.get("Records", [])
     started_records = {
         raw["messageId"]: record_pool().submit(deliver_record, fanout, deadline, SQSRecord(raw))
-        for raw in event.get("Records", [])
+        for raw in raw_records
     }
+
+    def unfinished() -> list[str]:
+        return [r["receiptHandle"] for r in raw_records if not started_records[r["messageId"]].done()]
 
     def deliver(record: SQSRecord) -> None:
         started_records[record.message_id].result()  # re-raises the record's own failure
@@ -75,9 +80,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
     # A processor per invocation: it keeps per-batch state, and the local runtime runs several
     # invocations at once in one process. An all-failed batch is still reported item by item.
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    response = process_partial_response(
-        event=event, record_handler=deliver, processor=processor, context=context
-    )
+    lease = VisibilityLease(deps.job_queue().extend_visibility, settings.fanout_visibility_seconds)
+    with lease.held(unfinished):
+        response = process_partial_response(
+            event=event, record_handler=deliver, processor=processor, context=context
+        )
     metrics.add_metric(
         name="BatchLatency", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000
     )

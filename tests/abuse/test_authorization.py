@@ -110,10 +110,10 @@ def test_the_author_is_always_the_tokens_user(harness: IngressHarness) -> None:
     mallory = Identity("mallory", "Mallory", None)
     connection = harness.connect(mallory)
     send(harness, connection, mallory, action="join", room="lobby")
-    assert (
-        send(harness, connection, mallory, action="sendmessage", room="lobby", text="hello", clientMsgId="m1")
-        is None
+    ack = send(
+        harness, connection, mallory, action="sendmessage", room="lobby", text="hello", clientMsgId="m1"
     )
+    assert ack is not None and ack["type"] == "ack"
     (message,) = stored_messages(harness, "lobby")
     assert message["user"] == {"S": "mallory"} and message["name"] == {"S": "Mallory"}
 

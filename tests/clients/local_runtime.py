@@ -56,9 +56,13 @@ class LocalRuntime:
                 self.process.wait()
 
 
-def start_local_runtime(workdir: Path, *args: str) -> LocalRuntime:
+def start_local_runtime(workdir: Path, *args: str, ephemeral: bool = True) -> LocalRuntime:
+    """`ephemeral=False` keeps the state in `workdir`/state across restarts (docs/local-runtime.md)."""
     workdir.mkdir(parents=True, exist_ok=True)
     log_file = workdir / "serve.log"
+    skip = (
+        len(log_file.read_text(encoding="utf-8", errors="replace").splitlines()) if log_file.exists() else 0
+    )
     env = {
         **os.environ,
         "DYNAMOWAVE_JWT_SECRET": SECRET,
@@ -67,12 +71,13 @@ def start_local_runtime(workdir: Path, *args: str) -> LocalRuntime:
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
-    command = [sys.executable, "-m", "dynamowave.cli", "serve", "--port", "0", *FAST_SENDS, *args]
-    with open(log_file, "wb") as out:
+    state = ("--ephemeral",) if ephemeral else ()
+    command = [sys.executable, "-m", "dynamowave.cli", "serve", "--port", "0", *FAST_SENDS, *state, *args]
+    with open(log_file, "ab") as out:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        lines = log_file.read_text(encoding="utf-8", errors="replace").splitlines()
+        lines = log_file.read_text(encoding="utf-8", errors="replace").splitlines()[skip:]
         http = next((line.strip() for line in lines if line.startswith("http://")), None)
         ws = next((line.strip() for line in lines if line.startswith("ws://")), None)
         if http and ws:
@@ -109,7 +114,12 @@ def post_messages(runtime: LocalRuntime, user: str, room: str, texts: list[str])
             frame = {"action": "sendmessage", "room": room, "text": text, "clientMsgId": client_msg_id}
             for _attempt in range(5):
                 ws.send(json.dumps(frame))
-                reply = wait_for_frame(ws, lambda f, c=client_msg_id: f.get("clientMsgId") == c, timeout=30)
+                # The own copy (from the fan-out) may overtake the ack (the route response).
+                reply = wait_for_frame(
+                    ws,
+                    lambda f, c=client_msg_id: f.get("clientMsgId") == c and f.get("type") != "message",
+                    timeout=30,
+                )
                 if reply.get("code") != "rate_limited":
                     break
                 time.sleep(0.2)

@@ -165,7 +165,17 @@ def start_server(workdir: Path, *args: str, env: dict[str, str] | None = None) -
         }
     )
     process_env.update(env or {})
-    command = [sys.executable, "-m", "dynamowave.cli", "serve", "--port", "0", "--quiet", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "dynamowave.cli",
+        "serve",
+        "--port",
+        "0",
+        "--quiet",
+        "--ephemeral",
+        *args,
+    ]
     with open(out_file, "wb") as out, open(log_file, "wb") as err:
         process = subprocess.Popen(command, cwd=REPO, env=process_env, stdout=out, stderr=err)
     deadline = time.monotonic() + 30
@@ -192,6 +202,7 @@ def stub_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "3",
         "--janitor-interval",
         "1",
+        "--no-auto-redrive",  # the stubs' dead letters are not fan-out jobs: they stay put
     )
     yield server
     server.stop()

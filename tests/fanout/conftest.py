@@ -66,7 +66,7 @@ class Deployment:
             text=text,
             clientMsgId=f"m{self.counter}-{len(text)}",
         )
-        assert reply is None, reply  # the ack goes through the Management API
+        assert reply is not None and reply["type"] == "ack", reply  # the route response
 
     def queued(self) -> list[str]:
         return drain(self.resources.fanout_queue_url)

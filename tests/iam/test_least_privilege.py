@@ -50,14 +50,19 @@ USES: dict[str, Grants] = {
         "rooms": {GET, PUT, UPDATE, DELETE, QUERY, BATCH_GET},
         # store_message, claim lookup, history/since, room_states; changes: get, rewrite, recovery
         "messages": {GET, PUT, UPDATE, QUERY, BATCH_GET},
-        "queue": {"sqs:SendMessage"},  # SendMessageBatch
-        "@connections/POST": {"execute-api:ManageConnections"},  # the ack
+        "queue": {"sqs:SendMessage"},  # SendMessageBatch (the ack is a route response, not a post)
         "data-key": DATA_KEY,
     },
     "fanout": {
         "connections": {GET, DELETE},  # prune: get_connection, delete_connection_item
         "rooms": {QUERY, UPDATE, DELETE},  # shard_members, list_shards; prune's leave transaction
-        "queue": {"sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"},
+        "queue": {
+            "sqs:SendMessage",
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:GetQueueAttributes",
+            "sqs:ChangeMessageVisibility",  # the lease (extend_visibility)
+        },
         "dlq": {"sqs:SendMessage"},  # dead_letter
         "@connections/POST": {"execute-api:ManageConnections"},
         "data-key": DATA_KEY,
@@ -68,6 +73,12 @@ USES: dict[str, Grants] = {
         "queue": {"sqs:SendMessage"},  # presence `leave` jobs
         "@connections/GET": {"execute-api:ManageConnections"},
         "@connections/DELETE": {"execute-api:ManageConnections"},
+        "data-key": DATA_KEY,
+    },
+    "redriver": {
+        "queue": {"sqs:SendMessage"},  # enqueue (the redrive)
+        "dlq": {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"},  # its event source
+        "parked": {"sqs:SendMessage"},  # park
         "data-key": DATA_KEY,
     },
 }
@@ -110,6 +121,15 @@ def _logical_id(value: Any) -> str | None:
     return None
 
 
+def queue_role(resources: dict[str, Any], logical: str) -> str:
+    """The fan-out queue redrives to the DLQ, which redrives to the parked queue (which has none)."""
+    redrive = resources[logical]["Properties"].get("RedrivePolicy")
+    if redrive is None:
+        return "parked"
+    target = _logical_id(redrive["deadLetterTargetArn"])
+    return "queue" if "RedrivePolicy" in resources[str(target)]["Properties"] else "dlq"
+
+
 def _targets(template: dict[str, Any]) -> dict[str, str]:
     """logical id -> target name (connections, rooms, messages, queue, dlq, data-key, ...)."""
     resources = template["Resources"]
@@ -124,7 +144,7 @@ def _targets(template: dict[str, Any]) -> dict[str, str]:
         if kind in ("AWS::DynamoDB::GlobalTable", "AWS::DynamoDB::Table"):
             names[logical] = by_key[props["KeySchema"][0]["AttributeName"]]
         elif kind == "AWS::SQS::Queue":
-            names[logical] = "queue" if "RedrivePolicy" in props else "dlq"
+            names[logical] = queue_role(resources, logical)
         elif kind == "AWS::SecretsManager::Secret":
             names[logical] = "secret"
         elif kind == "AWS::Logs::LogGroup":

@@ -35,13 +35,20 @@ def _logical_ids(template: dict[str, Any]) -> dict[str, str]:
     tables = resources_of(template, "AWS::DynamoDB::GlobalTable")
     by_keys = {table["Properties"]["KeySchema"][0]["AttributeName"]: tid for tid, table in tables.items()}
     queues = resources_of(template, "AWS::SQS::Queue")
-    queue = next(qid for qid, q in queues.items() if "RedrivePolicy" in q["Properties"])
+    parked = next(qid for qid, q in queues.items() if "RedrivePolicy" not in q["Properties"])
+    dlq = next(
+        qid
+        for qid, q in queues.items()
+        if "RedrivePolicy" in q["Properties"]
+        and ref_id(q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]) == parked
+    )
     return {
         CONNECTIONS.logical_name: by_keys[CONNECTIONS.partition_key.name],
         ROOMS.logical_name: by_keys[ROOMS.partition_key.name],
         MESSAGES.logical_name: by_keys[MESSAGES.partition_key.name],
-        "queue": queue,
-        "dlq": next(qid for qid in queues if qid != queue),
+        "queue": next(qid for qid in queues if qid not in (parked, dlq)),
+        "dlq": dlq,
+        "parked": parked,
     }
 
 
@@ -66,13 +73,13 @@ def _grants(template: dict[str, Any], statements: list[dict[str, Any]]) -> dict[
 
 
 def test_no_statement_uses_a_wildcard_action(default_json: dict[str, Any]) -> None:
-    for name in ("authorizer", "ingress", "fanout", "janitor"):
+    for name in ("authorizer", "ingress", "fanout", "janitor", "redriver"):
         for statement in _statements(default_json, name):
             for action in _as_list(statement["Action"]):
                 assert "*" not in action, f"{name}: {action}"
 
 
-@pytest.mark.parametrize("name", ["authorizer", "ingress", "fanout", "janitor"])
+@pytest.mark.parametrize("name", ["authorizer", "ingress", "fanout", "janitor", "redriver"])
 def test_only_xray_has_a_wildcard_resource(default_json: dict[str, Any], name: str) -> None:
     grants = _grants(default_json, _statements(default_json, name))
     assert grants["*"] == XRAY
@@ -113,13 +120,18 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
             "dynamodb:Query",
             "dynamodb:BatchGetItem",
         },
-        "queue": {"sqs:SendMessage"},
-        "/dev/POST/@connections/*": {"execute-api:ManageConnections"},
+        "queue": {"sqs:SendMessage"},  # no @connections: the ack is a route response
     },
     "fanout": {
         CONNECTIONS.logical_name: {"dynamodb:GetItem", "dynamodb:DeleteItem"},
         ROOMS.logical_name: {"dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
-        "queue": {"sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"},
+        "queue": {
+            "sqs:SendMessage",
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:GetQueueAttributes",
+            "sqs:ChangeMessageVisibility",
+        },
         "dlq": {"sqs:SendMessage"},
         "/dev/POST/@connections/*": {"execute-api:ManageConnections"},
     },
@@ -133,6 +145,11 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
         "queue": {"sqs:SendMessage"},
         "/dev/GET/@connections/*": {"execute-api:ManageConnections"},
         "/dev/DELETE/@connections/*": {"execute-api:ManageConnections"},
+    },
+    "redriver": {
+        "queue": {"sqs:SendMessage"},
+        "dlq": {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"},
+        "parked": {"sqs:SendMessage"},
     },
 }
 

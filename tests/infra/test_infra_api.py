@@ -64,6 +64,8 @@ def test_two_way_routes_send_the_ingress_reply_back(default_json: dict[str, Any]
         ref_id(r["Properties"]["RouteId"]): r["Properties"]
         for r in resources_of(default_json, "AWS::ApiGatewayV2::RouteResponse").values()
     }
+    # The ack is sendmessage's route response (docs/protocol.md): it must be a two-way route.
+    assert "sendmessage" in TWO_WAY_ROUTES and routes["sendmessage"]["id"] in responses
     for key, route in routes.items():
         if key in TWO_WAY_ROUTES:
             assert route["RouteResponseSelectionExpression"] == "$default"

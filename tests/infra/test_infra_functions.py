@@ -39,7 +39,13 @@ def test_every_function_runs_python_3_14_on_arm64_with_xray_and_powertools(
 
 @pytest.mark.parametrize(
     ("name", "timeout", "memory"),
-    [("authorizer", 5, 256), ("ingress", 10, 512), ("fanout", 60, 1024), ("janitor", 300, 512)],
+    [
+        ("authorizer", 5, 256),
+        ("ingress", 10, 512),
+        ("fanout", 15, 1024),
+        ("janitor", 300, 512),
+        ("redriver", 30, 256),
+    ],
 )
 def test_timeouts_and_memory(default_json: dict[str, Any], name: str, timeout: int, memory: int) -> None:
     props = _props(default_json, name)
@@ -91,6 +97,7 @@ def test_functions_get_the_resource_variables_they_read(default_json: dict[str, 
     assert all(ENV.JWT_SECRET not in env[name] for name in NAMES), "the secret itself never goes in env"
     assert ENV.MESSAGES_TABLE in env["ingress"]
     assert ENV.FANOUT_DLQ_URL in env["fanout"]
+    assert {ENV.FANOUT_QUEUE_URL, ENV.FANOUT_PARKED_URL} <= set(env["redriver"])
     for name in ("ingress", "fanout", "janitor"):
         assert {ENV.CONNECTIONS_TABLE, ENV.ROOMS_TABLE, ENV.FANOUT_QUEUE_URL} <= set(env[name])
         endpoint = env[name][ENV.MANAGEMENT_API_ENDPOINT]["Fn::Join"][1]

@@ -23,15 +23,15 @@ def _topic_id(template: dict[str, Any]) -> str:
     return topic_id
 
 
-def test_the_dlq_depth_alarm_fires_on_the_first_message(default_json: dict[str, Any]) -> None:
+def test_only_what_outlives_auto_redrive_pages_the_parked_queue_depth_alarm(
+    default_json: dict[str, Any],
+) -> None:
     queues = resources_of(default_json, "AWS::SQS::Queue")
-    dlq = next(qid for qid, q in queues.items() if "RedrivePolicy" not in q["Properties"])
-    (alarm,) = [
-        a
-        for a in _alarms(default_json)
-        if a["MetricName"] == "ApproximateNumberOfMessagesVisible"
-        and ref_id(a["Dimensions"][0]["Value"]) == dlq
-    ]
+    parked = next(qid for qid, q in queues.items() if "RedrivePolicy" not in q["Properties"])
+    depth = [a for a in _alarms(default_json) if a["MetricName"] == "ApproximateNumberOfMessagesVisible"]
+    # The DLQ is redriven automatically: its depth alone pages nobody.
+    (alarm,) = depth
+    assert ref_id(alarm["Dimensions"][0]["Value"]) == parked
     assert alarm["Namespace"] == "AWS/SQS"
     assert alarm["Threshold"] == 0
     assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
@@ -40,18 +40,19 @@ def test_the_dlq_depth_alarm_fires_on_the_first_message(default_json: dict[str, 
 
 
 def _emf_alarm(template: dict[str, Any]) -> dict[str, Any]:
-    (alarm,) = [a for a in _alarms(template) if a["MetricName"] == "DeadLettered"]
+    assert not [a for a in _alarms(template) if a["MetricName"] == "DeadLettered"]  # healed by redrive
+    (alarm,) = [a for a in _alarms(template) if a["MetricName"] == "DeliveriesParked"]
     return alarm
 
 
 def _emitted_metric(environment: dict[str, Any]) -> dict[str, Any]:
-    """The EMF line the fan-out's Metrics object prints, in a process with the function's own
+    """The EMF line the redriver's Metrics object prints, in a process with the function's own
     environment from the template (what Lambda would give it)."""
     code = (
         "from aws_lambda_powertools.metrics import MetricUnit\n"
         "from functions.chat.observability import observability\n"
-        "_, _, metrics = observability('fanout')\n"
-        "metrics.add_metric(name='DeadLettered', unit=MetricUnit.Count, value=1)\n"
+        "_, _, metrics = observability('redriver')\n"
+        "metrics.add_metric(name='DeliveriesParked', unit=MetricUnit.Count, value=1)\n"
         "metrics.flush_metrics()\n"
     )
     variables = {k: v for k, v in environment.items() if isinstance(v, str)}
@@ -68,12 +69,12 @@ def _emitted_metric(environment: dict[str, Any]) -> dict[str, Any]:
     return line
 
 
-def test_dead_lettered_deliveries_alarm_reads_what_the_fanout_emits(default_json: dict[str, Any]) -> None:
+def test_parked_deliveries_alarm_reads_what_the_redriver_emits(default_json: dict[str, Any]) -> None:
     """The alarm selects exactly the namespace and dimension set the function publishes with the
     environment the stack gives it (one definition: functions.chat.settings.metric_dimensions)."""
     alarm = _emf_alarm(default_json)
-    fanout = default_json["Resources"][function_id(default_json, "fanout")]["Properties"]
-    emf = _emitted_metric(fanout["Environment"]["Variables"])
+    redriver = default_json["Resources"][function_id(default_json, "redriver")]["Properties"]
+    emf = _emitted_metric(redriver["Environment"]["Variables"])
     (directive,) = emf["_aws"]["CloudWatchMetrics"]
     assert alarm["Namespace"] == directive["Namespace"]
     (dimension_set,) = directive["Dimensions"]
@@ -116,6 +117,7 @@ def test_function_errors_and_throttles_alarm(default_json: dict[str, Any]) -> No
         ("fanout", "Throttles"),
         ("ingress", "Errors"),
         ("janitor", "Errors"),
+        ("redriver", "Errors"),
     ]:
         alarm = _function_alarm(default_json, name, metric)
         assert alarm["Threshold"] == 1

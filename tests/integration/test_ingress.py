@@ -137,11 +137,11 @@ def test_sendmessage_stores_acks_then_enqueues_one_job_per_shard(env: Chat) -> N
     alice.send(action="join", room="general")
     bob.send(action="join", room="general")
     env.drain_jobs()
-    assert alice.send(action="sendmessage", room="general", text="hello <b>", clientMsgId="m1") is None
-    # The sender gets its ack, then its own copy, in that order, from the ingress itself.
-    [ack, own] = alice.posted()
-    assert ack["type"] == "ack" and (ack["room"], ack["clientMsgId"], ack["seq"]) == ("general", "m1", 1)
-    assert own["type"] == "message" and (own["id"], own["seq"]) == (ack["id"], 1)
+    ack = alice.send(action="sendmessage", room="general", text="hello <b>", clientMsgId="m1")
+    # The ack is the route response; nothing goes through the Management API from the ingress.
+    assert ack is not None and ack["type"] == "ack"
+    assert (ack["room"], ack["clientMsgId"], ack["seq"]) == ("general", "m1", 1)
+    assert alice.posted() == []
     [stored] = stored_messages(env, "general")
     assert stored == {
         "room": "general",
@@ -159,17 +159,16 @@ def test_sendmessage_stores_acks_then_enqueues_one_job_per_shard(env: Chat) -> N
         **{k: stored[k] for k in ("room", "id", "seq", "user", "name", "text", "ts")},
         "clientMsgId": "m1",
     }
-    # Everyone else (the sender's other connections included) gets it through the fan-out.
-    assert job.shard == "0.0" and job.exclude == alice.connection_id and job.correlation_id == ack["id"]
+    # Every member, the sending connection included, gets its copy through the fan-out.
+    assert job.shard == "0.0" and job.exclude is None and job.correlation_id == ack["id"]
 
 
 def test_resend_with_same_client_msg_id_is_idempotent(env: Chat) -> None:
     alice = Client("alice")
     alice.send(action="join", room="r")
     env.drain_jobs()
-    for _ in range(3):
-        alice.send(action="sendmessage", room="r", text="once", clientMsgId="same-id")
-    acks = [frame for frame in alice.posted() if frame["type"] == "ack"]
+    acks = [alice.send(action="sendmessage", room="r", text="once", clientMsgId="same-id") for _ in range(3)]
+    assert all(a is not None and a["type"] == "ack" for a in acks)
     assert len(acks) == 3 and len({(a["id"], a["seq"]) for a in acks}) == 1
     assert len(stored_messages(env, "r")) == 1
     assert len(env.drain_jobs()) == 1  # fanned out once per successful store
@@ -351,19 +350,19 @@ def test_seq_has_no_gaps_under_concurrent_senders(chat_factory: Any) -> None:
         sender.send(action="join", room="race")
     per_sender = 8
     errors: list[BaseException] = []
+    acks: list[dict[str, Any]] = []
 
     def run(sender: Client) -> None:
         try:
             for n in range(per_sender):
-                assert (
-                    sender.send(
-                        action="sendmessage",
-                        room="race",
-                        text=f"{sender.identity.user_id}-{n}",
-                        clientMsgId=f"c{n}",
-                    )
-                    is None
+                ack = sender.send(
+                    action="sendmessage",
+                    room="race",
+                    text=f"{sender.identity.user_id}-{n}",
+                    clientMsgId=f"c{n}",
                 )
+                assert ack is not None and ack["type"] == "ack"
+                acks.append(ack)
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
@@ -380,7 +379,6 @@ def test_seq_has_no_gaps_under_concurrent_senders(chat_factory: Any) -> None:
         {f"user{i}-{n}": 1 for i in range(6) for n in range(per_sender)}
     )
     assert env.service._store.room_counters("race", consistent=True)[0] == total
-    acks = [frame for s in senders for frame in s.posted() if frame["type"] == "ack"]
     assert sorted(a["seq"] for a in acks) == list(range(1, total + 1))
 
 
@@ -398,57 +396,30 @@ def test_jobs_are_one_per_non_empty_shard_in_batches(chat_factory: Any) -> None:
     assert sorted(recipients) == sorted(m.connection_id for m in members)
 
 
-def test_ack_is_retried_through_throttling_and_never_fails_the_send(chat: Chat) -> None:
-    from functions.chat.gateway import Gone, Throttled
+def test_ack_is_the_route_response_so_a_throttled_management_api_cannot_lose_it(chat: Chat) -> None:
+    from functions.chat.gateway import Throttled
     from functions.chat.service import ChatService
 
     attempts: list[str] = []
-    script = [Throttled("c", "429"), Throttled("c", "429")]
-
-    def flaky_post(connection_id: str, data: bytes) -> None:
-        attempts.append(connection_id)
-        if script:
-            raise script.pop(0)
-
-    service = ChatService(
-        chat.service._store, chat.service._queue, chat.settings, flaky_post, sleep=lambda _: None
-    )
-    cid, identity = chat.connect("alice")
-    service.handle(cid, identity, json.dumps({"action": "join", "room": "r"}), "x")
-    service.handle(
-        cid,
-        identity,
-        json.dumps({"action": "sendmessage", "room": "r", "text": "t", "clientMsgId": "a1"}),
-        "x",
-    )
-    assert len(attempts) == 4  # two throttled posts, then the ack, then the sender's copy
-
-    def gone(connection_id: str, data: bytes) -> None:
-        raise Gone(connection_id, "410")
-
-    service = ChatService(chat.service._store, chat.service._queue, chat.settings, gone, sleep=lambda _: None)
-    outcome = service.handle(
-        cid,
-        identity,
-        json.dumps({"action": "sendmessage", "room": "r", "text": "t", "clientMsgId": "a2"}),
-        "x",
-    )
-    assert outcome.error is None and outcome.stored  # a sender gone mid-send still stores and fans out
-    assert [m["seq"] for m in stored_messages(chat, "r")] == [1, 2]
-    chat.drain_jobs()
 
     def always_throttled(connection_id: str, data: bytes) -> None:
+        attempts.append(connection_id)
         raise Throttled(connection_id, "429")
 
     service = ChatService(
         chat.service._store, chat.service._queue, chat.settings, always_throttled, sleep=lambda _: None
     )
-    service.handle(
+    cid, identity = chat.connect("alice")
+    service.handle(cid, identity, json.dumps({"action": "join", "room": "r"}), "x")
+    chat.drain_jobs()
+    outcome = service.handle(
         cid,
         identity,
-        json.dumps({"action": "sendmessage", "room": "r", "text": "t", "clientMsgId": "a3"}),
+        json.dumps({"action": "sendmessage", "room": "r", "text": "t", "clientMsgId": "a1"}),
         "x",
     )
-    # The sender's copy that could not be posted goes to the fan-out, with its retries and DLQ.
-    retries = [job for job in chat.drain_jobs() if job.connections == (cid,)]
-    assert len(retries) == 1 and retries[0].frame["seq"] == 3
+    assert outcome.error is None and outcome.stored
+    assert outcome.reply is not None and outcome.reply["type"] == "ack" and outcome.reply["seq"] == 1
+    assert attempts == []  # the ingress posts nothing: every copy is the fan-out's, with its retries
+    [job] = chat.drain_jobs()
+    assert job.exclude is None and job.frame["seq"] == 1

@@ -159,7 +159,8 @@ class InfoServer:
         self.server.server_close()
 
 
-def test_local_finds_the_runtimes_moto_and_queues(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("parked", [False, True])
+def test_local_finds_the_runtimes_moto_and_queues(capsys: pytest.CaptureFixture[str], parked: bool) -> None:
     moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto_server.start()
     info_server: InfoServer | None = None
@@ -169,24 +170,28 @@ def test_local_finds_the_runtimes_moto_and_queues(capsys: pytest.CaptureFixture[
         sqs = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1")
         queue_url = sqs.create_queue(QueueName="dynamowave-fanout")["QueueUrl"]
         dlq_url = sqs.create_queue(QueueName="dynamowave-fanout-dlq")["QueueUrl"]
-        sqs.send_message(QueueUrl=dlq_url, MessageBody=dead_job(1).to_json())
+        parked_url = sqs.create_queue(QueueName="dynamowave-fanout-parked")["QueueUrl"]
+        # --parked moves what outlived auto-redrive; without it, the DLQ.
+        source = parked_url if parked else dlq_url
+        sqs.send_message(QueueUrl=source, MessageBody=dead_job(1).to_json())
         info_server = InfoServer(
             {
                 "aws_endpoint": endpoint,
                 "region": "us-east-1",
                 "fanout_queue_url": queue_url,
                 "fanout_dlq_url": dlq_url,
+                "fanout_parked_url": parked_url,
             }
         )
 
-        status = redrive("--local", info_server.url, "--json")
+        status = redrive("--local", info_server.url, "--json", *(["--parked"] if parked else []))
 
         assert status == 0
         report = json.loads(capsys.readouterr().out)
         assert (report["moved"], report["failed"], report["queue_url"]) == (1, 0, queue_url)
         (body,) = bodies(sqs, queue_url)
         assert FanoutJob.from_json(body).attempt == 0
-        assert in_queue(sqs, dlq_url) == 0
+        assert in_queue(sqs, source) == 0
     finally:
         if info_server is not None:
             info_server.stop()
