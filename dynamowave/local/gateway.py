@@ -383,7 +383,8 @@ class WebSocketGateway:
             source_ip=source_ip,
             user_agent=user_agent,
             authorizer=authorizer,
-            last_active=connected_at,
+            # The idle timer starts once the connection exists (after $connect), not before it.
+            last_active=now_ms(),
         )
         self.registry.register(connection)
         try:
