@@ -52,6 +52,13 @@ CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_NO_STATUS = 1005
 CLOSE_ABNORMAL = 1006
 CLOSE_TOO_BIG = 1009
+CLOSE_POLICY = 1008
+# Bytes a connection may have waiting to be written (route responses and posts alike); past it
+# the reader is too slow and is closed. API Gateway's own buffer is undocumented.
+MAX_BACKLOG_BYTES = 1024 * 1024
+SLOW_READER_REASON = "Slow reader: send backlog full"
+# Every server-side close (idle, DeleteConnection, shutdown, a slow reader) ends within this.
+CLOSE_TIMEOUT_SECONDS = 2.0
 # The disconnectReason API Gateway gives when the client's close frame carries no status code.
 NO_STATUS_REASON = "Client-side close frame status not set"
 # API Gateway supports no binary frames in incoming payloads: it closes the connection with 1003.
@@ -154,6 +161,7 @@ class Connection:
     close_code: int | None = None
     close_reason: str = ""
     inflight: set[asyncio.Task[None]] = field(default_factory=set)
+    unsent: int = 0  # bytes of frames waiting to be written (see `unsent_bytes`)
 
     def mark_closing(self, code: int, reason: str) -> None:
         if not self.closing:
@@ -407,7 +415,7 @@ class WebSocketGateway:
                 reason = "idle timeout" if idle_left <= age_left else "maximum duration"
                 log.info("closing %s: %s", connection.id, reason)
                 connection.mark_closing(CLOSE_GOING_AWAY, "Going away")
-                await ws.close(code=CLOSE_GOING_AWAY, message=b"Going away")
+                await bounded_close(connection, CLOSE_GOING_AWAY, "Going away")
                 return
             try:
                 # The deadline is ours, not receive(timeout=): aiohttp restarts that timeout on
@@ -422,7 +430,7 @@ class WebSocketGateway:
                 continue
             if message.type is WSMsgType.BINARY:
                 connection.mark_closing(CLOSE_UNSUPPORTED_DATA, BINARY_REASON)
-                await ws.close(code=CLOSE_UNSUPPORTED_DATA, message=BINARY_REASON.encode())
+                await bounded_close(connection, CLOSE_UNSUPPORTED_DATA, BINARY_REASON)
                 return
             if message.type is WSMsgType.CLOSE or (message.type is WSMsgType.CLOSING and ws.close_code):
                 code = int(message.data or ws.close_code or CLOSE_NO_STATUS)
@@ -481,8 +489,25 @@ class WebSocketGateway:
         if connection.closing or connection.ws.closed:
             return
         text = frame if isinstance(frame, str) else json.dumps(frame, separators=(",", ":"))
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await connection.ws.send_str(text)
+        if unsent_bytes(connection) + len(text) > MAX_BACKLOG_BYTES:
+            self.cut_off(connection)
+            return
+        # Counted until written: replies behind a slow reader wait here, not in the transport.
+        connection.unsent += len(text)
+        try:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await connection.ws.send_str(text)
+        finally:
+            connection.unsent -= len(text)
+
+    def cut_off(self, connection: Connection) -> None:
+        """A reader more than `MAX_BACKLOG_BYTES` behind is closed (1008), not fed: dropping its
+        frames would break at-least-once delivery without the client knowing; closed, it
+        reconnects and recovers what it missed with `join` + `since` (docs/local-runtime.md)."""
+        if connection.closing:
+            return
+        log.warning("closing %s: more than %d bytes unsent (slow reader)", connection.id, MAX_BACKLOG_BYTES)
+        self.track(asyncio.create_task(self.close_connection(connection, CLOSE_POLICY, SLOW_READER_REASON)))
 
     # ----- teardown ---------------------------------------------------------------------------
 
@@ -531,8 +556,7 @@ class WebSocketGateway:
         """Server-side close (DeleteConnection): unregistered at once, $disconnect follows."""
         self.registry.unregister(connection.id)
         connection.mark_closing(code, reason)
-        with contextlib.suppress(Exception):
-            await connection.ws.close(code=code, message=reason.encode())
+        await bounded_close(connection, code, reason)
 
     def drop_silently(self, connection: Connection) -> None:
         """Test hook: the socket dies and the runtime forgets it, without $disconnect."""
@@ -544,15 +568,41 @@ class WebSocketGateway:
             transport.abort()
 
     async def shutdown(self) -> None:
-        """Closes every connection (1001 Going away); each runs its $disconnect."""
+        """Closes every connection (1001 Going away) side by side, all within one
+        `CLOSE_TIMEOUT_SECONDS` (a stuck reader is cut off); each runs its $disconnect."""
+        closing = []
         for connection_id in self.registry.ids():
             connection = self.registry.get(connection_id)
             if connection is not None:
                 connection.mark_closing(CLOSE_GOING_AWAY, "Going away")
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(
-                        connection.ws.close(code=CLOSE_GOING_AWAY, message=b"Going away"), 2
-                    )
+                closing.append(bounded_close(connection, CLOSE_GOING_AWAY, "Going away"))
+        await asyncio.gather(*closing)
+
+
+def unsent_bytes(connection: Connection) -> int:
+    """Bytes accepted for `connection` and not yet handed to the kernel."""
+    transport = connection.request.transport
+    return connection.unsent + (0 if transport is None else transport.get_write_buffer_size())
+
+
+async def bounded_close(connection: Connection, code: int, reason: str) -> None:
+    """A close handshake that ends within `CLOSE_TIMEOUT_SECONDS`, whatever the peer does.
+
+    aiohttp's close first writes the close frame, which waits for the socket to drain (forever,
+    for a client that stopped reading), then waits for the peer's close frame. Past the bound
+    the TCP connection is aborted: the client sees it drop (1006) and `$disconnect` follows.
+    """
+    try:
+        async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+            await connection.ws.close(code=code, message=reason.encode())
+        return
+    except TimeoutError:
+        log.info("closing %s took over %.0f s: connection aborted", connection.id, CLOSE_TIMEOUT_SECONDS)
+    except Exception as error:  # a socket already gone: nothing left to close politely
+        log.debug("closing %s: %s", connection.id, error)
+    transport = connection.request.transport
+    if transport is not None:
+        transport.abort()
 
 
 def new_gateway_request_id() -> str:

@@ -26,7 +26,14 @@ from botocore import handlers
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse, HTTPHeaders
 
 from dynamowave.local.faults import FaultInjector
-from dynamowave.local.gateway import Connection, WebSocketGateway, iso_time, request_identity
+from dynamowave.local.gateway import (
+    MAX_BACKLOG_BYTES,
+    Connection,
+    WebSocketGateway,
+    iso_time,
+    request_identity,
+    unsent_bytes,
+)
 from dynamowave.local.sigv4 import SignatureRejected, SigV4Verifier
 
 log = logging.getLogger("dynamowave.management")
@@ -190,10 +197,13 @@ class ManagementApi:
             return  # closed after its post was accepted: lost with the socket, as on AWS
         backlog = self._backlogs.get(connection_id)
         if backlog is not None:
+            if unsent_bytes(connection) + sum(map(len, backlog)) + len(data) > MAX_BACKLOG_BYTES:
+                self._backlogs.pop(connection_id, None)
+                self._gateway.cut_off(connection)
+                return
             backlog.append(data)
             return
-        transport = connection.request.transport
-        if transport is not None and transport.get_write_buffer_size() > SLOW_READER_BYTES:
+        if unsent_bytes(connection) > SLOW_READER_BYTES:
             # This reader is behind: its frames wait in order on their own task, so that its
             # back-pressure never holds up the frames of every other connection.
             self._backlogs[connection_id] = deque([data])
@@ -211,7 +221,8 @@ class ManagementApi:
         except (ConnectionError, RuntimeError):
             pass
         finally:
-            del self._backlogs[connection.id]
+            if self._backlogs.get(connection.id) is backlog:
+                del self._backlogs[connection.id]
 
     async def post(self, request: web.Request) -> web.Response:
         refusal, body = await self._refusal(request)

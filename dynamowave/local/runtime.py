@@ -190,6 +190,10 @@ class LocalRuntime:
         await site.start()
         self._app_runner = runner
         self.port = int(runner.addresses[0][1])
+        if config.host.strip("[]") == "::":
+            # asyncio binds "::" IPv6-only (IPV6_V6ONLY): IPv4 on the same port too, so the
+            # printed ws://127.0.0.1 URL answers.
+            await web.TCPSite(runner, "0.0.0.0", self.port, reuse_address=True).start()
         gateway.domain_name = f"{self._public_host()}:{self.port}"
 
     def verifier(self) -> SigV4Verifier:

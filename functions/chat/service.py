@@ -8,6 +8,7 @@ calls on `ChatService`, and the service returns the frame to send back as the ro
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,6 +61,14 @@ class Outcome:
     rev: int | None = None  # a stored change's rev (edit, delete, react)
 
 
+@dataclass
+class _FrameState:
+    """What the limiter knows of the frame being handled."""
+
+    spent: bool = False
+    received_ms: int | None = None
+
+
 class ChatService:
     def __init__(
         self,
@@ -88,6 +97,15 @@ class ChatService:
             clock,
             self.review,
         )
+        # Per frame, per thread (the local runtime runs invocations side by side on threads).
+        self._frames = threading.local()
+
+    @property
+    def _frame(self) -> _FrameState:
+        state = getattr(self._frames, "state", None)
+        if state is None:
+            state = self._frames.state = _FrameState()
+        return state
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -113,15 +131,34 @@ class ChatService:
     # -- frames ----------------------------------------------------------------------------------
 
     def handle(
-        self, connection_id: str, identity: Identity, body: str | None, correlation_id: str
+        self,
+        connection_id: str,
+        identity: Identity,
+        body: str | None,
+        correlation_id: str,
+        received_ms: int | None = None,
     ) -> Outcome:
-        """Run one client frame; every refusal becomes the protocol's error frame."""
+        """Run one client frame; every refusal becomes the protocol's error frame.
+
+        Every frame spends one token of the connection's rate limit, valid or not (a flood of
+        malformed frames is refused as `rate_limited` like any other), and the limiter counts
+        frames by when API Gateway received them (`received_ms`), not by when the function got
+        to them: a backlog of frames queued behind a slow integration does not earn new tokens.
+        """
         action: str | None = None
+        frame = self._frame
+        frame.spent, frame.received_ms = False, received_ms
         try:
             request = protocol.parse_frame(body, max_text_length=self._settings.max_text_length)
             action = type(request).__name__.lower()
             return self._dispatch(connection_id, identity, request, correlation_id)
         except ProtocolError as error:
+            if not frame.spent:
+                try:  # refused before it spent a token: it spends one now
+                    self._touch(connection_id, error.action or action or "frame", None)
+                except ProtocolError as limited:
+                    if limited.code is ErrorCode.RATE_LIMITED:
+                        error = limited
             return Outcome(error.frame(), action=error.action or action, error=error.code)
 
     def _dispatch(
@@ -153,9 +190,16 @@ class ChatService:
         raise AssertionError(f"unhandled request {request!r}")  # pragma: no cover
 
     def _touch(self, connection_id: str, action: str, room: str | None, **context: Any) -> Any:
+        frame = self._frame
+        now = self._clock()
+        # Never later than now: a frame cannot claim tokens from the future.
+        at = now if frame.received_ms is None else min(now, frame.received_ms)
         try:
-            return self._store.touch_connection(connection_id, self._clock(), member_of=room)
+            record = self._store.touch_connection(connection_id, at, member_of=room)
+            frame.spent = True  # a refusal below spent nothing (the write is conditional)...
+            return record
         except RateLimited:
+            frame.spent = True  # ...but a limited frame counts as limited
             raise ProtocolError(
                 ErrorCode.RATE_LIMITED,
                 f"slow down: at most {self._settings.rate_limit_per_second:g} frames/s "

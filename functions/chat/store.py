@@ -30,8 +30,11 @@ META: Final = "META"
 CONSISTENT: Final = True
 _SERIALIZER: Final = TypeSerializer()
 _DESERIALIZER: Final = TypeDeserializer()
-# Optimistic seq assignment: concurrent senders in one room retry with jittered backoff.
-SEQ_MAX_ATTEMPTS: Final = 60
+# Optimistic seq assignment: concurrent senders in one room retry with jittered backoff, for
+# as long as this budget allows (well inside API Gateway's 29 s integration timeout). A count
+# of attempts would give up on a sender within its rate limit while a crowd keeps winning the
+# race; every race has a winner, so the crowd drains and the sender gets its turn.
+SEQ_BUDGET_SECONDS: Final = 15.0
 ROOM_KIND: Final = "room"
 DM_KIND: Final = "dm"
 BATCH_GET_LIMIT: Final = 100  # BatchGetItem's keys per request
@@ -860,7 +863,10 @@ class ChatStore:
         """
         idem_key = {"pk": idempotency_pk(user_id, room, client_msg_id), "sk": "IDEM"}
         current: int | None = None
-        for attempt in range(SEQ_MAX_ATTEMPTS):
+        deadline = time.monotonic() + SEQ_BUDGET_SECONDS
+        attempt = -1
+        while attempt < 3 or time.monotonic() < deadline:
+            attempt += 1
             if current is None:
                 current, _ = self.room_counters(room, consistent=True)
             seq = current + 1
@@ -1047,4 +1053,4 @@ def _seq_of_lost_race(error: ClientError) -> int | None:
 
 def _backoff(attempt: int) -> None:
     """Full jitter, capped at 200 ms: transaction conflicts clear in milliseconds."""
-    time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
+    time.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** min(attempt, 10))))

@@ -46,7 +46,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
     try:
         outcome = service.handle(
-            connection_id, identity, event.get("body"), request_context.get("requestId", "")
+            connection_id,
+            identity,
+            event.get("body"),
+            request_context.get("requestId", ""),
+            received_ms=_epoch_ms(request_context.get("requestTimeEpoch")),
         )
     except Exception:
         # A bug or an AWS outage: the caller still gets the protocol's error frame.
@@ -101,3 +105,8 @@ def record_review(verdict: Verdict) -> None:
     metrics.add_metric(name=REVIEW_METRICS[verdict.result], unit=MetricUnit.Count, value=1)
     if verdict.fallback:
         metrics.add_metric(name="ReviewFallbacks", unit=MetricUnit.Count, value=1)
+
+
+def _epoch_ms(value: Any) -> int | None:
+    """API Gateway's ``requestTimeEpoch`` (ms): when the frame arrived, the limiter's clock."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None

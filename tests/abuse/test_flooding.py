@@ -73,6 +73,34 @@ def test_per_connection_rate_limit(dev: DevApi) -> None:
     flooder.close()
 
 
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"action": "nope"},  # unknown_action
+        {"action": "join", "room": "bad room"},  # bad_request
+        {"action": "history", "room": "never-joined"},  # not_member
+        {"action": "ping", "user": "mallory"},  # forbidden
+    ],
+    ids=["unknown-action", "bad-request", "not-member", "forbidden"],
+)
+def test_invalid_frames_are_rate_limited_too(dev: DevApi, frame: dict[str, Any]) -> None:
+    """Before: 300 bad frames were answered in 0.2 s, none of them `rate_limited`."""
+    flooder = Client(dev, "flooder-bad")
+    started = time.monotonic()
+    for _ in range(40):
+        flooder.send(**frame)
+    deadline = time.monotonic() + 30
+    while len(flooder.frames) < 40 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    elapsed = time.monotonic() - started
+    codes = [f.get("code") for _, f in flooder.frames]
+    assert len(codes) == 40, codes
+    refused_otherwise = len(codes) - codes.count("rate_limited")
+    assert codes.count("rate_limited") >= 1, codes
+    assert refused_otherwise <= BURST + int(elapsed * RATE) + 1, (codes, elapsed)
+    flooder.close()
+
+
 def send_until_acked(sender: Client, room: str, text: str, client_msg_id: str) -> None:
     """A careful client: resend the same clientMsgId after an error or a silence."""
     for _ in range(10):
@@ -129,19 +157,28 @@ def test_a_flooder_does_not_stop_delivery_to_others(dev: DevApi) -> None:
             time.sleep(1 / FLOOD_RATE)
 
     thread = threading.Thread(target=flood, daemon=True)
+    flood_started = time.monotonic()
     thread.start()
     try:
         flooded = exchange(alice, bob, "victims", VICTIM_MESSAGES, "flooded")
     finally:
         stop.set()
         thread.join()
+    flood_seconds = time.monotonic() - flood_started
+    time.sleep(2.0)  # the flooder's last frames are answered
     codes = [f.get("code") for _, f in flooder.frames if f.get("type") == "error"]
     assert codes.count("rate_limited") > 0, codes[:10]
+    # The limiter holds by arrival time: the flooder stores at most its burst plus the refill.
+    acks = sum(1 for _, f in flooder.frames if f.get("type") == "ack")
+    assert acks <= BURST + int(flood_seconds * RATE) + 1, (acks, sent[0], flood_seconds)
+    # Contention on the flood room's seq is never `internal` for the frames within the limit.
+    assert codes.count("internal") == 0, codes
     print(
         f"\nvictim delivery latency, {VICTIM_MESSAGES} messages each: quiet p50 {statistics.median(quiet):.0f} ms, "
         f"p99 {percentile(quiet, 0.99):.0f} ms | with a flooder ({sent[0]} frames, "
-        f"{codes.count('rate_limited')} rate_limited) p50 {statistics.median(flooded):.0f} ms, "
-        f"p99 {percentile(flooded, 0.99):.0f} ms"
+        f"{codes.count('rate_limited')} rate_limited, {acks} stored in {flood_seconds:.0f} s) "
+        f"p50 {statistics.median(flooded):.0f} ms, p99 {percentile(flooded, 0.99):.0f} ms "
+        f"({percentile(flooded, 0.99) / max(1.0, percentile(quiet, 0.99)):.1f}x the quiet p99)"
     )
     for client in (alice, bob, flooder):
         client.close()

@@ -55,6 +55,7 @@ def fuzz_settings(scale: float = 1.0) -> settings:
 
 
 TABLES = ("connections", "rooms", "messages")
+LIMITER_FIELDS = frozenset({"tat", "lastSeen"})
 SECRET = "fuzz-secret-0123456789abcdef0123456789abcdef"
 ENDPOINT = "https://fuzz123.execute-api.us-east-1.amazonaws.com/test"
 
@@ -138,8 +139,17 @@ class IngressHarness:
                 ],
             )
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, *, limiter: bool = False) -> dict[str, Any]:
+        """Every table and the queue depth. Without `limiter`, the connections' limiter state
+        (`tat`, `lastSeen`) is left out: every frame spends a token, refused or not."""
         state: dict[str, Any] = {table: self.table_items(table) for table in TABLES}
+        if not limiter:
+            state["connections"] = sorted(
+                json.dumps(
+                    {k: v for k, v in json.loads(item).items() if k not in LIMITER_FIELDS}, sort_keys=True
+                )
+                for item in state["connections"]
+            )
         state["queued"] = self.queue_depth()
         return state
 
