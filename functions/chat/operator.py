@@ -29,7 +29,7 @@ from functions.chat.protocol import (
 from functions.chat.service import ChatService
 from functions.chat.store import StoreBusy
 
-EVENT_NAME_PATTERN: Final = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+EVENT_NAME_PATTERN: Final = re.compile(r"\A[A-Za-z0-9_.:-]{1,64}\Z")
 # An event's `data` must leave room for its envelope inside one 128 KB WebSocket message.
 MAX_EVENT_DATA_BYTES: Final = 64 * 1024
 PRESENCE_LIMIT: Final = 1000
