@@ -242,6 +242,24 @@ class RoomState:
         self.versions[seq] = state
         return True
 
+    epoch: str | None = None  # the room's history epoch (docs/protocol.md)
+
+    def new_epoch(self, epoch: object) -> bool:
+        """Record the room's epoch; True if it changed (its history was reset: drop the cache)."""
+        if not isinstance(epoch, str) or not epoch:
+            return False
+        changed = self.epoch is not None and epoch != self.epoch
+        self.epoch = epoch
+        if changed:
+            self.seen.clear()
+            self.latest = 0
+            self.since = None
+            self.history_exhausted = False
+            self.rev = 0
+            self.authors.clear()
+            self.versions.clear()
+        return changed
+
     @property
     def label(self) -> str:
         return f"@{self.peer}" if self.peer else f"#{self.name}"
@@ -631,6 +649,8 @@ class ChatClient:
                 self._acknowledged(str(frame.get("clientMsgId")))
             self._print_new(room, [frame])
         elif kind == "history" and room is not None:
+            if room.new_epoch(frame.get("epoch")):
+                self.out(f"* {room.label} was reset (new history epoch)")
             shown = self._print_new(room, frame.get("messages") or [], header=f"* history of #{room.name}:")
             if frame.get("more") is not True:
                 room.history_exhausted = True
@@ -660,9 +680,15 @@ class ChatClient:
     async def _on_joined(self, room: RoomState, frame: dict[str, Any]) -> None:
         self.ready.set()
         room.settled.set()
-        recovering = room.ever_joined
+        reset = room.new_epoch(frame.get("epoch"))
+        recovering = room.ever_joined and not reset
         room.joined = room.ever_joined = True
         room.latest = max(room.latest, _int(frame.get("seq")))
+        if reset:
+            # A recovery `since` counted in the old history: the new one starts afresh.
+            self.out(f"* {room.label} was reset (new history epoch): showing it anew")
+            if frame.get("messages") == [] and _int(frame.get("seq")) > 0:
+                await self._send({"action": "history", "room": room.name, "limit": HISTORY_DEFAULT})
         room.members = {str(m) for m in frame.get("members") or []}
         messages = frame.get("messages") or []
         if not recovering:

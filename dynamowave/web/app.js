@@ -69,7 +69,27 @@
       peerRead: 0, // a DM's other user's marker (receipt): "seen"
       preview: null, // `last` from the room list, until messages are loaded
       rev: 0, // the room's last change seen (v2 lifecycle): re-joins recover changes after it
+      epoch: null, // the room's history epoch: a new one means the server's history was reset
     };
+  }
+
+  // docs/protocol.md: `joined` and `history` carry the room's epoch. A different one means the
+  // history this tab holds is gone (a restarted local runtime, recreated tables): seq 1 is a new
+  // message, not a duplicate, so the cache for the room is dropped. True if it was.
+  function adoptEpoch(room, epoch) {
+    if (typeof epoch !== "string" || !epoch) return false;
+    const reset = room.epoch !== null && room.epoch !== epoch;
+    room.epoch = epoch;
+    if (reset) {
+      room.messages.clear();
+      room.rev = 0;
+      room.latest = 0;
+      room.read = 0;
+      room.readSent = 0;
+      room.historyExhausted = false;
+      if (room.name === state.active) renderConversation();
+    }
+    return reset;
   }
 
   // Unread is derived, as the server derives it: messages after the marker (docs/protocol.md).
@@ -573,7 +593,8 @@
         }
       }
       if (!room) return; // left meanwhile
-      const recovering = room.everJoined;
+      const reset = adoptEpoch(room, frame.epoch);
+      const recovering = room.everJoined && !reset;
       room.joined = true;
       room.everJoined = true;
       if (frame.kind) room.kind = String(frame.kind);
@@ -590,6 +611,10 @@
       renderRooms();
       // Recovery replies are capped (100 messages or 128 KB): ask again from where this one ended.
       if (recovering && frame.more === true && (added.length > 0 || updates.length > 0)) joinRoom(room);
+      // A reset seen on a recovery join: `since` counted in the old history, so fetch the new.
+      if (reset && (!Array.isArray(frame.messages) || frame.messages.length === 0) && room.latest > 0) {
+        send({ action: "history", room: room.name, limit: HISTORY_PAGE });
+      }
       for (const pending of room.pending.values()) transmit(room, pending);
       if (seesLatest(room)) scheduleRead(room);
     },
@@ -707,6 +732,7 @@
       const room = state.rooms.get(frame.room);
       if (!room) return;
       room.loadingOlder = false;
+      adoptEpoch(room, frame.epoch);
       const added = storeMessages(room, frame.messages);
       if (frame.more !== true) room.historyExhausted = true;
       renderAdded(room, added);

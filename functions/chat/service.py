@@ -306,6 +306,7 @@ class ChatService:
         envelope: dict[str, Any] = {
             "type": "joined",
             "room": room,
+            "epoch": self._store.room_epoch(room),
             "seq": seq,
             "rev": rev,
             "read": read,
@@ -586,7 +587,7 @@ class ChatService:
     def history_frame(self, room: str, before: int | None, limit: int) -> dict[str, Any]:
         """The `history` reply: `limit` messages below `before` (or the latest), ascending."""
         messages, more = self._store.messages_before(room, before, limit)
-        envelope = {"type": "history", "room": room}
+        envelope = {"type": "history", "room": room, "epoch": self._store.room_epoch(room)}
         fitted, more = protocol.fit_messages(envelope, messages, keep="newest", more=more)
         return {**envelope, "messages": fitted, "more": more}
 

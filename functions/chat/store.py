@@ -376,6 +376,28 @@ class ChatStore:
         item = deserialize(response.get("Item") or {})
         return int(item.get("seq", 0)), int(item.get("members", 0))
 
+    def room_epoch(self, room: str) -> str:
+        """The room's history epoch (docs/protocol.md): set when its counter is created, so a
+        recreated table (a restarted local runtime, a redeployed stack) gives every room a new
+        one. Rooms from before epochs get theirs on first read."""
+        response = self._db.get_item(
+            TableName=self._rooms,
+            Key=serialize({"pk": room_pk(room), "sk": META}),
+            ConsistentRead=CONSISTENT,
+            ProjectionExpression="epoch",
+        )
+        epoch = deserialize(response.get("Item") or {}).get("epoch")
+        if isinstance(epoch, str) and epoch:
+            return epoch
+        updated = self._db.update_item(
+            TableName=self._rooms,
+            Key=serialize({"pk": room_pk(room), "sk": META}),
+            UpdateExpression="SET epoch = if_not_exists(epoch, :epoch)",
+            ExpressionAttributeValues=_values(epoch=new_epoch()),
+            ReturnValues="ALL_NEW",
+        )
+        return str(deserialize(updated["Attributes"])["epoch"])
+
     def join(
         self,
         connection: ConnectionRecord,
@@ -420,8 +442,9 @@ class ChatStore:
             "Update": {
                 "TableName": self._rooms,
                 "Key": serialize({"pk": room_pk(room), "sk": META}),
-                "UpdateExpression": "ADD members :one SET seq = if_not_exists(seq, :zero)",
-                "ExpressionAttributeValues": _values(one=1, zero=0),
+                "UpdateExpression": "ADD members :one SET seq = if_not_exists(seq, :zero), "
+                "epoch = if_not_exists(epoch, :epoch)",
+                "ExpressionAttributeValues": _values(one=1, zero=0, epoch=new_epoch()),
             }
         }
         directory = {
@@ -1030,6 +1053,10 @@ class ChatStore:
             if not last:
                 return
             kwargs["ExclusiveStartKey"] = last
+
+
+def new_epoch() -> str:
+    return uuid.uuid4().hex[:16]
 
 
 def _message(item: Mapping[str, Any]) -> dict[str, Any]:

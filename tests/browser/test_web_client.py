@@ -244,3 +244,50 @@ def test_edit_react_and_delete_in_one_tab_are_seen_in_the_other_and_after_a_relo
     expect(bob.message(2).locator(".text")).to_have_text("message deleted")
     assert alice.errors == [] and bob.errors == []
     assert alice.dialogs == [] and bob.dialogs == []
+
+
+def wipe_room(runtime: LocalRuntime, room: str) -> None:
+    """What a restart of the local runtime does to a room: its counter and messages are gone."""
+    import urllib.request
+
+    import boto3
+
+    with urllib.request.urlopen(f"{runtime.http_url}dev/info", timeout=30) as response:
+        info = json.loads(response.read())
+    db: Any = boto3.session.Session().client(
+        "dynamodb",
+        endpoint_url=info["aws_endpoint"],
+        region_name=info["region"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    db.delete_item(TableName=info["tables"]["rooms"], Key={"pk": {"S": f"ROOM#{room}"}, "sk": {"S": "META"}})
+    items = db.query(
+        TableName=info["tables"]["messages"],
+        KeyConditionExpression="room = :r",
+        ExpressionAttributeValues={":r": {"S": room}},
+    )["Items"]
+    for item in items:
+        db.delete_item(TableName=info["tables"]["messages"], Key={"room": item["room"], "seq": item["seq"]})
+
+
+def test_a_new_history_epoch_drops_the_rooms_cache(
+    open_chat: Callable[..., ChatPage], runtime: LocalRuntime
+) -> None:
+    """After a reset, the new seq 1 is a new message, not a duplicate of the old seq 1."""
+    room = fresh_room("epoch")
+    dana = open_chat("dana")
+    dana.join(room)
+    dana.say("old one")
+    dana.say("old two")
+    expect(dana.message(2)).to_have_attribute("data-status", "sent")
+    dana.page.evaluate("window.dynamowave.dropConnection({hold: true})")
+    expect(dana.page.locator("#status")).to_have_attribute("data-state", "offline")
+    wipe_room(runtime, room)
+    post_messages(runtime, "erin", room, ["new one"])  # seq 1 of the new epoch
+
+    dana.page.evaluate("window.dynamowave.resume()")
+    expect(dana.page.locator("#status")).to_have_attribute("data-state", "connected")
+    expect(dana.message(1).locator(".text")).to_have_text("new one")
+    expect(dana.message(2)).to_have_count(0)
+    assert dana.texts() == ["new one"]
