@@ -97,6 +97,7 @@ def test_connect_records_the_connection(env: Chat) -> None:
 def test_join_replies_joined_and_announces_first_connection(env: Chat) -> None:
     alice = Client("alice")
     reply = alice.send(action="join", room="general")
+    assert reply is not None and isinstance(reply.pop("epoch"), str)  # tests/integration/test_epoch.py
     assert reply == {
         "type": "joined",
         "room": "general",
@@ -120,7 +121,7 @@ def test_join_replies_joined_and_announces_first_connection(env: Chat) -> None:
     from functions.chat.store import deserialize
 
     meta = [deserialize(i) for i in env.table_items("rooms") if i["sk"]["S"] == "META"]
-    assert meta == [{"pk": "ROOM#general", "sk": "META", "members": 2, "seq": 0}]
+    assert meta == [{"pk": "ROOM#general", "sk": "META", "members": 2, "seq": 0, "epoch": meta[0]["epoch"]}]
 
 
 def test_join_outside_the_tokens_rooms_is_forbidden_and_stores_nothing(env: Chat) -> None:
