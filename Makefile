@@ -34,8 +34,9 @@ checkov: $(CHECKOV_STAMP)
 serve: $(STAMP)
 	$(VENV)/bin/dynamowave serve --host $(HOST) --port $(PORT) $(ARGS)
 
-## make test: the whole suite (unit, integration, infrastructure, end-to-end, browser, smoke load)
-test: $(STAMP) $(CHECKOV_STAMP)
+## make test: the whole suite (unit, integration, infrastructure with checkov and the real CDK CLI,
+## end-to-end, browser, smoke load)
+test: $(STAMP) $(CHECKOV_STAMP) $(CDK_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## make lint: ruff (lint + format check) and mypy --strict
