@@ -98,7 +98,9 @@ def _check_message(message: Frame, ack: Frame, text: str, user: str) -> None:
     check(isinstance(message.get("ts"), int) and isinstance(message.get("name"), str), f"message: {message}")
 
 
-@row("sendmessage: ack, then the sender's own copy; seq rises by one")
+# The wire order of ack and own copy is not guaranteed (docs/protocol.md, "The ack and the
+# sender's own copy"): the ack is the route response, the copy comes from the fan-out.
+@row("sendmessage: ack and the sender's own copy; seq rises by one")
 async def _send(ctx: CheckContext) -> None:
     room = ctx.room("send")
     alice = await ctx.connect("alice")
@@ -109,8 +111,6 @@ async def _send(ctx: CheckContext) -> None:
         check(ack.get("seq") == expected_seq and isinstance(ack.get("id"), str), f"ack: {ack}")
         message = await alice.expect(f("message", room=room, seq=expected_seq), "own message copy")
         _check_message(message, ack, text, ctx.user("alice"))
-        order = [i for i, x in enumerate(alice.frames) if x in (ack, message)]
-        check(alice.frames[order[0]] is ack, "the sender got its message before its ack")
 
 
 @row("sendmessage fans out to every connection in the room")

@@ -580,8 +580,8 @@ class WebSocketGateway:
 
 
 def unsent_bytes(connection: Connection) -> int:
-    """Bytes accepted for `connection` and not yet handed to the kernel."""
-    transport = connection.request.transport
+    """Bytes accepted for `connection` and not yet handed to the kernel (none past the socket's end)."""
+    transport = None if connection.request is None else connection.request.transport
     return connection.unsent + (0 if transport is None else transport.get_write_buffer_size())
 
 
