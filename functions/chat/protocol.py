@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
+from functions.chat.schema import ACTION_ROUTES
+
 # Whole-string patterns: `\Z`, not `$`, which also matches before a final newline ("alice\n"
 # would be a second alice). Apply them with `fullmatch`.
 USER_ID_PATTERN: Final = re.compile(r"\A[A-Za-z0-9_.@-]{1,64}\Z")
@@ -156,20 +158,8 @@ class React:
 
 
 Request = Join | Leave | SendMessage | History | Typing | Ping | Rooms | Read | Dm | Edit | Delete | React
-ACTIONS: Final = (
-    "join",
-    "leave",
-    "sendmessage",
-    "history",
-    "typing",
-    "ping",
-    "rooms",
-    "read",
-    "dm",
-    "edit",
-    "delete",
-    "react",
-)
+# One list of route keys for the protocol, the CDK routes and the local gateway (schema.py).
+ACTIONS: Final = ACTION_ROUTES
 # Fields an action names as its *target*, not as the caller's identity: `dm {user}` names the
 # other participant. Every other identity field in a frame is still refused.
 TARGET_FIELDS: Final[dict[str, frozenset[str]]] = {"dm": frozenset({"user"})}
