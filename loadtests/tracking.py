@@ -1,7 +1,7 @@
 """Per-connection bookkeeping of a load-test user, with no locust and no sockets (unit-testable).
 
 A member must receive every message whose seq is above the `seq` its `joined` frame reported
-(PROTOCOL.md: at-least-once to every member of the room when the message was acked). Deliveries
+(docs/protocol.md: at-least-once to every member of the room when the message was acked). Deliveries
 are de-duplicated by seq; what is missing below the highest seq seen is a lost delivery.
 """
 

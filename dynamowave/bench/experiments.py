@@ -2,22 +2,18 @@
 
 ``DYNAMOWAVE_BENCH_EXPERIMENTS=name[,name...]`` applies them to a run, so each proposed change
 (docs/benchmarks.md, "Bottlenecks") is measured against the stock code on the same machine
-before anyone edits the real module. None of them is on by default.
+before anyone edits the real module. None of them is on by default. Two earlier ones,
+``recheck-1s`` and ``direct-posts``, were adopted by the runtime itself and are gone
+(docs/benchmarks.md, bottlenecks 3 and 4).
 
-* ``recheck-1s``: dynamowave/local/moto_backend.py re-ran every waiting SQS long poll as a
-  short receive every 0.1 s (``_RECHECK_SECONDS``). The runtime has since adopted 1.0 s, so
-  this is now a no-op, kept so the recorded commands still run.
 * ``one-poller``: one SQS poller instead of four. Every send wakes every waiting poller, and each
   runs a full moto ReceiveMessage; with one job per message, three of the four find nothing.
-* ``direct-posts``: the functions' PostToConnection calls skipped the loopback HTTP hop. The
-  runtime has since adopted it (dynamowave.local.management_api.InProcessPosts), so this is now
-  a no-op, kept so the recorded commands still run.
 * ``fanout-batch-1``: the fan-out's SQS event source hands one record per invocation (batch size
-  1 instead of 10). With 10, the shard jobs of one message usually arrive in one batch, and the
-  handler delivers a batch's records one after another: a 1,000-member room (7 shards) is
-  posted shard by shard instead of in parallel invocations.
+  1 instead of 10), so a message's shard jobs arrive in separate invocations. The handler has
+  since delivered a batch's records side by side (docs/benchmarks.md, bottleneck 5); the
+  experiment measures what separate invocations add to that.
 * ``no-fanout-mark``: the ingress's ``mark_fanned_out`` UpdateItem is skipped (what dropping the
-  flag would save per message). Not adopted: PROTOCOL.md promises one fan-out per successful
+  flag would save per message). Not adopted: docs/protocol.md promises one fan-out per successful
   store, and without the mark a resend of an acked message would fan out again.
 """
 
@@ -27,7 +23,7 @@ import os
 from typing import Any, Final
 
 ENV_VAR: Final = "DYNAMOWAVE_BENCH_EXPERIMENTS"
-KNOWN: Final = ("recheck-1s", "one-poller", "direct-posts", "fanout-batch-1", "no-fanout-mark")
+KNOWN: Final = ("one-poller", "fanout-batch-1", "no-fanout-mark")
 
 
 def enabled() -> set[str]:

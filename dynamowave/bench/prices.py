@@ -51,7 +51,6 @@ PRICES: Final[dict[str, Price]] = {
 }
 
 APIGW_MESSAGE_BYTES: Final = 32 * 1024
-SQS_CHUNK_BYTES: Final = 64 * 1024
 
 
 def websocket_messages(frame_bytes: int) -> int:

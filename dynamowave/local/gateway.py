@@ -40,7 +40,6 @@ from dynamowave.local.lambda_runner import (
     InvocationTimeout,
     LambdaRunner,
     api_gateway_id,
-    new_request_id,
 )
 
 log = logging.getLogger("dynamowave.gateway")
@@ -603,10 +602,6 @@ async def bounded_close(connection: Connection, code: int, reason: str) -> None:
     transport = connection.request.transport
     if transport is not None:
         transport.abort()
-
-
-def new_gateway_request_id() -> str:
-    return new_request_id()
 
 
 def request_identity(source_ip: str, user_agent: str | None) -> dict[str, str]:

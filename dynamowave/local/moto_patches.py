@@ -26,7 +26,7 @@
    inspects the handler class's methods: a quarter of the time of a GetItem. Neither changes
    while the server runs, so both are computed once.
 
-Applied once per process, before any request; written against moto 5.x (pinned below 6).
+Applied once per process, before any request; written against moto 5.1 and 5.2 (pyproject.toml pins `moto[server]>=5.1,<5.3`).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ CONDITION_FAILED = "The conditional request failed"
 
 
 def serialize_dynamodb() -> None:
-    """Apply the three patches (idempotent)."""
+    """Apply patches 1 to 4 (idempotent); patch 5 is the server's (`cache_server_dispatch`)."""
     global _applied  # noqa: PLW0603 - a process-wide, idempotent patch
     if _applied:
         return

@@ -247,13 +247,9 @@ class LocalRuntime:
             self.management, self.management_endpoint, asyncio.get_running_loop()
         )
         self._in_process_posts.install()
-        try:
-            from functions.chat import deps
-        except ImportError:
-            return
-        reset = getattr(deps, "reset", None)
-        if callable(reset):
-            reset()
+        from functions.chat import deps
+
+        deps.reset()
 
     def _start_event_sources(self) -> None:
         import boto3

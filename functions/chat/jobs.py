@@ -10,7 +10,7 @@ from the DLQ, and ``dead_since`` (epoch ms) is when it first reached the DLQ (fu
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 JOB_VERSION = 1
@@ -30,7 +30,6 @@ class FanoutJob:
     attempt: int = 0
     correlation_id: str = ""
     reason: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
     redrives: int = 0
     dead_since: int | None = None
 

@@ -24,14 +24,13 @@ CLIENT_MSG_ID_PATTERN: Final = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
 # Lone surrogates are not Unicode scalar values: they cannot be stored as UTF-8.
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
-MAX_FRAME_BYTES: Final = 32 * 1024  # API Gateway WebSocket frame limit
 MAX_MESSAGE_BYTES: Final = 128 * 1024  # API Gateway WebSocket message limit
 # Server replies are kept under the message limit with room to spare for the envelope.
 REPLY_BUDGET_BYTES: Final = 120 * 1024
 HISTORY_DEFAULT_LIMIT: Final = 50
 HISTORY_MAX_LIMIT: Final = 100
 JOIN_SINCE_LIMIT: Final = 100
-MAX_EMOJI_LENGTH: Final = 32  # characters (code points), PROTOCOL.md's `emoji` bound
+MAX_EMOJI_LENGTH: Final = 32  # characters (code points), docs/protocol.md's `emoji` bound
 MAX_SEQ: Final = 2**53 - 1  # JSON-safe integer range for every client
 # Frames may not name an identity: it comes from the authorizer's context only.
 IDENTITY_FIELDS: Final = frozenset({"user", "userId", "sub", "name", "connectionId", "principalId"})
@@ -325,10 +324,6 @@ def _optional_int(data: dict[str, Any], key: str, minimum: int, fail: FailFn) ->
     if value < minimum or value > MAX_SEQ:
         raise fail(ErrorCode.BAD_REQUEST, f"'{key}' must be between {minimum} and {MAX_SEQ}")
     return int(value)
-
-
-def validate_room(room: str) -> bool:
-    return bool(ROOM_PATTERN.fullmatch(room))
 
 
 # ---------------------------------------------------------------------------------------------

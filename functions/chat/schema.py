@@ -5,9 +5,10 @@ Three tables (see docs/data-model.md for every access pattern and its cost):
 * ``connections``: one item per WebSocket connection, keyed by ``connectionId``.
 * ``rooms``: everything room-scoped except messages, in one table with a generic ``pk``/``sk``:
   the room's seq counter and member count (``ROOM#r`` / ``META``), per-user presence counters
-  (``ROOM#r`` / ``USER#u``), sharded memberships (``ROOM#r#S#shard`` / ``CONN#id``), the shard
+  (``ROOM#r`` / ``USER#u``), sharded memberships (``ROOM#r#S#shard`` / the connection id), the shard
   directory (``ROOM#r#SHARDS`` / ``shard``), idempotency records (``IDEM#user#room#clientMsgId`` /
-  ``IDEM``), the janitor's resume cursor (``JANITOR`` / ``CURSOR``) and, per user, durable
+  ``IDEM``), bans (``ROOM#r`` / ``BAN#u``), the change log (``ROOM#r#CHANGES`` / ...),
+  the janitor's resume cursor (``JANITOR`` / ``CURSOR``) and, per user, durable
   memberships (``USER#u`` / ``ROOM#r``) and live connections (``USER#u`` / ``CONN#id``).
 * ``messages``: the room's history keyed by (``room``, ``seq``).
 """
@@ -39,11 +40,6 @@ class TableDefinition:
     def physical_name(self, prefix: str) -> str:
         """The table name the local runtime uses (CDK lets CloudFormation name the real ones)."""
         return f"{prefix}-{self.logical_name}"
-
-    def key_names(self) -> tuple[str, ...]:
-        if self.sort_key is None:
-            return (self.partition_key.name,)
-        return (self.partition_key.name, self.sort_key.name)
 
 
 CONNECTIONS = TableDefinition(

@@ -1,4 +1,4 @@
-"""The chat actions (PROTOCOL.md): what each route does, over the store, the queue and the gateway.
+"""The chat actions (docs/protocol.md): what each route does, over the store, the queue and the gateway.
 
 No boto3 here and no Lambda event shapes: the ingress handler translates API Gateway events into
 calls on `ChatService`, and the service returns the frame to send back as the route response

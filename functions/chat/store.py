@@ -169,7 +169,6 @@ class Member:
 class JoinResult:
     shard: str
     first_connection_of_user: bool
-    already_member: bool
 
 
 @dataclass(frozen=True)
@@ -411,7 +410,7 @@ class ChatStore:
         subscription, the user's membership, counters and presence in one transaction."""
         if room in connection.joined:
             self._db.update_item(**self._membership_upsert(connection.user_id, room, kind, peer, 0, now_ms))
-            return JoinResult(connection.joined[room], False, True)
+            return JoinResult(connection.joined[room], False)
         seq, members = self.room_counters(room)
         shard = shard_for(connection.connection_id, members, self._settings.shard_size)
         membership: dict[str, Any] = {
@@ -490,7 +489,7 @@ class ChatStore:
             try:
                 items: list[Any] = [membership, on_connection, counters, directory, presence, user_membership]
                 self._db.transact_write_items(TransactItems=items)
-                return JoinResult(shard, presence is first, False)
+                return JoinResult(shard, presence is first)
             except ClientError as error:
                 if not _is(error, "TransactionCanceledException"):
                     raise
@@ -500,7 +499,7 @@ class ChatStore:
                     if current is None:
                         raise ConnectionGone(connection.connection_id) from None
                     if room in current.joined:  # a concurrent join of the same connection won
-                        return JoinResult(current.joined[room], False, True)
+                        return JoinResult(current.joined[room], False)
                 if "TransactionConflict" in codes:
                     _backoff(attempt)
         raise StoreBusy(f"join {room} kept conflicting")

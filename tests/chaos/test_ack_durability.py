@@ -1,6 +1,6 @@
 """An `ack` promises delivery: once a sender holds one, the fan-out must happen without its help.
 
-PROTOCOL.md: an acked message is delivered at least once to every member, or ends in the DLQ,
+docs/protocol.md: an acked message is delivered at least once to every member, or ends in the DLQ,
 "never silently". So a failure between storing the message and enqueueing its fan-out (the
 shard Query, SendMessageBatch) must either come before the ack (the sender gets an error and
 resends the same clientMsgId) or be recovered by the system itself. Deterministic versions of

@@ -1,4 +1,4 @@
-"""PROTOCOL.md end to end: real handlers under `dynamowave serve`, real WebSocket clients.
+"""docs/protocol.md end to end: real handlers under `dynamowave serve`, real WebSocket clients.
 
 One test per row of the protocol's tables and per guarantee. Every test uses its own users and
 rooms, so tests never see each other's frames.

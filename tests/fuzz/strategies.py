@@ -1,6 +1,6 @@
 """Hypothesis strategies for client frames: valid, almost valid, and hostile.
 
-Values are drawn so that every validation boundary of PROTOCOL.md is hit often: room names and
+Values are drawn so that every validation boundary of docs/protocol.md is hit often: room names and
 clientMsgIds at 64 and 65 characters, text at the length limit and past it, integers at 0,
 2**53 - 1 and 2**53, and everything of the wrong type. Frames are serialized in several ways
 (ASCII-escaped, raw Unicode with lone surrogates, truncated, deeply nested, oversize).

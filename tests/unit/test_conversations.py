@@ -10,7 +10,7 @@ def test_dm_room_is_stable_for_the_pair_and_a_valid_room_name() -> None:
     long_a, long_b = "a@" + "x" * 62, "b@" + "y" * 62
     room = conversations.dm_room(long_a, long_b)
     assert room == conversations.dm_room(long_b, long_a)
-    assert protocol.validate_room(room) and conversations.is_dm_room(room)
+    assert protocol.ROOM_PATTERN.fullmatch(room) and conversations.is_dm_room(room)
     assert conversations.dm_room("alice", "bob") != conversations.dm_room("alice", "bob2")
     assert not conversations.is_dm_room("dmz")
 

@@ -1,4 +1,4 @@
-"""The wire contract's validation, with no AWS: every field rule and error code of PROTOCOL.md."""
+"""The wire contract's validation, with no AWS: every field rule and error code of docs/protocol.md."""
 
 from __future__ import annotations
 
