@@ -250,18 +250,6 @@ def meter_every_client(meter: AwsMeter) -> Callable[[], None]:
     build their own sessions (functions.chat.deps), so the hooks go onto each new client.
     Returns a function that undoes it.
     """
-    import botocore.session
+    from dynamowave.compat.botocore_hooks import on_every_new_client
 
-    original = botocore.session.Session.create_client
-
-    def create_client(self: Any, *args: Any, **kwargs: Any) -> Any:
-        client = original(self, *args, **kwargs)
-        meter.attach(client.meta.events)
-        return client
-
-    botocore.session.Session.create_client = create_client  # type: ignore[method-assign]
-
-    def undo() -> None:
-        botocore.session.Session.create_client = original  # type: ignore[method-assign]
-
-    return undo
+    return on_every_new_client(lambda client: meter.attach(client.meta.events))

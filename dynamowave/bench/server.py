@@ -90,9 +90,9 @@ class PipelineSystem:
     async def start(self, secret: str) -> str:
         from dataclasses import replace
 
+        from dynamowave.compat.moto_patches import serialize_dynamodb
         from dynamowave.local.config import RuntimeConfig, default_functions
         from dynamowave.local.faults import FaultConfig, PostFaults
-        from dynamowave.local.moto_patches import serialize_dynamodb
         from dynamowave.local.runtime import LocalRuntime
 
         serialize_dynamodb()

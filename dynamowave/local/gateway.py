@@ -30,10 +30,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from aiohttp import WSCloseCode, WSMsgType, web
-from aiohttp._websocket import reader_py
-from aiohttp.http_websocket import WebSocketError
+from aiohttp import WebSocketError, WSMsgType, web
 
+from dynamowave.compat.aiohttp_frames import GatewayWebSocket
 from dynamowave.local.config import RuntimeConfig
 from dynamowave.local.lambda_runner import (
     Invocation,
@@ -84,52 +83,6 @@ class TokenBucket:
             self._tokens -= 1.0
             return True
         return False
-
-
-class _FrameLimitedReader(reader_py.WebSocketReader):
-    """aiohttp's (pure Python) frame parser plus API Gateway's 32 KB per-frame limit.
-
-    aiohttp only limits whole messages; API Gateway limits each frame too, so a 40 KB message in
-    one frame is refused while the same 40 KB in two 20 KB fragments is accepted.
-    """
-
-    frame_limit = 32 * 1024
-
-    def _handle_frame(self, fin: bool, opcode: int, payload: bytes | bytearray, compressed: int) -> None:
-        if opcode in (reader_py.OP_CODE_TEXT, reader_py.OP_CODE_BINARY, reader_py.OP_CODE_CONTINUATION) and (
-            len(payload) > self.frame_limit
-        ):
-            raise WebSocketError(WSCloseCode.MESSAGE_TOO_BIG, f"Frame size exceeds {self.frame_limit} bytes")
-        super()._handle_frame(fin, opcode, payload, compressed)
-
-
-class GatewayWebSocket(web.WebSocketResponse):
-    """A WebSocketResponse whose parser enforces the per-frame limit (see `_FrameLimitedReader`)."""
-
-    def __init__(self, *, frame_limit: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._frame_limit = frame_limit
-
-    def _post_start(self, request: web.BaseRequest, protocol: str | None, writer: Any) -> None:
-        # aiohttp's own _post_start with the frame-limited parser in place of the default one
-        # (a protocol accepts exactly one parser, so this cannot be a swap after super()).
-        from aiohttp.helpers import DEFAULT_CHUNK_SIZE
-
-        self._ws_protocol = protocol
-        self._writer = writer
-        self._reset_heartbeat()
-        loop = self._loop
-        assert loop is not None
-        queue = reader_py.WebSocketDataQueue(request._protocol, DEFAULT_CHUNK_SIZE, loop=loop)
-        parser = _FrameLimitedReader(
-            queue, self._max_msg_size, compress=bool(self._compress), decode_text=True
-        )
-        parser.frame_limit = self._frame_limit
-        self._reader = queue
-        self._parser = parser
-        callback = None if self._heartbeat is None else self._on_data_received
-        request.protocol.set_parser(parser, data_received_cb=callback)
-        request.protocol.keep_alive(False)
 
 
 def request_time(epoch_ms: int) -> str:

@@ -15,16 +15,16 @@ import logging
 import threading
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from queue import Empty, SimpleQueue
 from typing import Any, Final
 from urllib.parse import unquote
 
 from aiohttp import web
-from botocore import handlers
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse, HTTPHeaders
 
+from dynamowave.compat.botocore_hooks import add_builtin_handler
 from dynamowave.local.faults import FaultInjector
 from dynamowave.local.gateway import (
     MAX_BACKLOG_BYTES,
@@ -323,6 +323,7 @@ class InProcessPosts:
         self._lock = threading.Lock()
         self._waiting: list[_Post] = []
         self._wake_scheduled = False
+        self._remove: Callable[[], None] = lambda: None
 
     def __call__(self, request: AWSPreparedRequest, **_: Any) -> AWSResponse | None:
         if request.method != "POST" or not request.url.startswith(self._prefix):
@@ -385,8 +386,8 @@ class InProcessPosts:
             answered.put(error)
 
     def install(self) -> None:
-        handlers.BUILTIN_HANDLERS.append((self.EVENT, self))
+        self.uninstall()
+        self._remove = add_builtin_handler(self.EVENT, self)
 
     def uninstall(self) -> None:
-        if (self.EVENT, self) in handlers.BUILTIN_HANDLERS:
-            handlers.BUILTIN_HANDLERS.remove((self.EVENT, self))
+        self._remove()

@@ -223,7 +223,7 @@ def serve(journal_path: Path | None = None, fsync: str = "interval") -> None:
     )
     from werkzeug.serving import make_server
 
-    from dynamowave.local.moto_patches import cache_server_dispatch, serialize_dynamodb
+    from dynamowave.compat.moto_patches import cache_server_dispatch, serialize_dynamodb
 
     # DynamoDB as real DynamoDB behaves and costs: atomic transactions that touch only their
     # items, queries that read only their partition.

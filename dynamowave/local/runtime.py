@@ -86,6 +86,11 @@ class LocalRuntime:
     async def start(self) -> None:
         import asyncio
 
+        from dynamowave.compat import check_versions
+
+        # Loudly, before anything binds: the runtime's patches fit only the pinned libraries.
+        check_versions()
+
         from dynamowave.local.journal import JOURNAL_FILE
         from dynamowave.local.moto_backend import MotoBackend, point_boto3_at
         from dynamowave.local.tokens import local_secret, state_dir

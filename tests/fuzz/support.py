@@ -24,7 +24,7 @@ from moto.core import DEFAULT_ACCOUNT_ID  # type: ignore[attr-defined]
 from moto.dynamodb.models import dynamodb_backends
 from moto.sqs.models import sqs_backends
 
-from dynamowave.local.moto_patches import serialize_dynamodb
+from dynamowave.compat.moto_patches import serialize_dynamodb
 from dynamowave.local.provisioning import Resources, provision
 from functions.chat import deps
 from functions.chat.auth import Identity

@@ -12,7 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from dynamowave.local.moto_patches import serialize_dynamodb
+from dynamowave.compat.moto_patches import serialize_dynamodb
 from dynamowave.local.provisioning import Resources, provision
 from functions.chat import deps
 from functions.chat.auth import Identity

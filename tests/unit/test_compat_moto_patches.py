@@ -10,7 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from dynamowave.local.moto_patches import serialize_dynamodb
+from dynamowave.compat.moto_patches import serialize_dynamodb
 
 
 @pytest.fixture
@@ -110,7 +110,7 @@ def test_a_committed_transaction_applies_every_item(table: Any) -> None:
 
 def _answers_from_both_serializers(call: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """The same call answered through the direct JSON path and through moto's own serializer."""
-    from dynamowave.local import moto_patches
+    from dynamowave.compat import moto_patches
 
     direct = call()
     operations = moto_patches.DIRECT_JSON_OPERATIONS

@@ -1,4 +1,4 @@
-"""Make moto's DynamoDB behave like the real one where the chat depends on it.
+"""Make moto's DynamoDB behave like the real one where the chat depends on it (moto 5.2.5 internals).
 
 1. Serializable requests. Real DynamoDB applies each request, and each TransactWriteItems,
    atomically. moto checks conditions and then writes without a lock, so two threads (the
@@ -26,7 +26,9 @@
    inspects the handler class's methods: a quarter of the time of a GetItem. Neither changes
    while the server runs, so both are computed once.
 
-Applied once per process, before any request; written against moto 5.1 and 5.2 (pyproject.toml pins `moto[server]>=5.1,<5.3`).
+Applied once per process, before any request, and only to the pinned moto (`require`, in
+dynamowave/compat/__init__.py). No upstream issue is known for 1 to 5; moto's own work on copy
+costs (getmoto/moto#9670, item deep copies in Query) does not cover them.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from __future__ import annotations
 import copy
 import threading
 from typing import Any
+
+from dynamowave.compat import require
 
 _LOCK = threading.RLock()
 _query_partition = threading.local()
@@ -46,6 +50,7 @@ def serialize_dynamodb() -> None:
     global _applied  # noqa: PLW0603 - a process-wide, idempotent patch
     if _applied:
         return
+    require("moto")
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.responses import DynamoHandler
 
@@ -113,6 +118,7 @@ DIRECT_JSON_OPERATIONS = frozenset(
 
 def cache_server_dispatch() -> None:
     """Patch 5, for the moto server process (`dynamowave.local.moto_backend.serve`)."""
+    require("moto")
     from functools import cache
 
     from moto import backends
