@@ -87,9 +87,10 @@ class AdminClient:
     def add_member(self, room: str, user: str) -> dict[str, Any]:
         return self.call("POST", f"/rooms/{_segment(room)}/members/{_segment(user)}")
 
-    def remove_member(self, room: str, user: str) -> dict[str, Any]:
-        """Ends the user's membership as a kick does."""
-        return self.call("DELETE", f"/rooms/{_segment(room)}/members/{_segment(user)}")
+    def remove_member(self, room: str, user: str, *, reason: str | None = None) -> dict[str, Any]:
+        """Ends the user's membership as a kick does (`kicked` carries the reason)."""
+        body = None if reason is None else {"reason": reason}
+        return self.call("DELETE", f"/rooms/{_segment(room)}/members/{_segment(user)}", body)
 
     def ban(
         self, room: str, user: str, *, seconds: int | None = None, reason: str | None = None
@@ -103,6 +104,14 @@ class AdminClient:
 
     def unban(self, room: str, user: str) -> dict[str, Any]:
         return self.call("DELETE", f"/rooms/{_segment(room)}/bans/{_segment(user)}")
+
+    def mute(self, room: str, user: str, *, seconds: int | None = None) -> dict[str, Any]:
+        """The user keeps reading; sends, edits, reactions and typing are refused with `muted`."""
+        body: dict[str, Any] = {} if seconds is None else {"seconds": seconds}
+        return self.call("PUT", f"/rooms/{_segment(room)}/mutes/{_segment(user)}", body)
+
+    def unmute(self, room: str, user: str) -> dict[str, Any]:
+        return self.call("DELETE", f"/rooms/{_segment(room)}/mutes/{_segment(user)}")
 
     def room_event(self, room: str, name: str, data: Any = None) -> dict[str, Any]:
         return self.call("POST", f"/rooms/{_segment(room)}/events", {"name": name, "data": data})

@@ -56,6 +56,13 @@ commands:
   /delete SEQ    delete message SEQ (yours, or any if you moderate the room)
   /react SEQ E   add reaction E to message SEQ (again: take it back)
   /who           members online in the current room
+moderators of the current room (the token's `mod` claim):
+  /kick USER [REASON]            end USER's membership of the room
+  /ban USER [DURATION] [REASON]  kick USER and refuse their joins (DURATION: 90, 90s, 10m, 2h, 1d;
+                                 absent: until /unban)
+  /unban USER                    lift a ban
+  /mute USER [DURATION]          USER may read but not send, edit, react or type (until /unmute)
+  /unmute USER                   lift a mute
   /quit          leave the chat (so does end of input, once sent lines are acknowledged)
   //text         send a message that starts with /"""
 
@@ -524,6 +531,8 @@ class ChatClient:
                 self.out("! not connected: try /read again once reconnected")
         elif name in ("/edit", "/delete", "/react"):
             await self._change(name, arg)
+        elif name in MODERATION_COMMANDS:
+            await self._moderate(name[1:], arg)
         elif name == "/who":
             room = self.rooms.get(self.current or "")
             members = ", ".join(sorted(room.members)) if room else ""
@@ -551,6 +560,17 @@ class ChatClient:
             frame.update(emoji=emoji, on=self.me not in mine)
         if not await self._send(frame):
             self.out(f"! not connected: try {name} again once reconnected")
+
+    async def _moderate(self, op: str, arg: str) -> None:
+        room = self.rooms.get(self.current or "")
+        if room is None:
+            self.out("! not in a room: /join ROOM first")
+            return
+        frame = moderation_frame(op, room.name, arg)
+        if frame is None:
+            self.out(f"! usage: {MODERATION_COMMANDS['/' + op]}")
+        elif not await self._send(frame):
+            self.out(f"! not connected: try /{op} again once reconnected")
 
     async def _join(self, name: str) -> None:
         if not ROOM_PATTERN.fullmatch(name):
@@ -637,6 +657,22 @@ class ChatClient:
             self.out(printable(f"* {frame.get('user')} has seen {room.label} up to {_int(frame.get('seq'))}"))
         elif kind == "invited" and isinstance(frame.get("room"), str) and ROOM_PATTERN.match(frame["room"]):
             await self._on_invited(frame)
+        elif kind in ("kicked", "banned") and room is not None:
+            # A moderator ended our membership (every device of ours gets this).
+            del self.rooms[room.name]
+            how = "kicked from" if kind == "kicked" else "banned from"
+            reason = str(frame.get("reason") or "")
+            self.out(
+                printable(
+                    f"* you were {how} {room.label} by {frame.get('by')}" + (f": {reason}" if reason else "")
+                )
+            )
+            if self.current == room.name:
+                self.current = next(iter(self.rooms), None)
+        elif kind == "moderated":
+            done = {"kick": "kicked from", "ban": "banned from", "unban": "unbanned in", "mute": "muted in"}
+            what = done.get(str(frame.get("op")), "unmuted in")
+            self.out(printable(f"* {frame.get('user')} {what} #{frame.get('room')}"))
         elif kind == "left" and room is not None:
             # v2: the membership ended, here or on another device.
             del self.rooms[room.name]
@@ -801,6 +837,39 @@ class ChatClient:
             if self.current == room_name:
                 self.current = next(iter(self.rooms), None)
             self.ready.set()  # let the user /join another room
+
+
+MODERATION_COMMANDS: Final = {
+    "/kick": "/kick USER [REASON]",
+    "/ban": "/ban USER [DURATION] [REASON]  (DURATION: 90, 90s, 10m, 2h, 1d)",
+    "/unban": "/unban USER",
+    "/mute": "/mute USER [DURATION]",
+    "/unmute": "/unmute USER",
+}
+_DURATION: Final = re.compile(r"\A([1-9][0-9]{0,9})([smhd]?)\Z")
+_UNIT_SECONDS: Final = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def moderation_frame(op: str, room: str, arg: str) -> dict[str, Any] | None:
+    """The frame of a moderation command (`arg`: "USER [DURATION] [REASON]"), or None if the
+    arguments do not fit the command's usage."""
+    user, _, rest = arg.strip().partition(" ")
+    if not USER_PATTERN.fullmatch(user):
+        return None
+    frame: dict[str, Any] = {"action": op, "room": room, "user": user}
+    rest = rest.strip()
+    if op in ("ban", "mute"):
+        first, _, after = rest.partition(" ")
+        duration = _DURATION.fullmatch(first)
+        if duration:
+            frame["seconds"] = int(duration.group(1)) * _UNIT_SECONDS[duration.group(2)]
+            rest = after.strip()
+    if op in ("kick", "ban"):
+        if rest:
+            frame["reason"] = rest
+    elif rest:
+        return None
+    return frame
 
 
 def _int(value: object) -> int:

@@ -43,10 +43,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ban.add_argument("--seconds", type=int, help="ban length (default: until unban)")
     ban.add_argument("--reason")
 
-    for name, text in (("unban", "lift a ban"), ("kick", "end a user's membership, as a kick")):
+    for name, text in (("unban", "lift a ban"), ("unmute", "lift a mute")):
         op = sub.add_parser(name, help=text)
         op.add_argument("room")
         op.add_argument("user")
+
+    kick = sub.add_parser("kick", help="end a user's membership (every connection gets `kicked`)")
+    kick.add_argument("room")
+    kick.add_argument("user")
+    kick.add_argument("--reason")
 
     mute = sub.add_parser("mute", help="mute a user in a room")
     mute.add_argument("room")
@@ -88,10 +93,11 @@ def _call(admin: AdminClient, args: argparse.Namespace) -> dict[str, Any]:
     if op == "unban":
         return admin.unban(args.room, args.user)
     if op == "kick":
-        return admin.remove_member(args.room, args.user)
+        return admin.remove_member(args.room, args.user, reason=args.reason)
     if op == "mute":
-        body = {} if args.seconds is None else {"seconds": args.seconds}
-        return admin.call("PUT", f"/rooms/{args.room}/mutes/{args.user}", body)
+        return admin.mute(args.room, args.user, seconds=args.seconds)
+    if op == "unmute":
+        return admin.unmute(args.room, args.user)
     if op == "disconnect":
         return admin.disconnect(args.user)
     if op == "history":

@@ -156,12 +156,57 @@ class React:
     on: bool
 
 
-Request = Join | Leave | SendMessage | History | Typing | Ping | Rooms | Read | Dm | Edit | Delete | React
+# v2 moderation (docs/protocol.md, "Moderation"): by a moderator of the room (the `mod` claim)
+
+
+class ModerationOp(StrEnum):
+    KICK = "kick"
+    BAN = "ban"
+    UNBAN = "unban"
+    MUTE = "mute"
+    UNMUTE = "unmute"
+
+
+@dataclass(frozen=True)
+class Moderate:
+    """`kick`, `ban`, `unban`, `mute` or `unmute` of `user` in `room`; `seconds` None: until
+    lifted (ban and mute only); `reason` for kick and ban ("" if none)."""
+
+    op: ModerationOp
+    room: str
+    user: str
+    seconds: int | None = None
+    reason: str = ""
+
+
+Request = (
+    Join
+    | Leave
+    | SendMessage
+    | History
+    | Typing
+    | Ping
+    | Rooms
+    | Read
+    | Dm
+    | Edit
+    | Delete
+    | React
+    | Moderate
+)
 # One list of route keys for the protocol, the CDK routes and the local gateway (schema.py).
 ACTIONS: Final = ACTION_ROUTES
+MODERATION_OPS: Final = frozenset(op.value for op in ModerationOp)
 # Fields an action names as its *target*, not as the caller's identity: `dm {user}` names the
-# other participant. Every other identity field in a frame is still refused.
-TARGET_FIELDS: Final[dict[str, frozenset[str]]] = {"dm": frozenset({"user"})}
+# other participant, a moderation op the user it acts on. Every other identity field in a frame
+# is still refused.
+TARGET_FIELDS: Final[dict[str, frozenset[str]]] = {
+    "dm": frozenset({"user"}),
+    **{op: frozenset({"user"}) for op in MODERATION_OPS},
+}
+# Bounds shared by the moderation frames and the operator API (functions/chat/operator.py).
+MAX_REASON_LENGTH: Final = 500
+MAX_MODERATION_SECONDS: Final = 10 * 366 * 86400  # a timed ban or mute: up to ten years
 ROOMS_PREVIEW_CHARS: Final = 200  # `rooms` carries each room's latest message cut to this length
 # Whitespace and control characters are not reactions; format characters (ZWJ, variation
 # selectors) are, since emoji sequences are built from them.
@@ -247,6 +292,8 @@ def _parse_action(action: str, data: dict[str, Any], *, max_text_length: int) ->
         return History(valid_room, before, HISTORY_DEFAULT_LIMIT if limit is None else limit)
     if action in ("edit", "delete", "react"):
         return _parse_change(action, valid_room, data, fail, max_text_length=max_text_length)
+    if action in MODERATION_OPS:
+        return _parse_moderation(ModerationOp(action), valid_room, data, fail)
     # sendmessage
     if client_msg_id is None:
         raise fail(ErrorCode.BAD_REQUEST, "'clientMsgId' must match ^[A-Za-z0-9_-]{1,64}$")
@@ -278,6 +325,36 @@ def _parse_change(
     if not isinstance(on, bool):
         raise fail(ErrorCode.BAD_REQUEST, "'on' must be true (add your reaction) or false (remove it)")
     return React(room, seq, emoji, on)
+
+
+def _parse_moderation(op: ModerationOp, room: str, data: dict[str, Any], fail: FailFn) -> Moderate:
+    user = data.get("user")
+    if not isinstance(user, str) or not USER_ID_PATTERN.fullmatch(user):
+        raise fail(ErrorCode.BAD_REQUEST, "'user' (whom to moderate) must match ^[A-Za-z0-9_.@-]{1,64}$")
+    seconds = None
+    if op in (ModerationOp.BAN, ModerationOp.MUTE):
+        seconds = _optional_int(data, "seconds", 1, fail)
+        if seconds is not None and seconds > MAX_MODERATION_SECONDS:
+            raise fail(
+                ErrorCode.BAD_REQUEST, f"'seconds' must be 1..{MAX_MODERATION_SECONDS} (absent: until lifted)"
+            )
+    reason = ""
+    if op in (ModerationOp.KICK, ModerationOp.BAN):
+        problem = reason_problem(data.get("reason", ""))
+        if problem is not None:
+            raise fail(ErrorCode.BAD_REQUEST, problem)
+        reason = str(data.get("reason") or "")
+    return Moderate(op, room, user, seconds, reason)
+
+
+def reason_problem(reason: object) -> str | None:
+    """Why `reason` cannot be a kick's or ban's reason (a string of 0..500 characters of valid
+    Unicode), or None. The one rule for moderation frames and the operator API."""
+    if reason is None:
+        return None
+    if not isinstance(reason, str) or len(reason) > MAX_REASON_LENGTH or _SURROGATE.search(reason):
+        return f"'reason' must be a string of at most {MAX_REASON_LENGTH} characters"
+    return None
 
 
 def _text(data: dict[str, Any], fail: FailFn, max_text_length: int) -> str:
@@ -427,6 +504,11 @@ def invited_frame(room: str, kind: str, from_user: str) -> dict[str, Any]:
 def kicked_frame(room: str, by: str, reason: str, *, banned: bool = False) -> dict[str, Any]:
     """`kicked` (or `banned`) to every connection of a user whose membership a moderator ended."""
     return {"type": "banned" if banned else "kicked", "room": room, "by": by, "reason": reason}
+
+
+def moderated_frame(room: str, user: str, op: str) -> dict[str, Any]:
+    """The moderator's reply: the op is stored and its frames are queued."""
+    return {"type": "moderated", "room": room, "user": user, "op": op}
 
 
 def event_frame(name: str, data: Any, room: str | None = None) -> dict[str, Any]:

@@ -116,6 +116,11 @@ ACTION_ROUTES: tuple[str, ...] = (
     "edit",
     "delete",
     "react",
+    "kick",
+    "ban",
+    "unban",
+    "mute",
+    "unmute",
 )
 SYSTEM_ROUTES: tuple[str, ...] = ("$connect", "$disconnect", "$default")
 # Routes whose Lambda reply is sent back to the caller as a route response (two-way routes).

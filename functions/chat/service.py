@@ -31,6 +31,8 @@ from functions.chat.store import (
     ConnectionRecord,
     NotMember,
     RateLimited,
+    Restricted,
+    Restriction,
     StoreBusy,
 )
 from functions.chat.user_delivery import UserDelivery
@@ -43,6 +45,11 @@ Poster = Callable[[str, bytes], None]
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _until(until: int, lifted: str) -> str:
+    """How long a ban or mute lasts, for its error message (until 0: until lifted)."""
+    return f"until {lifted}" if not until else f"until {until} (ms epoch)"
 
 
 @dataclass
@@ -187,17 +194,33 @@ class ChatService:
                 return self._dm(connection_id, identity, request, correlation_id)
             case protocol.Edit() | protocol.Delete() | protocol.React():
                 return self._change(connection_id, identity, request)
+            case protocol.Moderate():
+                return self._moderate(connection_id, identity, request, correlation_id)
         raise AssertionError(f"unhandled request {request!r}")  # pragma: no cover
 
-    def _touch(self, connection_id: str, action: str, room: str | None, **context: Any) -> Any:
+    def _touch(
+        self, connection_id: str, action: str, room: str | None, *, unless_muted: bool = False, **context: Any
+    ) -> Any:
+        """The frame's one write (liveness, rate limit); with `room`, its condition also needs
+        the room joined on this connection and, with `unless_muted`, the user not muted in it."""
         frame = self._frame
         now = self._clock()
         # Never later than now: a frame cannot claim tokens from the future.
         at = now if frame.received_ms is None else min(now, frame.received_ms)
         try:
-            record = self._store.touch_connection(connection_id, at, member_of=room)
+            record = self._store.touch_connection(
+                connection_id, at, member_of=room, unless_muted=unless_muted
+            )
             frame.spent = True  # a refusal below spent nothing (the write is conditional)...
             return record
+        except Restricted as muted:
+            raise ProtocolError(
+                ErrorCode.MUTED,
+                f"you are muted in {room!r} {_until(muted.until, 'unmuted')}",
+                action=action,
+                room=room,
+                **context,
+            ) from None
         except RateLimited:
             frame.spent = True  # ...but a limited frame counts as limited
             raise ProtocolError(
@@ -229,7 +252,7 @@ class ChatService:
         self, connection_id: str, identity: Identity, request: protocol.Join, correlation_id: str
     ) -> Outcome:
         kind, peer = self._room_access(identity, request.room)
-        self.refuse_if_banned(request.room, identity.user_id, action="join")
+        restrictions = self.refuse_if_banned(request.room, identity.user_id, action="join")
         connection = self._touch(connection_id, "join", None)
         return self._subscribe(
             connection,
@@ -241,6 +264,7 @@ class ChatService:
             "join",
             correlation_id,
             since_rev=request.rev,
+            mute_until=restrictions.get(Restriction.MUTE),
         )
 
     def _room_access(self, identity: Identity, room: str) -> tuple[str, str | None]:
@@ -273,11 +297,22 @@ class ChatService:
         action: str,
         correlation_id: str,
         since_rev: int | None = None,
+        mute_until: int | None = None,
     ) -> Outcome:
         """Subscribe the connection (the user becomes a member) and build the `joined` reply;
-        with `since` and `since_rev`, it carries the `updates` since that rev too."""
+        with `since` and `since_rev`, it carries the `updates` since that rev too. A user muted
+        in the room (`mute_until`) has the mute stamped on this connection by the same write."""
         try:
-            result = self._store.join(connection, room, self._clock(), kind=kind, peer=peer)
+            result = self._store.join(
+                connection, room, self._clock(), kind=kind, peer=peer, mute_until=mute_until
+            )
+        except Restricted as banned:
+            raise ProtocolError(
+                ErrorCode.BANNED,
+                f"you are banned from {room!r} {_until(banned.until, 'unbanned')}",
+                action=action,
+                room=room,
+            ) from None
         except ConnectionGone:
             raise ProtocolError(
                 ErrorCode.INTERNAL, "this connection is not registered; reconnect", action=action
@@ -286,6 +321,9 @@ class ChatService:
             raise ProtocolError(
                 ErrorCode.INTERNAL, "the room is busy; retry", action=action, room=room
             ) from None
+        if mute_until is not None and Restriction.MUTE not in self._restrictions(room, identity.user_id):
+            # Unmuted between the read and the join: the unmute may have missed this stamp.
+            self._store.stamp_connection(connection.connection_id, Restriction.MUTE, room, None)
         jobs = 0
         if result.first_connection_of_user:
             frame = protocol.presence_frame(room, identity.user_id, "join")
@@ -401,31 +439,99 @@ class ChatService:
             )
         return created
 
-    # -- moderation: bans (docs/protocol.md, "Moderation") ------------------------------------
+    # -- moderation (docs/protocol.md, "Moderation"): moderator frames and the operator API ----
 
-    def refuse_if_banned(self, room: str, user_id: str, *, action: str) -> None:
-        """`banned` if the user is banned from the room (costs one GetItem per join, none per
-        message)."""
-        ban = self._store.active_ban(room, user_id, self._clock())
-        if ban is not None:
-            until = int(ban.get("until", 0))
-            when = "until unbanned" if not until else f"until {until} (ms epoch)"
+    def _restrictions(self, room: str, user_id: str) -> dict[Restriction, int]:
+        return self._store.active_restrictions(room, user_id, self._clock())
+
+    def refuse_if_banned(self, room: str, user_id: str, *, action: str) -> dict[Restriction, int]:
+        """`banned` if the user is banned from the room; else the user's restrictions there (a
+        mute, for the join to stamp). One BatchGetItem per join, none per message."""
+        restrictions = self._restrictions(room, user_id)
+        if Restriction.BAN in restrictions:
             raise ProtocolError(
-                ErrorCode.BANNED, f"you are banned from {room!r} {when}", action=action, room=room
+                ErrorCode.BANNED,
+                f"you are banned from {room!r} {_until(restrictions[Restriction.BAN], 'unbanned')}",
+                action=action,
+                room=room,
             )
+        return restrictions
+
+    def _moderate(
+        self, connection_id: str, identity: Identity, request: protocol.Moderate, correlation_id: str
+    ) -> Outcome:
+        op, room, user = request.op, request.room, request.user
+        if conversations.is_dm_room(room) or not identity.may_moderate(room):
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN, f"your token does not let you moderate {room!r}", action=op, room=room
+            )
+        if user == identity.user_id:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f"you cannot {op} yourself", action=op, room=room)
+        self._touch(connection_id, op, None)
+        try:
+            jobs = self.moderate(request, identity.user_id, correlation_id)
+        except StoreBusy:
+            raise ProtocolError(ErrorCode.INTERNAL, "the room is busy; retry", action=op, room=room) from None
+        return Outcome(protocol.moderated_frame(room, user, op), action=op, jobs=jobs)
+
+    def moderate(self, request: protocol.Moderate, by: str, correlation_id: str = "") -> int:
+        """Run one moderation op as `by` (a moderator's user id, or the operator); the fan-out
+        jobs queued. Idempotent: a kick of a non-member, an unban without a ban change nothing
+        but still answer. Raises `StoreBusy`."""
+        room, user, op = request.room, request.user, request.op
+        if op is protocol.ModerationOp.KICK:
+            return self.end_membership(
+                user, room, protocol.kicked_frame(room, by, request.reason), correlation_id
+            )
+        if op is protocol.ModerationOp.BAN:
+            return self.ban(room, user, by, request.seconds, request.reason, correlation_id)
+        if op is protocol.ModerationOp.UNBAN:
+            self.unban(room, user)
+        elif op is protocol.ModerationOp.MUTE:
+            self.mute(room, user, by, request.seconds)
+        else:
+            self.unmute(room, user)
+        return 0
 
     def ban(
         self, room: str, user_id: str, by: str, seconds: int | None, reason: str, correlation_id: str = ""
     ) -> int:
-        """Ban (a kick, then `join` refused with `banned` until it expires or is lifted): the
-        ban is stored first, so a join racing it is refused or is ended by the kick."""
-        now = self._clock()
-        self._store.put_ban(room, user_id, 0 if seconds is None else now + seconds * 1000, reason, by, now)
+        """Ban (a kick, then `join` refused with `banned` until it expires or is lifted). The ban
+        is stored, then stamped on the user's connections, then the kick runs: a join racing
+        it is refused by the stamp or its subscription is found and ended by the kick."""
+        self._restrict(Restriction.BAN, room, user_id, by, seconds, reason)
         frame = protocol.kicked_frame(room, by, reason, banned=True)
         return self.end_membership(user_id, room, frame, correlation_id)
 
     def unban(self, room: str, user_id: str) -> bool:
-        return self._store.delete_ban(room, user_id)
+        return self._lift(Restriction.BAN, room, user_id)
+
+    def mute(self, room: str, user_id: str, by: str, seconds: int | None) -> None:
+        """Mute: the user keeps reading; `sendmessage`, `edit`, `react` and `typing` in the room
+        are refused with `muted` until it expires or is lifted. Nothing is sent to the user."""
+        self._restrict(Restriction.MUTE, room, user_id, by, seconds, "")
+
+    def unmute(self, room: str, user_id: str) -> bool:
+        return self._lift(Restriction.MUTE, room, user_id)
+
+    def _restrict(
+        self, kind: Restriction, room: str, user_id: str, by: str, seconds: int | None, reason: str
+    ) -> None:
+        """Store the ban or mute, then stamp it on every live connection of the user (a
+        connection made after the Query reads the stored item when it joins)."""
+        now = self._clock()
+        until = 0 if seconds is None else now + seconds * 1000
+        self._store.put_restriction(kind, room, user_id, until, reason, by, now)
+        for connection_id in self.users.connections(user_id):
+            self._store.stamp_connection(connection_id, kind, room, until)
+
+    def _lift(self, kind: Restriction, room: str, user_id: str) -> bool:
+        """Delete the item first, then the stamps: a join that read the item before the delete
+        re-reads it after stamping and removes its own stamp (`_subscribe`)."""
+        existed = self._store.delete_restriction(kind, room, user_id)
+        for connection_id in self.users.connections(user_id):
+            self._store.stamp_connection(connection_id, kind, room, None)
+        return existed
 
     def rooms_of(self, user_id: str) -> dict[str, Any]:
         """The `rooms` reply for a user: one Query of memberships, batched reads of the rooms."""
@@ -479,7 +585,7 @@ class ChatService:
 
     def _send(self, connection_id: str, identity: Identity, request: protocol.SendMessage) -> Outcome:
         ids = {"client_msg_id": request.client_msg_id}
-        self._touch(connection_id, "sendmessage", request.room, **ids)
+        self._touch(connection_id, "sendmessage", request.room, unless_muted=True, **ids)
         verdict = self.review(
             ReviewRequest(
                 "message",
@@ -561,7 +667,10 @@ class ChatService:
         request: protocol.Edit | protocol.Delete | protocol.React,
     ) -> Outcome:
         action = type(request).__name__.lower()
-        self._touch(connection_id, action, request.room)
+        # A muted user may still delete their own messages; edits and reactions are refused.
+        self._touch(
+            connection_id, action, request.room, unless_muted=not isinstance(request, protocol.Delete)
+        )
         outcome: ChangeOutcome
         match request:
             case protocol.Edit():
@@ -618,7 +727,7 @@ class ChatService:
     def _typing(
         self, connection_id: str, identity: Identity, request: protocol.Typing, correlation_id: str
     ) -> Outcome:
-        self._touch(connection_id, "typing", request.room)
+        self._touch(connection_id, "typing", request.room, unless_muted=True)
         frame = protocol.typing_frame(request.room, identity.user_id)
         jobs = self._queue_jobs(self._room_jobs(request.room, frame, correlation_id, exclude=connection_id))
         return Outcome(None, action="typing", jobs=jobs)

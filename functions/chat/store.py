@@ -14,8 +14,9 @@ import random
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -53,8 +54,40 @@ class RateLimited(Exception):
     """The connection exceeded its per-connection frame rate."""
 
 
+class Restricted(Exception):
+    """A ban or mute stamped on the connection refused the frame's write; `until` in ms, 0 =
+    until lifted."""
+
+    def __init__(self, kind: Restriction, room: str, until: int) -> None:
+        super().__init__(f"{kind.value} in {room}")
+        self.kind = kind
+        self.room = room
+        self.until = until
+
+
 class StoreBusy(Exception):
     """Seq assignment kept conflicting with other writers; the caller reports `internal`."""
+
+
+class Restriction(StrEnum):
+    """What a moderator can put on a user in a room; the value is the item's sort-key prefix."""
+
+    BAN = "BAN"
+    MUTE = "MUTE"
+
+
+def restriction_stamp(kind: Restriction, room: str) -> str:
+    """The connection item's attribute that carries a ban or mute of `room` (`ban#r`, `mute#r`)."""
+    return f"{kind.value.lower()}#{room}"
+
+
+_STAMP_PREFIXES: Final = tuple(f"{kind.value.lower()}#" for kind in Restriction)
+
+
+def _unrestricted(placeholder: str) -> str:
+    """A condition that holds when the stamp named by `placeholder` is absent or expired
+    (`:zero` and `:now` must be bound)."""
+    return f"(attribute_not_exists({placeholder}) OR ({placeholder} > :zero AND {placeholder} <= :now))"
 
 
 def room_pk(room: str) -> str:
@@ -146,6 +179,7 @@ class ConnectionRecord:
     joined: dict[str, str]  # room -> membership shard
     connected_at: int
     last_seen: int
+    stamps: dict[str, int] = field(default_factory=dict)  # `ban#room` / `mute#room` -> until
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> ConnectionRecord:
@@ -156,7 +190,13 @@ class ConnectionRecord:
             joined={str(k): str(v) for k, v in dict(item.get("joined") or {}).items()},
             connected_at=int(item.get("connectedAt", 0)),
             last_seen=int(item.get("lastSeen", 0)),
+            stamps={str(k): int(v) for k, v in item.items() if str(k).startswith(_STAMP_PREFIXES)},
         )
+
+    def restricted(self, kind: Restriction, room: str, now_ms: int) -> int | None:
+        """The until (ms, 0 = until lifted) of an unexpired ban or mute stamped here, or None."""
+        until = self.stamps.get(restriction_stamp(kind, room))
+        return until if until is not None and (until == 0 or until > now_ms) else None
 
 
 @dataclass(frozen=True)
@@ -274,23 +314,29 @@ class ChatStore:
         return None if item is None else ConnectionRecord.from_item(deserialize(item))
 
     def touch_connection(
-        self, connection_id: str, now_ms: int, *, member_of: str | None = None
+        self, connection_id: str, now_ms: int, *, member_of: str | None = None, unless_muted: bool = False
     ) -> ConnectionRecord:
         """Refresh lastSeen and spend one token of the connection's rate limit, in one write.
 
         The limiter is GCRA: the item keeps a theoretical arrival time ``tat`` (ms); a frame is
         allowed while ``tat`` is at most ``burst - 1`` intervals ahead of now. With `member_of`,
         the same condition requires a membership of that room on this connection, so a frame
-        that is refused (not a member, rate limited, gone) writes nothing. Usually one
-        conditional UpdateItem; a second only when the first guessed the limiter's case wrong.
-        Raises `ConnectionGone`, `NotMember` or `RateLimited`.
+        that is refused (not a member, rate limited, gone) writes nothing. With `unless_muted`
+        (and `member_of`), it also requires no unexpired mute of that room stamped on the
+        connection: a muted user's frame is refused by this same write, and nobody pays a read
+        for it. Usually one conditional UpdateItem; a second only when the first guessed the
+        limiter's case wrong. Raises `ConnectionGone`, `NotMember`, `Restricted` or `RateLimited`.
         """
         interval = max(1, round(1000.0 / self._settings.rate_limit_per_second))
         limit = now_ms + (self._settings.rate_limit_burst - 1) * interval
         key = serialize({"connectionId": connection_id})
-        membership, names = "", {}
+        membership, names, muting = "", {}, {}
         if member_of is not None:
             membership, names = " AND attribute_exists(joined.#room)", {"#room": member_of}
+            if unless_muted:
+                membership += " AND " + _unrestricted("#mute")
+                names["#mute"] = restriction_stamp(Restriction.MUTE, member_of)
+                muting = {"zero": 0}
         extra: dict[str, Any] = {"ExpressionAttributeNames": names} if names else {}
         # Two conditional cases; a racing frame can move `tat` between them, so try each a few
         # times before concluding (a false `rate_limited` would refuse a frame within the limit).
@@ -303,7 +349,7 @@ class ChatStore:
                     UpdateExpression="SET lastSeen = :now, tat = :next",
                     ConditionExpression="attribute_exists(connectionId) "
                     "AND (attribute_not_exists(tat) OR tat <= :now)" + membership,
-                    ExpressionAttributeValues=_values(now=now_ms, next=now_ms + interval),
+                    ExpressionAttributeValues=_values(now=now_ms, next=now_ms + interval, **muting),
                     ReturnValues="ALL_NEW",
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
                     **extra,
@@ -318,6 +364,10 @@ class ChatStore:
             previous = deserialize(old)
             if member_of is not None and member_of not in (previous.get("joined") or {}):
                 raise NotMember(member_of)
+            if muting and member_of is not None:
+                until = previous.get(names["#mute"])
+                if until is not None and (int(until) == 0 or int(until) > now_ms):
+                    raise Restricted(Restriction.MUTE, member_of, int(until))
             if float(previous.get("tat", 0)) > limit:
                 raise RateLimited(connection_id)
             # Case 2: tokens left: tat advances by one interval.
@@ -328,7 +378,7 @@ class ChatStore:
                     UpdateExpression="SET lastSeen = :now, tat = tat + :interval",
                     ConditionExpression="attribute_exists(connectionId) AND tat > :now AND tat <= :limit"
                     + membership,
-                    ExpressionAttributeValues=_values(now=now_ms, interval=interval, limit=limit),
+                    ExpressionAttributeValues=_values(now=now_ms, interval=interval, limit=limit, **muting),
                     ReturnValues="ALL_NEW",
                     **extra,
                 )
@@ -405,9 +455,16 @@ class ChatStore:
         *,
         kind: str = ROOM_KIND,
         peer: str | None = None,
+        mute_until: int | None = None,
     ) -> JoinResult:
         """Subscribe the connection to the room and make its user a member (if not yet): the
-        subscription, the user's membership, counters and presence in one transaction."""
+        subscription, the user's membership, counters and presence in one transaction.
+
+        The subscription's write is conditional on no unexpired ban of the room stamped on the
+        connection (a ban racing this join either finds the subscription and ends it, or
+        stamped first and this join is refused), and it stamps `mute_until` (the user's mute
+        of the room, read by the caller) so the connection's sends are refused by their own
+        write. Raises `Restricted` (banned), `ConnectionGone` or `StoreBusy`."""
         if room in connection.joined:
             self._db.update_item(**self._membership_upsert(connection.user_id, room, kind, peer, 0, now_ms))
             return JoinResult(connection.joined[room], False)
@@ -427,14 +484,25 @@ class ChatStore:
                 "ConditionExpression": "attribute_not_exists(pk)",
             }
         }
+        stamp = {"shard": shard, "zero": 0, "now": now_ms}
+        if mute_until is not None:
+            stamp["mute"] = mute_until
         on_connection = {
             "Update": {
                 "TableName": self._connections,
                 "Key": serialize({"connectionId": connection.connection_id}),
-                "UpdateExpression": "SET joined.#room = :shard",
-                "ConditionExpression": "attribute_exists(connectionId) AND attribute_not_exists(joined.#room)",
-                "ExpressionAttributeNames": {"#room": room},
-                "ExpressionAttributeValues": _values(shard=shard),
+                "UpdateExpression": "SET joined.#room = :shard"
+                + (", #mute = :mute" if mute_until is not None else ""),
+                "ConditionExpression": "attribute_exists(connectionId) AND attribute_not_exists(joined.#room) AND "
+                + _unrestricted("#ban"),
+                "ExpressionAttributeNames": {
+                    "#room": room,
+                    "#ban": restriction_stamp(Restriction.BAN, room),
+                    **(
+                        {"#mute": restriction_stamp(Restriction.MUTE, room)} if mute_until is not None else {}
+                    ),
+                },
+                "ExpressionAttributeValues": _values(**stamp),
             }
         }
         counters = {
@@ -500,6 +568,9 @@ class ChatStore:
                         raise ConnectionGone(connection.connection_id) from None
                     if room in current.joined:  # a concurrent join of the same connection won
                         return JoinResult(current.joined[room], False)
+                    until = current.restricted(Restriction.BAN, room, now_ms)
+                    if until is not None:
+                        raise Restricted(Restriction.BAN, room, until) from None
                 if "TransactionConflict" in codes:
                     _backoff(attempt)
         raise StoreBusy(f"join {room} kept conflicting")
@@ -707,12 +778,17 @@ class ChatStore:
             )
         ]
 
-    # -- bans (docs/data-model.md): ROOM#{room} / BAN#{user}, until (ms, 0 = until unban) ----
+    # -- bans and mutes (docs/data-model.md): ROOM#{room} / BAN#{user} or MUTE#{user} ---------
+    # `until` is ms epoch, 0 = until lifted. Each is also stamped on the user's connection items
+    # (`ban#{room}` / `mute#{room}` = until), so that the writes a frame already makes (a join's
+    # transaction, a send's touch) enforce it in their own condition: no read per message.
 
-    def put_ban(self, room: str, user_id: str, until_ms: int, reason: str, by: str, now_ms: int) -> None:
+    def put_restriction(
+        self, kind: Restriction, room: str, user_id: str, until_ms: int, reason: str, by: str, now_ms: int
+    ) -> None:
         item: dict[str, Any] = {
             "pk": room_pk(room),
-            "sk": f"BAN#{user_id}",
+            "sk": f"{kind.value}#{user_id}",
             "userId": user_id,
             "until": until_ms,
             "reason": reason,
@@ -723,25 +799,51 @@ class ChatStore:
             item["ttl"] = until_ms // 1000 + 3600  # TTL only tidies; `until` decides
         self._db.put_item(TableName=self._rooms, Item=serialize(item))
 
-    def delete_ban(self, room: str, user_id: str) -> bool:
+    def delete_restriction(self, kind: Restriction, room: str, user_id: str) -> bool:
         response = self._db.delete_item(
             TableName=self._rooms,
-            Key=serialize({"pk": room_pk(room), "sk": f"BAN#{user_id}"}),
+            Key=serialize({"pk": room_pk(room), "sk": f"{kind.value}#{user_id}"}),
             ReturnValues="ALL_OLD",
         )
         return bool(response.get("Attributes"))
 
-    def active_ban(self, room: str, user_id: str, now_ms: int) -> dict[str, Any] | None:
-        """The user's ban from the room if it has not expired (one consistent GetItem)."""
-        response = self._db.get_item(
-            TableName=self._rooms,
-            Key=serialize({"pk": room_pk(room), "sk": f"BAN#{user_id}"}),
-            ConsistentRead=CONSISTENT,
+    def active_restrictions(self, room: str, user_id: str, now_ms: int) -> dict[Restriction, int]:
+        """The user's unexpired ban and mute in the room, kind -> until (ms, 0 = until lifted):
+        one strongly consistent BatchGetItem of both items."""
+        items = self._batch_get(
+            self._rooms,
+            [{"pk": room_pk(room), "sk": f"{kind.value}#{user_id}"} for kind in Restriction],
+            consistent=True,
         )
-        item = deserialize(response.get("Item") or {})
-        if not item or (int(item.get("until", 0)) and int(item["until"]) <= now_ms):
-            return None
-        return item
+        found: dict[Restriction, int] = {}
+        for item in items:
+            until = int(item.get("until", 0))
+            if not until or until > now_ms:
+                found[Restriction(str(item["sk"]).split("#", 1)[0])] = until
+        return found
+
+    def stamp_connection(
+        self, connection_id: str, kind: Restriction, room: str, until_ms: int | None
+    ) -> None:
+        """Set (`until_ms`) or remove (None) a ban or mute stamp on one connection item; a
+        connection that is gone is left alone (the write never creates an item)."""
+        change: dict[str, Any] = {"UpdateExpression": "REMOVE #stamp"}
+        if until_ms is not None:
+            change = {
+                "UpdateExpression": "SET #stamp = :until",
+                "ExpressionAttributeValues": _values(until=until_ms),
+            }
+        try:
+            self._db.update_item(
+                TableName=self._connections,
+                Key=serialize({"connectionId": connection_id}),
+                ConditionExpression="attribute_exists(connectionId)",
+                ExpressionAttributeNames={"#stamp": restriction_stamp(kind, room)},
+                **change,
+            )
+        except ClientError as error:
+            if not _is(error, "ConditionalCheckFailedException"):
+                raise
 
     def delete_membership(self, user_id: str, room: str) -> bool:
         """End the user's membership; True if there was one (a repeated leave finds none)."""
@@ -849,13 +951,18 @@ class ChatStore:
         return {room: RoomState(seqs.get(room, 0), last.get(room)) for room in rooms}
 
     def _batch_get(
-        self, table: str, keys: list[dict[str, Any]], *, projection: str | None = None
+        self,
+        table: str,
+        keys: list[dict[str, Any]],
+        *,
+        projection: str | None = None,
+        consistent: bool = False,
     ) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         for start in range(0, len(keys), BATCH_GET_LIMIT):
             request: dict[str, Any] = {
                 "Keys": [serialize(key) for key in keys[start : start + BATCH_GET_LIMIT]],
-                "ConsistentRead": False,
+                "ConsistentRead": consistent,
             }
             if projection:
                 request["ProjectionExpression"] = projection

@@ -94,6 +94,16 @@ def unban(room: str, user: str) -> Response[str]:
     return _json(200, operator().unban(room_of(room), user_of(user)))
 
 
+@app.put("/rooms/<room>/mutes/<user>")
+def mute(room: str, user: str) -> Response[str]:
+    return _json(200, operator().mute(room_of(room), user_of(user), _body(required=False)))
+
+
+@app.delete("/rooms/<room>/mutes/<user>")
+def unmute(room: str, user: str) -> Response[str]:
+    return _json(200, operator().unmute(room_of(room), user_of(user)))
+
+
 @app.post("/users/<user>/events")
 def user_event(user: str) -> Response[str]:
     return _json(200, operator().user_event(user_of(user), _body(), _request_id()))

@@ -34,8 +34,10 @@ class LocalRuntime:
     http_url: str  # http://127.0.0.1:PORT/
     log_file: Path
 
-    def token(self, user: str, name: str | None = None) -> str:
-        query = urllib.parse.urlencode({"user": user, **({"name": name} if name else {})})
+    def token(self, user: str, name: str | None = None, *, mod: str | None = None) -> str:
+        """A dev token; `mod` ("*" or "a,b") makes the user a moderator of those rooms."""
+        extra = {**({"name": name} if name else {}), **({"mod": mod} if mod else {})}
+        query = urllib.parse.urlencode({"user": user, **extra})
         with urllib.request.urlopen(f"{self.http_url}dev/token?{query}", timeout=10) as response:
             body = json.loads(response.read())
         return str(body["token"])

@@ -23,6 +23,7 @@ from dynamowave.terminal_client import (
     RoomState,
     format_message,
     is_loopback,
+    moderation_frame,
     normalise_url,
     printable,
     with_token,
@@ -475,3 +476,76 @@ def test_recovery_mark_stops_at_the_first_hole() -> None:
     assert room.join_frame() == {"action": "join", "room": "r", "since": 6, "rev": 12}
     assert RoomState("r", since=3).join_frame() == {"action": "join", "room": "r", "since": 3}
     assert RoomState("r", latest=9).recovery_mark() == 9
+
+
+def test_moderation_commands_kick_ban_and_mute_and_the_target_sees_why(runtime: LocalRuntime) -> None:
+    room = fresh_room("moderated")
+
+    async def scenario() -> None:
+        token = await asyncio.to_thread(runtime.token, "mia", mod=room)
+        _, mod, mod_task = await start(runtime, "mia", room, token=token)
+        _, carol, carol_task = await start(runtime, "carol", room)
+        carol.type("/kick mia")  # carol moderates nothing
+        await carol.wait_for("! forbidden")
+        phone = await other_user(runtime, "bob", room)
+        laptop = await other_user(runtime, "bob", room)
+        mod.type("/kick bob off topic")
+        await mod.wait_for(f"* bob kicked from #{room}")
+        for device in (phone, laptop):
+            kicked = await next_frame(device, "kicked", room=room)
+            assert (kicked["by"], kicked["reason"]) == ("mia", "off topic")
+        await phone.send(json.dumps({"action": "join", "room": room}))
+        await next_frame(phone, "joined", room=room)
+        mod.type("/mute bob 10m")
+        await mod.wait_for(f"* bob muted in #{room}")
+        await phone.send(
+            json.dumps({"action": "sendmessage", "room": room, "text": "spam", "clientMsgId": "s1"})
+        )
+        assert (await next_frame(phone, "error", action="sendmessage"))["code"] == "muted"
+        mod.type("/unmute bob")
+        await mod.wait_for(f"* bob unmuted in #{room}")
+        mod.type("/ban carol 1h spamming")
+        await mod.wait_for(f"* carol banned from #{room}")
+        await carol.wait_for(f"* you were banned from #{room} by mia: spamming")
+        mod.type("/unban carol")
+        await mod.wait_for(f"* carol unbanned in #{room}")
+        for bad in ("/kick", "/ban b!d", "/mute bob forever", "/unban"):
+            mod.type(bad)
+        await mod.wait_for("! usage: /unban USER")
+        assert mod.count("! usage: /kick USER") == 1 and mod.count("! usage: /mute USER") == 1
+        assert mod.count("! usage: /ban USER") == 1
+        await phone.close()
+        await laptop.close()
+        await quit_cleanly(mod, mod_task)
+        await quit_cleanly(carol, carol_task)
+
+    run(scenario)
+
+
+def test_moderation_command_arguments() -> None:
+    assert moderation_frame("ban", "r", "eve 10m spam and more") == {
+        "action": "ban",
+        "room": "r",
+        "user": "eve",
+        "seconds": 600,
+        "reason": "spam and more",
+    }
+    assert moderation_frame("ban", "r", "eve") == {"action": "ban", "room": "r", "user": "eve"}
+    assert moderation_frame("ban", "r", "eve 90 x")["seconds"] == 90  # type: ignore[index]
+    assert moderation_frame("mute", "r", "eve 2h") == {
+        "action": "mute",
+        "room": "r",
+        "user": "eve",
+        "seconds": 7200,
+    }
+    assert moderation_frame("mute", "r", "eve 1d")["seconds"] == 86400  # type: ignore[index]
+    assert moderation_frame("kick", "r", "eve 10m late") == {
+        "action": "kick",
+        "room": "r",
+        "user": "eve",
+        "reason": "10m late",
+    }
+    assert moderation_frame("mute", "r", "eve forever") is None
+    assert moderation_frame("unmute", "r", "eve now") is None
+    assert moderation_frame("kick", "r", "") is None
+    assert moderation_frame("unban", "r", "e ve") is None

@@ -14,7 +14,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from functions.chat.protocol import ACTIONS, IDENTITY_FIELDS, MAX_SEQ
+from functions.chat.protocol import ACTIONS, IDENTITY_FIELDS, MAX_MODERATION_SECONDS, MAX_SEQ, MODERATION_OPS
 
 ROOM_ALPHABET = string.ascii_letters + string.digits + "_.-"
 CLIENT_ID_ALPHABET = string.ascii_letters + string.digits + "_-"
@@ -91,6 +91,13 @@ emojis = st.one_of(
     hostile_text,
     json_values,
 )
+# A kick's or ban's reason: up to 500 characters, valid Unicode (and just past the bound).
+reasons = st.one_of(
+    st.sampled_from(["", "spam", "\U0001f600", "\ud800", None]),
+    st.integers(min_value=499, max_value=501).map(lambda n: "r" * n),
+    hostile_text,
+    json_values,
+)
 bools = st.one_of(st.booleans(), st.sampled_from([0, 1, "true", None]), json_values)
 
 _MISSING: Any = object()
@@ -113,6 +120,8 @@ def frames(draw: st.DrawFn) -> dict[str, Any]:
         ("rev", numbers | json_values),
         ("emoji", emojis),
         ("on", bools),
+        ("seconds", numbers | json_values),
+        ("reason", reasons),
     ]
     for key, strategy in candidates:
         # "action" and "room" are present most of the time so the deeper checks are reached.
@@ -139,6 +148,8 @@ _HOSTILE_FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "rev": numbers | json_values,
     "emoji": emojis,
     "on": bools,
+    "seconds": numbers | json_values,
+    "reason": reasons,
 }
 
 
@@ -170,6 +181,12 @@ def near_valid_frames(draw: st.DrawFn) -> dict[str, Any]:
     if action == "react":
         frame["emoji"] = draw(st.sampled_from(["👍", "🎉", "👨‍👩‍👧"]))
         frame["on"] = draw(st.booleans())
+    if action in MODERATION_OPS:
+        frame["user"] = draw(st.sampled_from(["bob", "fuzzer", "fuzz.mod", "x@y.z"]))
+        if action in ("ban", "mute") and draw(st.booleans()):
+            frame["seconds"] = draw(st.integers(1, 3600) | st.just(MAX_MODERATION_SECONDS))
+        if action in ("kick", "ban") and draw(st.booleans()):
+            frame["reason"] = draw(st.sampled_from(["spam", "", "\U0001f600 off topic"]))
     if action == "history":
         if draw(st.booleans()):
             frame["before"] = draw(st.integers(1, 10))

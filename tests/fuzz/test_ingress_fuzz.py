@@ -28,7 +28,7 @@ from tests.fuzz.support import IngressHarness, Reply, api_gateway_route, fuzz_se
 CLIENT_ERRORS = {code.value for code in ErrorCode} - {ErrorCode.INTERNAL.value}
 ROUTES = (*ACTION_ROUTES, "$default")
 # Server frames a reply may be; `ack`/`message`/`typing` go out through the Management API.
-REPLY_TYPES = {"joined", "left", "history", "pong", "ack", "error", "rooms", "read", "changed"}
+REPLY_TYPES = {"joined", "left", "history", "pong", "ack", "error", "rooms", "read", "changed", "moderated"}
 
 identities = st.one_of(
     st.just(Identity("fuzzer", "Fuzzer", None)),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +78,21 @@ class Chat:
                 self.sqs.delete_message(
                     QueueUrl=self.resources.fanout_queue_url, ReceiptHandle=message["ReceiptHandle"]
                 )
+
+    @contextmanager
+    def recorded_calls(self) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+        """Every DynamoDB call the service makes inside the block: (operation, parameters)."""
+        calls: list[tuple[str, dict[str, Any]]] = []
+
+        def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+            calls.append((model.name, params))
+
+        client = self.service._store.client
+        client.meta.events.register("provide-client-params.dynamodb.*", record)
+        try:
+            yield calls
+        finally:
+            client.meta.events.unregister("provide-client-params.dynamodb.*", record)
 
     def table_items(self, logical: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
