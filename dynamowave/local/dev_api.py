@@ -6,7 +6,8 @@ on purpose, which no deployed stack offers.
 
 * ``GET  /dev/token?user=U[&name=N][&rooms=a,b][&mod=a,b|*]`` -> ``{"token", "url"}``
 * ``GET  /dev/faults`` / ``PUT /dev/faults`` (the faults JSON) -> the active fault config
-* ``GET  /dev/connections`` -> ``{"connections": [ids]}``
+* ``GET  /dev/connections`` -> ``{"connections": [ids], "unsent": {id: bytes}}`` (bytes held for
+  each, not yet handed to the kernel: a slow reader's backlog, cut off past 1 MiB)
 * ``POST /dev/connections/{id}/drop`` -> 204: the socket is aborted and the runtime forgets the
   connection without running ``$disconnect`` (its DynamoDB records go stale)
 * ``POST /dev/janitor`` -> runs the janitor now, returns ``{"ok", "result", "error"}``
@@ -24,7 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from dynamowave.local.faults import FaultConfig, FaultConfigError, FaultInjector
-from dynamowave.local.gateway import WebSocketGateway
+from dynamowave.local.gateway import WebSocketGateway, unsent_bytes
 from dynamowave.local.tokens import TokenRequestError, mint, parse_mod, parse_rooms
 
 
@@ -104,7 +105,12 @@ class DevApi:
         return web.json_response(config.to_json())
 
     async def connections(self, request: web.Request) -> web.Response:
-        return web.json_response({"connections": self._gateway.registry.ids()})
+        unsent: dict[str, int] = {}
+        for connection_id in self._gateway.registry.ids():
+            connection = self._gateway.registry.get(connection_id)
+            if connection is not None:
+                unsent[connection_id] = unsent_bytes(connection)
+        return web.json_response({"connections": list(unsent), "unsent": unsent})
 
     async def drop(self, request: web.Request) -> web.Response:
         connection = self._gateway.registry.get(request.match_info["connection_id"])

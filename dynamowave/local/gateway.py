@@ -24,6 +24,8 @@ import contextlib
 import json
 import logging
 import secrets
+import socket
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -113,7 +115,9 @@ class Connection:
     close_code: int | None = None
     close_reason: str = ""
     inflight: set[asyncio.Task[None]] = field(default_factory=set)
-    unsent: int = 0  # bytes of frames waiting to be written (see `unsent_bytes`)
+    # Bytes of posts waiting their turn behind a slow reader (the Management API's backlog);
+    # frames already written wait in the transport's buffer instead (see `unsent_bytes`).
+    unsent: int = 0
 
     def mark_closing(self, code: int, reason: str) -> None:
         if not self.closing:
@@ -441,16 +445,20 @@ class WebSocketGateway:
         if connection.closing or connection.ws.closed:
             return
         text = frame if isinstance(frame, str) else json.dumps(frame, separators=(",", ":"))
-        if unsent_bytes(connection) + len(text) > MAX_BACKLOG_BYTES:
-            self.cut_off(connection)
+        if self.over_backlog(connection, len(text)):
             return
-        # Counted until written: replies behind a slow reader wait here, not in the transport.
-        connection.unsent += len(text)
-        try:
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await connection.ws.send_str(text)
-        finally:
-            connection.unsent -= len(text)
+        # The frame goes into the transport's buffer at once (no compression); only then does
+        # send_str wait for a slow reader's socket to drain, holding up this route alone.
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await connection.ws.send_str(text)
+
+    def over_backlog(self, connection: Connection, size: int) -> bool:
+        """True, and the connection is `cut_off`, if `size` more bytes would put it over
+        `MAX_BACKLOG_BYTES` unsent: the frame is not sent."""
+        if unsent_bytes(connection) + size <= MAX_BACKLOG_BYTES:
+            return False
+        self.cut_off(connection)
+        return True
 
     def cut_off(self, connection: Connection) -> None:
         """A reader more than `MAX_BACKLOG_BYTES` behind is closed (1008), not fed: dropping its
@@ -515,9 +523,7 @@ class WebSocketGateway:
         self.registry.unregister(connection.id)
         connection.silent = True
         connection.mark_closing(CLOSE_ABNORMAL, "")
-        transport = connection.request.transport
-        if transport is not None:
-            transport.abort()
+        reset(connection)
 
     async def shutdown(self) -> None:
         """Closes every connection (1001 Going away) side by side, all within one
@@ -532,7 +538,9 @@ class WebSocketGateway:
 
 
 def unsent_bytes(connection: Connection) -> int:
-    """Bytes accepted for `connection` and not yet handed to the kernel (none past the socket's end)."""
+    """Bytes accepted for `connection` and not yet handed to the kernel: posts waiting their turn
+    and the transport's buffer (none past the socket's end). The kernel's own send buffer (up to
+    `tcp_wmem`'s maximum, 4 MB on Linux) comes on top and is not counted."""
     transport = None if connection.request is None else connection.request.transport
     return connection.unsent + (0 if transport is None else transport.get_write_buffer_size())
 
@@ -552,9 +560,26 @@ async def bounded_close(connection: Connection, code: int, reason: str) -> None:
         log.info("closing %s took over %.0f s: connection aborted", connection.id, CLOSE_TIMEOUT_SECONDS)
     except Exception as error:  # a socket already gone: nothing left to close politely
         log.debug("closing %s: %s", connection.id, error)
+    reset(connection)
+
+
+def reset(connection: Connection) -> None:
+    """Drop the TCP connection at once with a RST, discarding whatever is still queued.
+
+    A plain close (or asyncio's ``abort``, which only skips the user-space buffer) leaves the
+    kernel to deliver the bytes already in the socket's send buffer (up to 4 MB, `tcp_wmem`)
+    before its FIN: to a client that stopped reading, never. The socket then sits in FIN_WAIT1
+    with that buffer, and the client never learns it was closed. SO_LINGER with a zero timeout
+    makes the close a reset (the client sees ECONNRESET, a WebSocket client 1006).
+    """
     transport = connection.request.transport
-    if transport is not None:
-        transport.abort()
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 def request_identity(source_ip: str, user_agent: str | None) -> dict[str, str]:

@@ -27,7 +27,6 @@ from botocore.awsrequest import AWSPreparedRequest, AWSResponse, HTTPHeaders
 from dynamowave.compat.botocore_hooks import add_builtin_handler
 from dynamowave.local.faults import FaultInjector
 from dynamowave.local.gateway import (
-    MAX_BACKLOG_BYTES,
     Connection,
     WebSocketGateway,
     iso_time,
@@ -173,14 +172,9 @@ class ManagementApi:
             return fault
         if len(data) > self._gateway.config.message_limit:
             return Answer(413, "PayloadTooLargeException", "Message too long")
-        connection = self._live(connection_id)  # it may have closed meanwhile
-        if connection is None:
-            return GONE
-        try:
-            await _write(connection, data)
-        except (ConnectionError, RuntimeError):
-            return GONE
-        return OK
+        # It may have closed meanwhile; like an accepted post, it waits behind a slow reader's
+        # backlog rather than holding this answer until the socket drains.
+        return OK if await self.send_accepted(connection_id, data) else GONE
 
     def accept(self, connection_id: str, data: bytes) -> Answer:
         """PostToConnection without faults, answered on the caller's thread as API Gateway
@@ -191,36 +185,42 @@ class ManagementApi:
             return Answer(413, "PayloadTooLargeException", "Message too long")
         return GONE if self._live(connection_id) is None else OK
 
-    async def send_accepted(self, connection_id: str, data: bytes) -> None:
+    async def send_accepted(self, connection_id: str, data: bytes) -> bool:
+        """Write a post's frame, or queue it behind the connection's backlog; never waits for
+        a socket to drain.
+
+        False if the connection is gone (closed after its post was accepted: lost with the
+        socket, as on AWS) or this frame would put it over `MAX_BACKLOG_BYTES` (it is cut off).
+        """
         connection = self._live(connection_id)
-        if connection is None:
-            return  # closed after its post was accepted: lost with the socket, as on AWS
+        if connection is None or self._gateway.over_backlog(connection, len(data)):
+            return False
         backlog = self._backlogs.get(connection_id)
-        if backlog is not None:
-            if unsent_bytes(connection) + sum(map(len, backlog)) + len(data) > MAX_BACKLOG_BYTES:
-                self._backlogs.pop(connection_id, None)
-                self._gateway.cut_off(connection)
-                return
-            backlog.append(data)
-            return
-        if unsent_bytes(connection) > SLOW_READER_BYTES:
+        if backlog is None and unsent_bytes(connection) + len(data) <= SLOW_READER_BYTES:
+            # Stays under the transport's high-water mark (64 KiB), so the write does not wait
+            # for a drain. (A socket that closes under it: its own close handling follows.)
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await _write(connection, data)
+            return True
+        if backlog is None:
             # This reader is behind: its frames wait in order on their own task, so that its
             # back-pressure never holds up the frames of every other connection.
-            self._backlogs[connection_id] = deque([data])
-            self._gateway.track(asyncio.create_task(self._send_backlog(connection)))
-            return
-        # A socket that closes under it: the connection's own close handling follows.
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await _write(connection, data)
+            backlog = self._backlogs[connection_id] = deque()
+            self._gateway.track(asyncio.create_task(self._send_backlog(connection, backlog)))
+        backlog.append(data)
+        connection.unsent += len(data)
+        return True
 
-    async def _send_backlog(self, connection: Connection) -> None:
-        backlog = self._backlogs[connection.id]
+    async def _send_backlog(self, connection: Connection, backlog: deque[bytes]) -> None:
         try:
             while backlog:
-                await _write(connection, backlog.popleft())
+                data = backlog.popleft()
+                connection.unsent -= len(data)  # from here on it is in the transport's buffer
+                await _write(connection, data)
         except (ConnectionError, RuntimeError):
             pass
         finally:
+            connection.unsent -= sum(map(len, backlog))
             if self._backlogs.get(connection.id) is backlog:
                 del self._backlogs[connection.id]
 

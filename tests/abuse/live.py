@@ -47,6 +47,10 @@ class DevApi:
     def connections(self) -> list[str]:
         return list(self.call("GET", "/dev/connections")[1]["connections"])
 
+    def unsent(self) -> dict[str, int]:
+        """Bytes the runtime holds for each open connection, not yet handed to the kernel."""
+        return {key: int(value) for key, value in self.call("GET", "/dev/connections")[1]["unsent"].items()}
+
     def drop(self, connection_id: str) -> None:
         status, body = self.call(
             "POST", f"/dev/connections/{urllib.parse.quote(connection_id, safe='')}/drop"
