@@ -6,12 +6,12 @@ from aws_cdk import CfnOutput, Duration, Environment, Stack
 from constructs import Construct
 
 from functions.chat.schema import CONNECTIONS, FANOUT_VISIBILITY_TIMEOUT_SECONDS, MESSAGES, ROOMS
-from functions.chat.settings import ENV
+from functions.chat.settings import ENV, FUNCTION_RESOURCES
 from stacks.access import Resources, grant_least_privilege
 from stacks.api import WebSocketApi
 from stacks.config import DeploymentConfig
 from stacks.edge import Edge
-from stacks.functions import AUTHORIZER, FANOUT, INGRESS, JANITOR, REDRIVER, Functions
+from stacks.functions import Functions
 from stacks.messaging import Messaging
 from stacks.monitoring import MonitoredResources, Monitoring
 from stacks.schedules import Schedules
@@ -39,35 +39,26 @@ class DynamoWaveStack(Stack):
         )
         self.secret = JwtSecret(self, "JwtSecret", config=config)
 
-        tables = {
+        # Each function's resource variables, from the one definition the local runtime also uses.
+        resources = {
             ENV.CONNECTIONS_TABLE: self.storage.table(CONNECTIONS).table_name,
             ENV.ROOMS_TABLE: self.storage.table(ROOMS).table_name,
+            ENV.MESSAGES_TABLE: self.storage.table(MESSAGES).table_name,
+            ENV.FANOUT_QUEUE_URL: self.messaging.queue.queue_url,
+            ENV.FANOUT_DLQ_URL: self.messaging.dead_letter_queue.queue_url,
+            ENV.FANOUT_PARKED_URL: self.messaging.parked_queue.queue_url,
+            ENV.JWT_SECRET_ARN: self.secret.secret.secret_arn,
+            ENV.FANOUT_VISIBILITY_SECONDS: str(FANOUT_VISIBILITY_TIMEOUT_SECONDS),
+            ENV.REDRIVE_BASE_DELAY_SECONDS: str(config.redrive_base_delay_seconds),
+            ENV.REDRIVE_MAX_AGE_SECONDS: str(config.redrive_max_age_seconds),
         }
-        queue = {ENV.FANOUT_QUEUE_URL: self.messaging.queue.queue_url}
         self.functions = Functions(
             self,
             "Functions",
             config=config,
             environments={
-                AUTHORIZER.name: {ENV.JWT_SECRET_ARN: self.secret.secret.secret_arn},
-                INGRESS.name: {
-                    **tables,
-                    ENV.MESSAGES_TABLE: self.storage.table(MESSAGES).table_name,
-                    **queue,
-                },
-                FANOUT.name: {
-                    **tables,
-                    **queue,
-                    ENV.FANOUT_DLQ_URL: self.messaging.dead_letter_queue.queue_url,
-                    ENV.FANOUT_VISIBILITY_SECONDS: str(FANOUT_VISIBILITY_TIMEOUT_SECONDS),
-                },
-                JANITOR.name: {**tables, **queue},
-                REDRIVER.name: {
-                    **queue,
-                    ENV.FANOUT_PARKED_URL: self.messaging.parked_queue.queue_url,
-                    ENV.REDRIVE_BASE_DELAY_SECONDS: str(config.redrive_base_delay_seconds),
-                    ENV.REDRIVE_MAX_AGE_SECONDS: str(config.redrive_max_age_seconds),
-                },
+                name: {variable: resources[variable] for variable in variables if variable in resources}
+                for name, variables in FUNCTION_RESOURCES.items()
             },
         )
         self.api = WebSocketApi(
@@ -77,8 +68,11 @@ class DynamoWaveStack(Stack):
             ingress=self.functions.ingress,
             authorizer=self.functions.authorizer,
         )
-        for name in (INGRESS.name, FANOUT.name, JANITOR.name):
-            self.functions[name].add_environment(ENV.MANAGEMENT_API_ENDPOINT, self.api.management_endpoint)
+        for name, variables in FUNCTION_RESOURCES.items():
+            if ENV.MANAGEMENT_API_ENDPOINT in variables:  # known once the API exists
+                self.functions[name].add_environment(
+                    ENV.MANAGEMENT_API_ENDPOINT, self.api.management_endpoint
+                )
         self.edge = (
             Edge(
                 self,

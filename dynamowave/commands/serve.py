@@ -148,6 +148,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="journal fsync: 'interval' (each second, the default) or 'always' (before every answer)",
     )
     parser.add_argument("--quiet", action="store_true", help="no per-invocation log lines")
+    parser.add_argument(
+        "--iam",
+        action="store_true",
+        help="enforce the stack's IAM grants on each function's AWS calls (AccessDeniedException)",
+    )
 
 
 def _pairs(values: list[str], flag: str) -> dict[str, str]:
@@ -250,6 +255,7 @@ def build_config(args: argparse.Namespace) -> object:
         faults=faults,
         persist=not args.ephemeral,
         fsync=args.fsync,
+        iam=args.iam,
     )
 
 

@@ -5,7 +5,8 @@ runtime and the benchmark cannot hand them an event system: they hook botocore i
 
 * `add_builtin_handler`: ``botocore.handlers.BUILTIN_HANDLERS`` is the list every new session
   registers from; moto's own mock adds its ``before-send`` handler the same way. Used for the
-  runtime's in-process posts (dynamowave/local/management_api.py).
+  runtime's in-process posts (dynamowave/local/management_api.py) and `serve --iam`'s
+  enforcement (dynamowave/local/iam.py).
 * `on_every_new_client`: wraps ``Session.create_client``, because a client copies its session's
   events when it is created and the benchmark's meter must see each client's own events.
 

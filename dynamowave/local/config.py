@@ -100,6 +100,7 @@ class RuntimeConfig:
     persist: bool = False
     fsync: str = "interval"  # "always": fsync every journaled change before answering
     faults: FaultConfig = field(default_factory=FaultConfig)
+    iam: bool = False  # enforce the stack's grants on the functions' AWS calls (dynamowave/local/iam.py)
     web_dir: Path | None = None  # None: the packaged dynamowave/web
 
     def function(self, name: str) -> FunctionConfig:

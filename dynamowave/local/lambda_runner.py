@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from dynamowave.local import environments
 from dynamowave.local.config import FunctionConfig
 
 log = logging.getLogger("dynamowave.lambda")
@@ -96,6 +97,8 @@ class LambdaRunner:
         workers = max_workers or sum(f.concurrency for f in self._functions.values()) + 4
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lambda")
         self.invocations = 0
+        # Each function's own environment (set by the runtime; empty: the process's for all).
+        self.environments: dict[str, dict[str, str]] = {}
 
     def config(self, name: str) -> FunctionConfig:
         return self._functions[name]
@@ -109,7 +112,8 @@ class LambdaRunner:
         return handler
 
     def _call(self, name: str, event: Any, context: LambdaContext) -> Any:
-        return self.handler(name)(event, context)
+        with environments.running(self.environments.get(name)):
+            return self.handler(name)(event, context)
 
     async def invoke(
         self, name: str, event: Any, *, trigger: str, request_id: str | None = None

@@ -18,8 +18,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from queue import Empty, SimpleQueue
-from typing import Any, Final
-from urllib.parse import unquote
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import unquote, urlsplit
 
 from aiohttp import web
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse, HTTPHeaders
@@ -34,6 +34,9 @@ from dynamowave.local.gateway import (
     unsent_bytes,
 )
 from dynamowave.local.sigv4 import SignatureRejected, SigV4Verifier
+
+if TYPE_CHECKING:
+    from dynamowave.local.iam import Policies
 
 log = logging.getLogger("dynamowave.management")
 
@@ -99,6 +102,8 @@ class ManagementApi:
         self._faults = faults
         # API Gateway authenticates every @connections call (SigV4, execute-api) before anything else.
         self._verifier = verifier
+        # `serve --iam`: the functions' grants (dynamowave/local/iam.py); None allows every signer.
+        self.policies: Policies | None = None
         self._posts = 0
         self._posts_lock = threading.Lock()  # in-process posts are counted on the callers' threads
         # Frames waiting behind a slow reader's full socket buffer, per connection, in order.
@@ -125,12 +130,31 @@ class ManagementApi:
         if self._verifier is None:
             return None
         try:
-            self._verifier.verify(method, url, headers, body)
+            verified = self._verifier.verify(method, url, headers, body)
         except SignatureRejected as rejected:
             return Answer(
                 rejected.rejection.status, rejected.rejection.error_type, rejected.rejection.message
             )
-        return None
+        return self._authorize(verified.principal, method, url)
+
+    def _authorize(self, principal: str, method: str, url: str) -> Answer | None:
+        """`serve --iam`: execute-api:ManageConnections on this method's @connections ARN."""
+        policies = self.policies
+        if policies is None or not policies.governs(principal):
+            return None
+        config = self._gateway.config
+        connection_id = urlsplit(url).path.rsplit("/", 1)[-1]
+        resource = (
+            f"arn:aws:execute-api:{config.region}:{config.account_id}:{config.api_id}/{config.stage}"
+            f"/{method.upper()}/@connections/{connection_id}"
+        )
+        if policies.allows(principal, "execute-api:ManageConnections", resource):
+            return None
+        return Answer(
+            403,
+            "AccessDeniedException",
+            policies.denial(principal, "execute-api:ManageConnections", resource),
+        )
 
     async def _refusal(self, request: web.Request) -> tuple[Answer | None, bytes]:
         """The HTTP request's signature check, and its body (read once for both)."""

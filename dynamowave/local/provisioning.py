@@ -29,6 +29,7 @@ class Resources:
     fanout_dlq_url: str
     fanout_dlq_arn: str
     fanout_parked_url: str = ""
+    fanout_parked_arn: str = ""
 
     def function_environment(self, *, management_endpoint: str, jwt_secret: str) -> dict[str, str]:
         """Where the functions find these resources, in the variables the stack sets on Lambda."""
@@ -114,4 +115,4 @@ def provision(
             ),
         },
     )
-    return Resources(tables, queue_url, queue_arn, dlq_url, dlq_arn, parked_url)
+    return Resources(tables, queue_url, queue_arn, dlq_url, dlq_arn, parked_url, parked_arn)

@@ -55,6 +55,8 @@ class LocalRuntime:
         self.secret = ""
         self.visibility_timeout = 0
         self._warmup: Any = None
+        self._verifier = SigV4Verifier([LOCAL_CREDENTIALS], region=config.region)
+        self._iam: Any = None
 
     # ----- public surface ---------------------------------------------------------------------
 
@@ -184,7 +186,7 @@ class LocalRuntime:
         app.router.add_get(f"/{config.stage}", root)
         app.router.add_get(f"/{config.stage}/", root)
         dev.add_routes(app)
-        self.management = ManagementApi(gateway, self.faults, self.verifier())
+        self.management = ManagementApi(gateway, self.faults, self._verifier)
         self.management.add_routes(app, config.stage)
         LambdaInvokeApi(self.runner, self._invocable_functions()).add_routes(app)
         OperatorApi(self.runner, self.verifier(), config).add_routes(app)
@@ -202,8 +204,9 @@ class LocalRuntime:
         gateway.domain_name = f"{self._public_host()}:{self.port}"
 
     def verifier(self) -> SigV4Verifier:
-        """Who may sign calls to the runtime's signed APIs: the local credentials (`sigv4`)."""
-        return SigV4Verifier([LOCAL_CREDENTIALS], region=self.config.region)
+        """Who may sign calls to the runtime's signed APIs: the local credentials (`sigv4`), and
+        with --iam each function's own."""
+        return self._verifier
 
     def _invocable_functions(self) -> list[str]:
         """Functions other functions invoke through Lambda's API (the message reviewer)."""
@@ -229,6 +232,7 @@ class LocalRuntime:
                 ENV.MAX_CONNECTION_SECONDS: str(max(1, round(config.max_duration))),
                 # The fan-out renews its records' visibility by the queue's own timeout.
                 ENV.FANOUT_VISIBILITY_SECONDS: str(self.visibility_timeout),
+                ENV.STAGE: config.stage,  # as the stack gives every function its stage
             }
         )
         if self._invocable_functions():
@@ -240,13 +244,63 @@ class LocalRuntime:
         env.update(config.function_env)
         return env
 
+    def function_environments(self) -> dict[str, dict[str, str]]:
+        """Each function's own variables, built from the definition the stack builds them from
+        (`functions.chat.settings.FUNCTION_RESOURCES`): its resources, then what every function
+        gets (the tunables, observability defaults, ``--env``)."""
+        from dynamowave.local.environments import function_environments
+
+        # The local credentials are each function's own variables: `--iam` replaces them per function.
+        variables = {**self.function_environment(), **LOCAL_CREDENTIALS.environment()}
+        return function_environments(self.config.functions, variables)
+
+    def _enforce_iam(self) -> None:
+        """`--iam`: each function signs with its own credentials, and its calls are checked
+        against the stack's grants (dynamowave/local/iam.py)."""
+        from dynamowave.local.config import REVIEW_FUNCTION
+        from dynamowave.local.iam import IamEnforcer, function_credentials, local_policies
+
+        assert self.resources is not None
+        config = self.config
+        policies = local_policies(
+            region=config.region,
+            account_id=config.account_id,
+            api_id=config.api_id,
+            stage=config.stage,
+            tables=self.resources.tables,
+            queue_arns={
+                "queue": self.resources.fanout_queue_arn,
+                "dlq": self.resources.fanout_dlq_arn,
+                "parked": self.resources.fanout_parked_arn,
+            },
+            function_arns={REVIEW_FUNCTION: config.function_arn(REVIEW_FUNCTION)},
+            functions=list(config.functions),
+        )
+        principals: dict[str, str] = {}
+        for name, env in self.runner.environments.items():
+            if policies.governs(name):
+                credentials = function_credentials(name)
+                env.update(credentials.environment())
+                env["AWS_SECURITY_TOKEN"] = credentials.token or ""
+                self._verifier.add(credentials)
+                principals[credentials.access_key] = name
+        self.management.policies = policies
+        self._iam = IamEnforcer(policies, principals)
+        self._iam.install()
+
     def _configure_functions(self) -> None:
         import asyncio
 
+        from dynamowave.local import environments
         from dynamowave.local.management_api import InProcessPosts
 
         os.environ.pop("JWT_SECRET_ARN", None)  # locally the secret is given directly
         os.environ.update(self.function_environment())
+        # Each invocation sees its own function's variables only (dynamowave/local/environments.py).
+        environments.install()
+        self.runner.environments = self.function_environments()
+        if self.config.iam:
+            self._enforce_iam()
         # Before the functions' clients exist: botocore sessions pick it up when created.
         self._in_process_posts = InProcessPosts(
             self.management, self.management_endpoint, asyncio.get_running_loop()
@@ -346,4 +400,6 @@ class LocalRuntime:
             await asyncio.to_thread(self._moto.stop)
         if self._in_process_posts is not None:
             self._in_process_posts.uninstall()
+        if self._iam is not None:
+            self._iam.uninstall()
         self.runner.shutdown()

@@ -7,8 +7,9 @@ environment).
 
 from __future__ import annotations
 
-from functools import cache
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from functools import cache, wraps
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import boto3
 from botocore.config import Config
@@ -17,7 +18,7 @@ from functions.chat.gateway import ManagementApi, SignedPoster
 from functions.chat.queue import JobQueue
 from functions.chat.review import LambdaReviewer, NoReview, Result, Reviewer
 from functions.chat.service import ChatService
-from functions.chat.settings import Settings, get_settings
+from functions.chat.settings import Settings, clear_settings, environment_key, get_settings
 from functions.chat.store import ChatStore
 
 if TYPE_CHECKING:
@@ -28,13 +29,38 @@ if TYPE_CHECKING:
 POST_CONNECT_TIMEOUT = 2
 POST_READ_TIMEOUT = 5
 
+T_co = TypeVar("T_co", covariant=True)
 
-@cache
+
+class Factory(Protocol[T_co]):
+    def __call__(self, *args: Any) -> T_co: ...
+
+    def cache_clear(self) -> None: ...
+
+
+def per_environment(factory: Callable[..., T_co]) -> Factory[T_co]:
+    """One instance per distinct environment (`get_settings`), made on first use: on Lambda one
+    per process; where functions with different environments share a process (the local
+    runtime), each gets its own, built from its own settings."""
+
+    @cache
+    def cached(environment: tuple[tuple[str, str | None], ...], *args: Any) -> T_co:
+        return factory(*args)
+
+    @wraps(factory)
+    def wrapper(*args: Any) -> T_co:
+        return cached(environment_key(), *args)
+
+    wrapper.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
+
+
+@per_environment
 def _session() -> boto3.session.Session:
     return boto3.session.Session()
 
 
-@cache
+@per_environment
 def dynamodb_client() -> DynamoDBClient:
     settings = get_settings()
     config = Config(
@@ -46,18 +72,18 @@ def dynamodb_client() -> DynamoDBClient:
     return _session().client("dynamodb", config=config)
 
 
-@cache
+@per_environment
 def sqs_client() -> SQSClient:
     config = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=10)
     return _session().client("sqs", config=config)
 
 
-@cache
+@per_environment
 def store() -> ChatStore:
     return ChatStore(dynamodb_client(), get_settings())
 
 
-@cache
+@per_environment
 def job_queue() -> JobQueue:
     settings = get_settings()
     return JobQueue(
@@ -65,7 +91,7 @@ def job_queue() -> JobQueue:
     )
 
 
-@cache
+@per_environment
 def management_api(endpoint: str) -> ManagementApi:
     """One client and one poster per endpoint, each with a connection pool as large as the
     fan-out's thread pool."""
@@ -100,7 +126,7 @@ def management_endpoint(domain_name: str | None = None, stage: str | None = None
     return f"https://{domain_name}/{stage}"
 
 
-@cache
+@per_environment
 def reviewer() -> Reviewer:
     """The message review function, if one is configured: one synchronous Lambda invoke per
     message or edit, bounded by REVIEW_TIMEOUT_MS end to end (no SDK retries within it)."""
@@ -122,7 +148,7 @@ def reviewer() -> Reviewer:
     )
 
 
-@cache
+@per_environment
 def chat_service(endpoint: str) -> ChatService:
     """The chat actions, replying to callers through the Management API at `endpoint`."""
     return ChatService(
@@ -131,8 +157,8 @@ def chat_service(endpoint: str) -> ChatService:
 
 
 def reset() -> None:
+    clear_settings()
     for factory in (
-        get_settings,
         _session,
         dynamodb_client,
         sqs_client,

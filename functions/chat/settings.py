@@ -218,7 +218,62 @@ def normalize_origins(origins: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(normalize_origin(o) for o in origins if o.strip()))
 
 
-@cache
+# The variables each function is given of its own (its resources and the settings only it reads):
+# the one definition the CDK stack (stacks/stack.py) and the local runtime both build each
+# function's environment from. A variable named here reaches only the functions that name it;
+# the other ENV names (tunables) go to every function.
+FUNCTION_RESOURCES: Mapping[str, tuple[str, ...]] = {
+    # ORIGIN_SECRET_ARN only behind the edge (CloudFront): the stack adds it with the edge.
+    "authorizer": (ENV.JWT_SECRET_ARN, ENV.ORIGIN_SECRET_ARN),
+    "ingress": (
+        ENV.CONNECTIONS_TABLE,
+        ENV.ROOMS_TABLE,
+        ENV.MESSAGES_TABLE,
+        ENV.FANOUT_QUEUE_URL,
+        ENV.MANAGEMENT_API_ENDPOINT,
+    ),
+    "fanout": (
+        ENV.CONNECTIONS_TABLE,
+        ENV.ROOMS_TABLE,
+        ENV.FANOUT_QUEUE_URL,
+        ENV.FANOUT_DLQ_URL,
+        ENV.MANAGEMENT_API_ENDPOINT,
+        # The queue's visibility timeout, which the fan-out renews by (functions/chat/lease.py).
+        ENV.FANOUT_VISIBILITY_SECONDS,
+    ),
+    "janitor": (ENV.CONNECTIONS_TABLE, ENV.ROOMS_TABLE, ENV.FANOUT_QUEUE_URL, ENV.MANAGEMENT_API_ENDPOINT),
+    "redriver": (
+        ENV.FANOUT_QUEUE_URL,
+        ENV.FANOUT_PARKED_URL,
+        ENV.REDRIVE_BASE_DELAY_SECONDS,
+        ENV.REDRIVE_MAX_AGE_SECONDS,
+    ),
+}
+ENV_NAMES: tuple[str, ...] = tuple(
+    value for name, value in vars(ENV).items() if not name.startswith("_") and isinstance(value, str)
+)
+
+
 def get_settings() -> Settings:
-    """Settings for this process, parsed on first use (a Lambda cold start)."""
-    return Settings.from_env()
+    """Settings for this environment, parsed on first use (a Lambda cold start). On Lambda the
+    environment never changes; cached per distinct environment, so that code running several
+    functions side by side with their own environments (the local runtime) gets each its own."""
+    return _settings_for(environment_key())
+
+
+def environment_key() -> tuple[tuple[str, str | None], ...]:
+    """This environment's identity: the functions' settings and whose credentials they run with."""
+    return tuple((name, os.environ.get(name)) for name in (*ENV_NAMES, "AWS_ACCESS_KEY_ID"))
+
+
+@cache
+def _settings_for(environment: tuple[tuple[str, str | None], ...]) -> Settings:
+    return Settings.from_env({name: value for name, value in environment[:-1] if value is not None})
+
+
+def clear_settings() -> None:
+    """Forget every parsed environment (tests, and the local runtime after setting it)."""
+    _settings_for.cache_clear()
+
+
+get_settings.cache_clear = clear_settings  # type: ignore[attr-defined]

@@ -147,7 +147,7 @@ def wait_until(predicate: Callable[[], T | None], timeout: float) -> T:
     raise AssertionError("condition not met in time")
 
 
-def start_server(workdir: Path, *args: str, env: dict[str, str] | None = None) -> Server:
+def start_server(workdir: Path, *args: str, env: dict[str, str] | None = None, iam: bool = True) -> Server:
     workdir.mkdir(parents=True, exist_ok=True)
     events_file = workdir / "events.jsonl"
     out_file = workdir / "stdout.txt"
@@ -165,6 +165,9 @@ def start_server(workdir: Path, *args: str, env: dict[str, str] | None = None) -
         }
     )
     process_env.update(env or {})
+    # --iam: every function's AWS calls are checked against the stack's grants, so the suite
+    # proves by running the real code that least privilege is enough (dynamowave/local/iam.py).
+    flags = ["--iam"] if iam else []
     command = [
         sys.executable,
         "-m",
@@ -174,6 +177,7 @@ def start_server(workdir: Path, *args: str, env: dict[str, str] | None = None) -
         "0",
         "--quiet",
         "--ephemeral",
+        *flags,
         *args,
     ]
     with open(out_file, "wb") as out, open(log_file, "wb") as err:

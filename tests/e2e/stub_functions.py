@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 _lock = threading.Lock()
+_RESOURCE_VARIABLES = ("CONNECTIONS_TABLE", "MESSAGES_TABLE", "FANOUT_DLQ_URL", "DYNAMOWAVE_JWT_SECRET")
 
 
 def _record(function: str, event: Any, context: Any) -> None:
@@ -30,6 +31,8 @@ def _record(function: str, event: Any, context: Any) -> None:
                 "invoked_function_arn": context.invoked_function_arn,
                 "remaining_ms": context.get_remaining_time_in_millis(),
             },
+            # What this function sees of the variables the stack gives some functions only.
+            "env": {name: os.environ.get(name) for name in _RESOURCE_VARIABLES},
         }
     )
     with _lock, open(path, "a", encoding="utf-8") as handle:

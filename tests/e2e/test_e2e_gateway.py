@@ -184,6 +184,19 @@ def test_connect_integration_chooses_the_subprotocol(stub_server: Server) -> Non
     assert run(scenario()) == ("chat.v2", None)
 
 
+def test_each_function_sees_only_the_variables_the_stack_gives_it(stub_server: Server) -> None:
+    async def scenario() -> None:
+        async with websockets.connect(stub_server.url("allow-amy")) as ws:
+            await echo(ws, {"op": "echo"})
+
+    run(scenario())
+    authorizer = stub_server.events("authorizer")[-1]["env"]
+    ingress = stub_server.events("ingress")[-1]["env"]
+    assert authorizer["DYNAMOWAVE_JWT_SECRET"] and authorizer["CONNECTIONS_TABLE"] is None
+    assert ingress["CONNECTIONS_TABLE"] == "dynamowave-connections" and ingress["MESSAGES_TABLE"]
+    assert ingress["FANOUT_DLQ_URL"] is None and ingress["DYNAMOWAVE_JWT_SECRET"] is None
+
+
 def test_lambda_context_looks_real(stub_server: Server) -> None:
     async def scenario() -> None:
         async with websockets.connect(stub_server.url("allow-amy")) as ws:

@@ -141,3 +141,39 @@ def test_latest_powertools_layer_resolves_from_the_public_ssm_parameter() -> Non
     assert [p["Default"] for p in parameters.values() if "powertools" in p["Default"]] == [
         "/aws/service/powertools/python/arm64/python3.14/latest"
     ]
+
+
+def test_each_function_has_exactly_the_environment_the_local_runtime_gives_it(
+    default_json: dict[str, Any],
+) -> None:
+    """One definition (functions.chat.settings.FUNCTION_RESOURCES) builds both: the functions'
+    own variables (ENV names) in the template and in `dynamowave serve` are the same set per
+    function, but for the two documented local differences."""
+    from dynamowave.local.config import RuntimeConfig
+    from dynamowave.local.provisioning import Resources
+    from dynamowave.local.runtime import LocalRuntime
+
+    runtime = LocalRuntime(RuntimeConfig())
+    runtime.resources = Resources(
+        {"connections": "c", "rooms": "r", "messages": "m"},
+        "queue-url",
+        "queue-arn",
+        "dlq-url",
+        "dlq-arn",
+        "parked-url",
+    )
+    runtime.port, runtime.secret = 8765, "local-secret"
+    local = runtime.function_environments()
+    own = set(vars(ENV).values())
+    for name in NAMES:
+        deployed = set(_props(default_json, name)["Environment"]["Variables"]) & own
+        mine = set(local[name]) & own
+        # Locally the authorizer gets the secret itself in place of its Secrets Manager ARN, and
+        # every function gets the gateway's idle/maximum limits from --idle-timeout/--max-duration
+        # (on AWS the settings' defaults are those limits).
+        mine = {ENV.JWT_SECRET_ARN if v == ENV.JWT_SECRET else v for v in mine}
+        mine -= {ENV.IDLE_TIMEOUT_SECONDS, ENV.MAX_CONNECTION_SECONDS}
+        # The stack writes its redrive context values; locally the redriver reads the settings'
+        # defaults (the same numbers) unless `--env` gives them.
+        deployed -= {ENV.REDRIVE_BASE_DELAY_SECONDS, ENV.REDRIVE_MAX_AGE_SECONDS}
+        assert mine == deployed, name
