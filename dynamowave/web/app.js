@@ -28,7 +28,7 @@
   const $ = (id) => document.getElementById(id);
 
   const state = {
-    session: null, // {mode: "local"|"remote", userId, name, url, token, exp}
+    session: null, // {mode: "local"|"remote", userId, name, url, token, exp, dm, mod}
     ws: null,
     generation: 0, // bumps on every new socket, so stale socket callbacks are ignored
     wanted: false, // the user wants to be connected (false after "Sign out")
@@ -253,6 +253,7 @@
       return { url: session.url, token: session.token };
     }
     const query = new URLSearchParams({ user: session.userId, name: session.name });
+    if (session.mod) query.set("mod", session.mod === "*" ? "*" : session.mod.join(","));
     let response;
     try {
       response = await fetch(`/dev/token?${query}`, { cache: "no-store", credentials: "same-origin" });
@@ -440,15 +441,96 @@
     if (!room) {
       room = newRoom(name);
       state.rooms.set(name, room);
-      if (socketOpen()) joinRoom(room);
     }
-    activate(name);
+    activate(name); // renders the room, which joins it (once) if the socket is open
   }
 
   function leaveRoom(name) {
     const room = state.rooms.get(name);
     if (!room) return;
     send({ action: "leave", room: name });
+    dropRoom(name);
+  }
+
+  function openDm(user) {
+    if (!USER_RE.test(user) || user === me()) return;
+    state.openingDm = user;
+    send({ action: "dm", user });
+  }
+
+  // The token's `mod` claim: "*" or a list of rooms. Direct messages have no moderators.
+  function moderates(roomName) {
+    const mod = state.session ? state.session.mod : null;
+    if (!roomName || roomName.startsWith("dm.")) return false;
+    return mod === "*" || (Array.isArray(mod) && mod.includes(roomName));
+  }
+
+  const MOD_DURATIONS = [
+    ["", "until lifted"],
+    ["300", "5 minutes"],
+    ["3600", "1 hour"],
+    ["86400", "1 day"],
+  ];
+
+  // A small panel (kick / ban / mute and their undo) for one user in one room; one at a time.
+  function openModeration(roomName, user, place) {
+    for (const open of document.querySelectorAll(".mod-panel")) open.remove();
+    const panel = document.createElement("div");
+    panel.className = "mod-panel";
+    panel.dataset.user = user;
+    panel.setAttribute("role", "group");
+    panel.setAttribute("aria-label", `Moderate ${user} in ${roomName}`);
+    const title = document.createElement("strong");
+    title.textContent = `Moderate ${displayName(user)}`;
+    const reason = document.createElement("input");
+    reason.type = "text";
+    reason.className = "mod-reason";
+    reason.maxLength = 500;
+    reason.placeholder = "Reason (optional)";
+    reason.setAttribute("aria-label", "Reason");
+    const duration = document.createElement("select");
+    duration.className = "mod-duration";
+    duration.setAttribute("aria-label", "How long (ban and mute)");
+    for (const [value, label] of MOD_DURATIONS) {
+      const option = document.createElement("option");
+      option.value = value;
+      option.textContent = label;
+      duration.append(option);
+    }
+    panel.append(title, reason, duration);
+    const op = (action, label) => {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = `mod-${action} ghost`;
+      b.textContent = label;
+      b.addEventListener("click", () => {
+        const frame = { action, room: roomName, user };
+        if ((action === "kick" || action === "ban") && reason.value.trim()) frame.reason = reason.value.trim();
+        if ((action === "ban" || action === "mute") && duration.value) frame.seconds = Number(duration.value);
+        send(frame);
+        panel.remove();
+      });
+      panel.append(b);
+    };
+    op("kick", "Kick");
+    op("ban", "Ban");
+    op("mute", "Mute");
+    op("unmute", "Unmute");
+    op("unban", "Unban");
+    panel.append(closeButton("mod-close ghost", "Close", () => panel.remove()));
+    place(panel);
+    reason.focus();
+  }
+
+  // Shown until dismissed: why this user was removed from a room.
+  function showNotice(text) {
+    $("notice-text").textContent = text;
+    $("notice").hidden = false;
+  }
+
+  function dropRoom(name) {
+    const room = state.rooms.get(name);
+    if (!room) return;
     clearTimeout(room.joinTimer);
     clearTimeout(room.readTimer);
     for (const timer of room.typing.values()) clearTimeout(timer);
@@ -459,12 +541,6 @@
       state.active = next.done ? null : next.value;
     }
     renderAll();
-  }
-
-  function openDm(user) {
-    if (!USER_RE.test(user) || user === me()) return;
-    state.openingDm = user;
-    send({ action: "dm", user });
   }
 
   function newClientMsgId() {
@@ -635,6 +711,19 @@
       }
     },
 
+    kicked(frame) {
+      removedByModerator(frame, "removed from");
+    },
+
+    banned(frame) {
+      removedByModerator(frame, "banned from");
+    },
+
+    moderated(frame) {
+      const done = { kick: "kicked from", ban: "banned from", unban: "unbanned in", mute: "muted in", unmute: "unmuted in" };
+      toast("moderated", `${displayName(String(frame.user))} ${done[frame.op] || frame.op} ${frame.room}`);
+    },
+
     rooms(frame) {
       if (!Array.isArray(frame.rooms)) return;
       let joins = 0;
@@ -790,9 +879,22 @@
         room.loadingOlder = false;
         renderHistoryControls();
       }
+      // A muted user's typing notices are refused too; the refused send says why, once.
+      if (code === "muted" && frame.action === "typing") return;
       toast(code, message, frame.action, frame.room);
     },
   };
+
+  // `kicked` / `banned` (every tab of the user gets it): the room goes, and the user sees why.
+  function removedByModerator(frame, how) {
+    if (typeof frame.room !== "string") return;
+    const by = typeof frame.by === "string" ? frame.by : "a moderator";
+    const reason = typeof frame.reason === "string" && frame.reason ? `: ${frame.reason}` : "";
+    const text = `You were ${how} ${frame.room} by ${displayName(by)}${reason}`;
+    dropRoom(frame.room);
+    showNotice(text);
+    toast(frame.type, text);
+  }
 
   function stopTyping(room, user) {
     clearTimeout(room.typing.get(user));
@@ -914,8 +1016,11 @@
       for (const open of actions.querySelectorAll(".picker")) open.remove();
       actions.append(picker);
     });
-    if (msg.user === me()) {
-      button("Edit", "edit", () => startEdit(msg));
+    if (msg.user !== me() && moderates(msg.room)) {
+      button("Moderate", "moderate", () => openModeration(msg.room, msg.user, (panel) => el.append(panel)));
+    }
+    if (msg.user === me() || moderates(msg.room)) {
+      if (msg.user === me()) button("Edit", "edit", () => startEdit(msg));
       const del = button("Delete", "delete", () => {
         if (del.dataset.confirm === "yes") {
           send(changeFrame("delete", msg, {}));
@@ -1152,6 +1257,15 @@
         dm.addEventListener("click", () => openDm(user));
         item.append(dm);
       }
+      if (user !== me() && room && moderates(room.name)) {
+        const moderate = document.createElement("button");
+        moderate.type = "button";
+        moderate.className = "member-moderate ghost";
+        moderate.textContent = "Moderate";
+        moderate.setAttribute("aria-label", `Moderate ${name}`);
+        moderate.addEventListener("click", () => openModeration(room.name, user, (panel) => item.after(panel)));
+        item.append(moderate);
+      }
       list.append(item);
     }
     $("member-count").textContent = room ? String(members.length) : "";
@@ -1178,6 +1292,17 @@
     $("message-input").focus();
   }
 
+  // A "×" button that removes what it closes.
+  function closeButton(className, label, onClick) {
+    const close = document.createElement("button");
+    close.type = "button";
+    close.className = className;
+    close.textContent = "×";
+    close.setAttribute("aria-label", label);
+    close.addEventListener("click", onClick);
+    return close;
+  }
+
   function toast(code, message, action, room) {
     const item = document.createElement("li");
     item.className = "toast";
@@ -1188,13 +1313,7 @@
     const body = document.createElement("span");
     const where = [action && `action ${action}`, room && `room ${room}`].filter(Boolean).join(", ");
     body.textContent = where ? `${message} (${where})` : message;
-    const close = document.createElement("button");
-    close.type = "button";
-    close.className = "ghost";
-    close.textContent = "×";
-    close.setAttribute("aria-label", "Dismiss");
-    close.addEventListener("click", () => item.remove());
-    item.append(title, body, close);
+    item.append(title, body, closeButton("ghost", "Dismiss", () => item.remove()));
     $("errors").append(item);
     setTimeout(() => item.remove(), TOAST_MS);
   }
@@ -1248,13 +1367,20 @@
       const claims = decodeClaims(token);
       if (!claims || typeof claims.sub !== "string") throw new Error("That token is not a JWT with a 'sub' claim.");
       const name = typeof claims.name === "string" && claims.name ? claims.name : claims.sub;
-      return { mode: "remote", userId: claims.sub, name, url, token, exp: Number(claims.exp) || 0, dm: claims.dm !== false };
+      const mod = claims.mod === "*" || Array.isArray(claims.mod) ? claims.mod : null;
+      return { mode: "remote", userId: claims.sub, name, url, token, exp: Number(claims.exp) || 0, dm: claims.dm !== false, mod };
     }
     const name = $("name").value.trim();
     if (!name) throw new Error("Pick a display name.");
     const userId = $("user-id").value.trim() || slugify(name);
     if (!USER_RE.test(userId)) throw new Error("User ids use letters, digits and _ . @ - (up to 64).");
-    return { mode: "local", userId, name, url: "", token: "", exp: 0 };
+    const modText = $("mod-rooms").value.trim();
+    const modRooms = modText.split(",").map((r) => r.trim()).filter(Boolean);
+    if (modText !== "*" && !modRooms.every((r) => ROOM_RE.test(r))) {
+      throw new Error("Moderated rooms: room names (letters, digits and _ . -) separated by commas, or *.");
+    }
+    const mod = modText === "*" ? "*" : modRooms.length ? modRooms : null;
+    return { mode: "local", userId, name, url: "", token: "", exp: 0, mod };
   }
 
   function onLogin(event) {
@@ -1322,6 +1448,9 @@
     $("join-form").addEventListener("submit", onJoin);
     $("send-form").addEventListener("submit", onSend);
     $("disconnect").addEventListener("click", signOut);
+    $("notice-close").addEventListener("click", () => {
+      $("notice").hidden = true;
+    });
     $("load-older").addEventListener("click", () => requestOlder(state.rooms.get(state.active)));
     $("scroller").addEventListener("scroll", () => {
       if ($("scroller").scrollTop < NEAR_TOP_PX) requestOlder(state.rooms.get(state.active));

@@ -54,7 +54,7 @@ def browser() -> Iterator[Any]:
 def open_chat(browser: Any, runtime: LocalRuntime) -> Iterator[Callable[..., ChatPage]]:
     contexts: list[Any] = []
 
-    def open_as(user: str, name: str | None = None) -> ChatPage:
+    def open_as(user: str, name: str | None = None, *, mod: str | None = None) -> ChatPage:
         context = browser.new_context(viewport={"width": 1100, "height": 720})
         context.set_default_timeout(TIMEOUT_MS)
         contexts.append(context)
@@ -68,6 +68,8 @@ def open_chat(browser: Any, runtime: LocalRuntime) -> Iterator[Callable[..., Cha
         page.goto(runtime.http_url)
         page.fill("#name", name or user.capitalize())
         page.fill("#user-id", user)
+        if mod:
+            page.fill("#mod-rooms", mod)  # the dev token's `mod` claim: "*" or "a,b"
         page.click("#connect")
         page.locator('#status[data-state="connected"]').wait_for()
         return chat
