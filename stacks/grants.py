@@ -55,7 +55,8 @@ GRANTS: Final[Mapping[str, Grants]] = {
             # connect, touch, the join transaction, $disconnect's prune
             CONNECTIONS.logical_name: ("dynamodb:GetItem", *ITEM_WRITE),
             # counters, shard directory, presence, claims; leave; list_shards, online_users;
-            # memberships and user connections (Query), `rooms` (BatchGetItem of META items)
+            # memberships and user connections (Query), `rooms` (BatchGetItem of META items),
+            # a join's ban and mute items (BatchGetItem)
             ROOMS.logical_name: ("dynamodb:GetItem", *ITEM_WRITE, "dynamodb:Query", "dynamodb:BatchGetItem"),
             # `rooms` reads each room's latest message with BatchGetItem; changes get and rewrite
             # the message, recovery batch-gets the changed ones
