@@ -34,6 +34,8 @@ from typing import Any, Final
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
+from functions.chat import protocol
+
 PING_EVERY_SECONDS: Final = 240.0  # API Gateway closes connections idle for 10 minutes
 BACKOFF_BASE_SECONDS: Final = 0.5
 BACKOFF_CAP_SECONDS: Final = 30.0
@@ -103,9 +105,12 @@ def normalise_url(url: str) -> str:
     )
 
 
-def with_token(url: str, token: str) -> str:
+def with_token(url: str, token: str, *, batch: bool = False) -> str:
+    """The URL with the token (and, with `batch`, the coalesced-delivery opt-in `batch=1`)."""
     parts = urllib.parse.urlsplit(url)
     query = [*urllib.parse.parse_qsl(parts.query), ("token", token)]
+    if batch:
+        query.append((protocol.BATCH_QUERY_PARAMETER, "1"))
     return urllib.parse.urlunsplit((*parts[:3], urllib.parse.urlencode(query), ""))
 
 
@@ -382,7 +387,8 @@ class ChatClient:
         while True:
             try:
                 return await connect(
-                    with_token(self.url, self.token),
+                    # batch=1: coalesced delivery (docs/protocol.md); `batch` frames are unwrapped.
+                    with_token(self.url, self.token, batch=True),
                     open_timeout=OPEN_TIMEOUT_SECONDS,
                     proxy=None if is_loopback(self.url) else True,
                     user_agent_header="dynamowave-chat",
@@ -437,7 +443,8 @@ class ChatClient:
                     self.out(f"! the server sent a frame that is not JSON: {printable(text[:200])}")
                     continue
                 if isinstance(frame, dict):
-                    await self.handle_frame(frame)
+                    for inner in protocol.unbatch(frame):
+                        await self.handle_frame(inner)
         except ConnectionClosed as exc:
             if exc.rcvd is not None and exc.rcvd.code == 1009:
                 self.out("! the server closed the connection: a frame was too large (1009)")

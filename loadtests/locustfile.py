@@ -48,6 +48,7 @@ from locust.exception import StopUser
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `loadtests` and `functions`
 
+from functions.chat.protocol import unbatch
 from loadtests.tokens import TokenSource, token_source
 from loadtests.tracking import PendingSends, RoomTracker
 
@@ -83,6 +84,13 @@ def _options(parser: Any) -> None:
         "--room-prefix", default="load", env_var="DYNAMOWAVE_LOAD_ROOM_PREFIX", help="room name prefix"
     )
     group.add_argument("--text-size", type=int, default=64, help="characters per message (64)")
+    group.add_argument(
+        "--batch",
+        action="store_true",
+        default=False,
+        env_var="DYNAMOWAVE_LOAD_BATCH",
+        help="connect with ?batch=1: coalesced delivery, `batch` frames (docs/protocol.md)",
+    )
     group.add_argument(
         "--conversation-weight",
         type=int,
@@ -181,7 +189,11 @@ class ChatUser(User):
     def on_start(self) -> None:
         assert _tokens is not None, "test_start did not run"
         host = (self.host or "").rstrip("/")
-        url = f"{host}/?{urlencode({'token': _tokens.token(self.number, self.user_id)})}"
+        query = {"token": _tokens.token(self.number, self.user_id)}
+        options = self.environment.parsed_options
+        if options is not None and getattr(options, "batch", False):
+            query["batch"] = "1"
+        url = f"{host}/?{urlencode(query)}"
         started = time.time()
         try:
             self.ws = websocket.create_connection(url, timeout=30, enable_multithread=True)
@@ -278,7 +290,10 @@ class ChatUser(User):
                 self._report("unparseable frame", time.time(), error=text[:200])
                 continue
             if isinstance(frame, dict):
-                self._on_frame(frame, len(text))
+                # Coalesced delivery: each frame a `batch` carries counts as if it had come alone.
+                carried = unbatch(frame)
+                for inner in carried:
+                    self._on_frame(inner, len(text) // max(1, len(carried)))
 
     def _on_frame(self, frame: dict[str, Any], length: int) -> None:
         now = time.time()

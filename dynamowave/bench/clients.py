@@ -18,6 +18,8 @@ from urllib.parse import urlencode
 
 from websockets.asyncio.client import ClientConnection, connect
 
+from functions.chat.protocol import unbatch
+
 CONNECT_CONCURRENCY: Final = 16
 JOIN_CONCURRENCY: Final = 8
 
@@ -36,7 +38,9 @@ class Delivery:
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     def arrived(self, member: int, at: float) -> None:
-        if member not in self.arrivals:  # at-least-once: duplicates are not deliveries
+        # At-least-once: duplicates are not deliveries. Members from `expected` on (a join
+        # storm's joiners) are not counted: they were not all members when it was sent.
+        if member < self.expected and member not in self.arrivals:
             self.arrivals[member] = at
             if len(self.arrivals) >= self.expected:
                 self.done.set()
@@ -57,57 +61,114 @@ class Member:
 
 
 class Room:
-    """N connected members of one room."""
+    """N connected members of one room (with `batch`, each opted in to coalesced delivery)."""
 
-    def __init__(self, ws_url: str, token: Callable[[int], str], room: str) -> None:
+    def __init__(self, ws_url: str, token: Callable[[int], str], room: str, *, batch: bool = False) -> None:
         self._ws_url = ws_url.rstrip("/")
         self._token = token
+        self._batch = batch
         self.room = room
         self.members: list[Member] = []
         self._pending: dict[str, Delivery] = {}
         self.errors: list[dict[str, Any]] = []
 
-    async def connect(self, count: int) -> None:
+    async def connect(self, count: int) -> list[Member]:
+        """Connect `count` more members (they join with `join`); returns them."""
         gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+        first = len(self.members)
 
         async def one(index: int) -> Member:
             async with gate:
-                url = f"{self._ws_url}/?{urlencode({'token': self._token(index)})}"
+                query = {"token": self._token(index), **({"batch": "1"} if self._batch else {})}
+                url = f"{self._ws_url}/?{urlencode(query)}"
                 ws = await connect(url, open_timeout=60, max_size=None, compression=None, ping_interval=None)
             member = Member(index, ws)
             member.reader = asyncio.create_task(self._read(member))
             return member
 
-        self.members = list(await asyncio.gather(*(one(i) for i in range(count))))
+        added = list(await asyncio.gather(*(one(i) for i in range(first, first + count))))
+        self.members += added
+        return added
 
-    async def join(self) -> None:
+    async def join(self, members: list[Member] | None = None) -> None:
         gate = asyncio.Semaphore(JOIN_CONCURRENCY)
 
         async def one(member: Member) -> None:
             async with gate:
-                await member.ws.send(json.dumps({"action": "join", "room": self.room}))
-                await asyncio.wait_for(member.joined.wait(), timeout=60)
+                await self._join_one(member)
 
-        await asyncio.gather(*(one(member) for member in self.members))
+        await asyncio.gather(*(one(member) for member in (self.members if members is None else members)))
+
+    async def _join_one(self, member: Member, timeout: float = 60) -> None:
+        await member.ws.send(json.dumps({"action": "join", "room": self.room}))
+        await asyncio.wait_for(member.joined.wait(), timeout=timeout)
+
+    async def join_storm(self, members: list[Member], duration: float) -> float:
+        """Each of `members` joins at its slot, evenly over `duration` seconds (open loop: a
+        slow join does not hold the next one back); returns the seconds until the last joined."""
+        started = time.perf_counter()
+
+        async def one(index: int, member: Member) -> None:
+            await asyncio.sleep(max(0.0, started + index * duration / len(members) - time.perf_counter()))
+            await self._join_one(member, timeout=120 + duration)
+
+        await asyncio.gather(*(one(i, m) for i, m in enumerate(members)))
+        return time.perf_counter() - started
+
+    async def stream(
+        self,
+        *,
+        rate: float,
+        senders: int,
+        duration: float,
+        text: str,
+        prefix: str,
+        timeout: float,
+        expected: int,
+    ) -> list[Delivery]:
+        """`senders` members (the first ones) share `rate` messages per second for `duration`
+        seconds, each sent at its slot whatever the acks do (open loop); returns once every one
+        reached the first `expected` members (or raises)."""
+        count = max(1, round(rate * duration))
+        started = time.perf_counter()
+        deliveries: list[Delivery] = []
+        for index in range(count):
+            await asyncio.sleep(max(0.0, started + index / rate - time.perf_counter()))
+            client_msg_id = f"{prefix}{index}"
+            delivery = Delivery(time.perf_counter(), expected=expected)
+            self._pending[client_msg_id] = delivery
+            frame = {"action": "sendmessage", "room": self.room, "text": text, "clientMsgId": client_msg_id}
+            await self.members[index % senders].ws.send(json.dumps(frame))
+            deliveries.append(delivery)
+        try:
+            await asyncio.wait_for(asyncio.gather(*(d.done.wait() for d in deliveries)), timeout=timeout)
+        except TimeoutError:
+            short = [d for d in deliveries if not d.done.is_set()]
+            raise BenchError(
+                f"{len(short)} of {count} messages did not reach all {expected} members within "
+                f"{timeout:.0f} s; errors: {self.errors[-3:]}"
+            ) from None
+        return deliveries
 
     async def _read(self, member: Member) -> None:
         with contextlib.suppress(Exception):  # the socket closes when the benchmark ends
             async for raw in member.ws:
                 now = time.perf_counter()
-                frame = json.loads(raw)
-                kind = frame.get("type")
-                if kind == "message":
-                    delivery = self._pending.get(str(frame.get("clientMsgId")))
-                    if delivery is not None:
-                        delivery.arrived(member.index, now)
-                elif kind == "joined" and frame.get("room") == self.room:
-                    member.joined.set()
-                elif kind == "error" or (kind is None and "message" in frame):
-                    self.errors.append(frame)
+                for frame in unbatch(json.loads(raw)):  # a `batch` carries several (coalesced)
+                    kind = frame.get("type")
+                    if kind == "message":
+                        delivery = self._pending.get(str(frame.get("clientMsgId")))
+                        if delivery is not None:
+                            delivery.arrived(member.index, now)
+                    elif kind == "joined" and frame.get("room") == self.room:
+                        member.joined.set()
+                    elif kind == "error" or (kind is None and "message" in frame):
+                        self.errors.append(frame)
 
     async def deliver(self, client_msg_id: str, text: str, timeout: float) -> Delivery:
         """Member 0 sends one message; returns once every member has it (or raises)."""
-        delivery = Delivery(time.perf_counter(), expected=len(self.members))
+        joined = sum(1 for member in self.members if member.joined.is_set())  # a storm's joiners come later
+        delivery = Delivery(time.perf_counter(), expected=joined)
         self._pending[client_msg_id] = delivery
         frame = {"action": "sendmessage", "room": self.room, "text": text, "clientMsgId": client_msg_id}
         delivery.sent_at = time.perf_counter()

@@ -24,11 +24,15 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from functions.chat.schema import TableDefinition
 
 READ_UNIT_BYTES: Final = 4096
 WRITE_UNIT_BYTES: Final = 1024
 DEFAULT_ITEM_BYTES: Final = 200
+BUSIEST_ITEMS: Final = 5  # the most-written items a snapshot lists
 
 
 def attribute_value_size(value: Mapping[str, Any]) -> int:
@@ -72,6 +76,10 @@ class AwsUsage:
     lambda_invocations: Counter[str] = field(default_factory=Counter)
     lambda_gb_seconds: float = 0.0
     lambda_ms: dict[str, float] = field(default_factory=dict)
+    # Hot keys: write requests per item ("table key"), a refused condition included (it is
+    # billed and it loads the item's partition), and cancelled transactions by reason.
+    item_writes: Counter[str] = field(default_factory=Counter)
+    transactions_cancelled: Counter[str] = field(default_factory=Counter)
 
     def snapshot(self) -> dict[str, Any]:
         sqs = sum(n for name, n in self.calls.items() if name.startswith("sqs."))
@@ -86,6 +94,8 @@ class AwsUsage:
             "lambda_invocations": dict(self.lambda_invocations),
             "lambda_gb_seconds": self.lambda_gb_seconds,
             "lambda_ms": {name: round(ms, 1) for name, ms in self.lambda_ms.items()},
+            "busiest_items": dict(self.item_writes.most_common(BUSIEST_ITEMS)),
+            "transactions_cancelled": dict(self.transactions_cancelled),
         }
 
 
@@ -139,6 +149,8 @@ class AwsMeter:
                 self.usage.empty_receives += 1
             if service == "dynamodb":
                 self._dynamodb(operation, params, parsed)
+                if operation == "TransactWriteItems" and parsed.get("Error"):
+                    self._cancelled(parsed)
 
     # -- DynamoDB capacity -------------------------------------------------------------------------
 
@@ -186,6 +198,22 @@ class AwsMeter:
 
     def _write(self, params: dict[str, Any], parsed: dict[str, Any]) -> None:
         self.usage.dynamodb_wru += self._write_units(params, parsed.get("Attributes"))
+        self._count_item(params)
+
+    def _count_item(self, request: Mapping[str, Any]) -> None:
+        table = str(request.get("TableName", ""))
+        key = request.get("Key") or _key_of(table, request.get("Item") or {})
+        if key:
+            label = " / ".join(str(next(iter(value.values()))) for value in key.values())
+            self.usage.item_writes[f"{_table_label(table)} {label}"] += 1
+
+    def _cancelled(self, parsed: dict[str, Any]) -> None:
+        """A cancelled transaction: TransactionConflict (a concurrent transaction on an item) or a
+        condition that lost a race (the seq counter moved), counted by the first reason given."""
+        codes = [
+            str(r.get("Code")) for r in parsed.get("CancellationReasons") or [] if r.get("Code") != "None"
+        ]
+        self.usage.transactions_cancelled[codes[0] if codes else str(parsed["Error"].get("Code"))] += 1
 
     def _write_units(self, request: Mapping[str, Any], returned: Mapping[str, Any] | None) -> int:
         table = str(request.get("TableName", ""))
@@ -199,8 +227,10 @@ class AwsMeter:
 
     def _transact_write(self, params: dict[str, Any], parsed: dict[str, Any]) -> None:
         for entry in params.get("TransactItems") or []:
-            for request in entry.values():  # {"Put": {...}} / Update / Delete / ConditionCheck
+            for kind, request in entry.items():  # {"Put": {...}} / Update / Delete / ConditionCheck
                 self.usage.dynamodb_wru += 2 * self._write_units(request, None)
+                if kind != "ConditionCheck":
+                    self._count_item(request)
 
     def _batch_write(self, params: dict[str, Any], parsed: dict[str, Any]) -> None:
         for table, requests in (params.get("RequestItems") or {}).items():
@@ -208,6 +238,8 @@ class AwsMeter:
                 put = request.get("PutRequest")
                 body = {"TableName": table, **({"Item": put["Item"]} if put else {})}
                 self.usage.dynamodb_wru += self._write_units(body, None)
+                delete = request.get("DeleteRequest")
+                self._count_item({**body, **({"Key": delete["Key"]} if delete else {})})
 
     def _transact_get(self, params: dict[str, Any], parsed: dict[str, Any]) -> None:
         for entry, response in zip(
@@ -237,6 +269,26 @@ _DYNAMODB_RULES: Final[dict[str, Callable[[AwsMeter, dict[str, Any], dict[str, A
     "TransactGetItems": AwsMeter._transact_get,
     "BatchGetItem": AwsMeter._batch_get,
 }
+
+
+def _table_definition(table: str) -> TableDefinition | None:
+    from functions.chat.schema import TABLES
+
+    return next((t for t in TABLES if table == t.logical_name or table.endswith(f"-{t.logical_name}")), None)
+
+
+def _table_label(table: str) -> str:
+    definition = _table_definition(table)
+    return str(definition.logical_name) if definition is not None else table
+
+
+def _key_of(table: str, item: Mapping[str, Any]) -> dict[str, Any]:
+    """The key attributes of an item about to be put (the table's key schema, functions/chat/schema.py)."""
+    definition = _table_definition(table)
+    if definition is None:
+        return {}
+    keys = (definition.partition_key, definition.sort_key)
+    return {key.name: item[key.name] for key in keys if key is not None and key.name in item}
 
 
 def _service_name(model: Any) -> str:

@@ -30,6 +30,21 @@ def table(results: list[SystemResult], config: BenchConfig) -> str:
             f"{_cell(aws.get('lambda_invocations')):>6} {_cell(r.usd_per_million_messages, 2):>9} "
             f"{_cell(r.apigw_floor_usd_per_million, 0):>8}"
         )
+    for r in results:
+        extra = r.extra
+        if "messages_per_s" in extra:
+            line = f"{r.system}: {extra['messages_per_s']:g} messages/s achieved of {extra['rate']:g}"
+            if "posts_per_delivery" in extra:
+                line += f", {extra['posts_per_delivery']:g} posts per delivery"
+            for unit in ("message", "join"):
+                if f"busiest_item_writes_per_{unit}" in extra:
+                    line += (
+                        f", busiest item {extra['busiest_item_key']!r}: "
+                        f"{extra[f'busiest_item_writes_per_{unit}']:g} writes per {unit}"
+                    )
+            if "transaction_conflicts" in extra:
+                line += f", {extra['transaction_conflicts']} transactions cancelled"
+            lines.append(line)
     by_system = {r.system: r for r in results}
     ours = by_system.get("dynamowave")
     if ours is not None:

@@ -41,6 +41,16 @@ class BenchConfig:
     shard_size: int | None = None
     log_dir: Path | None = None
     profile: Path | None = None  # py-spy output folder (one flame graph per pipeline system)
+    # --rate mode: `senders` members share `rate` messages per second for `duration` seconds.
+    rate: float | None = None
+    senders: int = 1
+    duration: float = 10.0
+    # Coalesced delivery: members connect with ?batch=1 and the fan-out's event source gathers
+    # up to `batch_size` jobs for `batching_window` seconds (docs/fanout.md).
+    coalesce: bool = False
+    batch_size: int = 100
+    batching_window: float = 1.0
+    join_storm: int = 0  # --join-storm N: N more members join over `duration` while messages flow
 
 
 @dataclass
@@ -113,6 +123,8 @@ class ServerProcess:
         args += ["--post-latency-ms", str(config.post_latency_ms)]
         if config.shard_size:
             args += ["--shard-size", str(config.shard_size)]
+        if config.coalesce:
+            args += ["--batch-size", str(config.batch_size), "--batching-window", str(config.batching_window)]
         stderr: Any = asyncio.subprocess.DEVNULL
         if log_file is not None:
             log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -215,18 +227,27 @@ async def run_system(system: str, config: BenchConfig, secret: str) -> SystemRes
     from functions.chat.auth import mint_token
 
     token = mint_token(secret, BENCH_USER, ttl_seconds=6 * 3600)
+
+    def token_for(index: int) -> str:
+        # A join storm's joiners are distinct users (as at a live event); the room's members share one.
+        if index < config.members:
+            return token
+        return mint_token(secret, f"joiner{index}", ttl_seconds=6 * 3600)
+
     log_file = config.log_dir / f"{system}.log" if config.log_dir else None
     started = time.perf_counter()
     server = await ServerProcess.start(system, config, secret, log_file)
-    room = Room(server.ws_url, lambda _index: token, ROOM)
+    room = Room(server.ws_url, token_for, ROOM, batch=config.coalesce)
     profiler: asyncio.subprocess.Process | None = None
+    storm_seconds = 0.0
     try:
         pipeline = system in PIPELINE_SYSTEMS
         seeded = (await server.call("seed", idle=config.idle))["seeded"] if pipeline else 0
         await room.connect(config.members)
         await room.join()
+        joiners = await room.connect(config.join_storm) if config.join_storm else []
         text = "x" * config.text_size
-        timeout = 60.0 + 0.1 * config.members + config.idle / 1000
+        timeout = 60.0 + 0.1 * (config.members + config.join_storm) + config.idle / 1000
         for index in range(config.warmup):
             await room.deliver(f"warmup-{index}", text, timeout)
         if pipeline:
@@ -238,8 +259,25 @@ async def run_system(system: str, config: BenchConfig, secret: str) -> SystemRes
                 server.pid, config.profile / f"{system}-m{config.members}-i{config.idle}.txt"
             )
         deliveries: list[Delivery] = []
-        for index in range(config.messages):
-            deliveries.append(await room.deliver(f"m{index}-{secrets.token_hex(4)}", text, timeout))
+        if config.rate is not None or joiners:
+            stream = room.stream(
+                rate=config.rate or 1.0,
+                senders=min(config.senders, config.members),
+                duration=config.duration,
+                text=text,
+                prefix=f"r{secrets.token_hex(3)}-",
+                timeout=timeout + 2 * config.duration,
+                expected=config.members,
+            )
+            if joiners:
+                deliveries, storm_seconds = await asyncio.gather(
+                    stream, room.join_storm(joiners, config.duration)
+                )
+            else:
+                deliveries = await stream
+        else:
+            for index in range(config.messages):
+                deliveries.append(await room.deliver(f"m{index}-{secrets.token_hex(4)}", text, timeout))
         usage = await server.settled_usage() if pipeline else {}
     finally:
         if profiler is not None and profiler.returncode is None:
@@ -248,6 +286,7 @@ async def run_system(system: str, config: BenchConfig, secret: str) -> SystemRes
                 await asyncio.wait_for(profiler.wait(), timeout=30)
         await server.stop()
         await room.close()
+    messages = len(deliveries)
     latencies = [ms for d in deliveries for ms in d.latencies_ms()]
     busy = sum(d.duration_s() for d in deliveries)
     count = sum(len(d.arrivals) for d in deliveries)
@@ -255,7 +294,7 @@ async def run_system(system: str, config: BenchConfig, secret: str) -> SystemRes
         system=system,
         members=config.members,
         idle=seeded if pipeline else config.idle,
-        messages=config.messages,
+        messages=messages,
         deliveries=count,
         deliveries_per_s=count / busy if busy > 0 else 0.0,
         p50_ms=percentile(latencies, 0.50),
@@ -263,21 +302,60 @@ async def run_system(system: str, config: BenchConfig, secret: str) -> SystemRes
         message_ms_p50=statistics.median(d.duration_s() * 1000 for d in deliveries) if deliveries else 0.0,
         setup_s=setup,
     )
+    streamed = config.rate is not None or bool(config.join_storm)
+    if streamed:
+        first = min(d.sent_at for d in deliveries)
+        last = max(max(d.arrivals.values(), default=d.sent_at) for d in deliveries)
+        result.deliveries_per_s = count / (last - first) if last > first else 0.0
+        result.extra["rate"] = config.rate or 1.0
+        result.extra["senders"] = min(config.senders, config.members)
+        result.extra["duration"] = config.duration
+        result.extra["coalesce"] = config.coalesce
+        # Achieved: messages that reached every member, over first send -> last arrival.
+        result.extra["messages_per_s"] = round(messages / (last - first), 2) if last > first else 0.0
     if pipeline:
         frame_bytes = 200 + config.text_size  # a message frame: envelope plus text
-        requests, usd = per_message(usage, config.messages, frame_bytes)
+        requests, usd = per_message(usage, messages, frame_bytes)
         result.aws_requests_per_message = requests
         result.usd_per_million_messages = round(usd, 2)
         result.apigw_floor_usd_per_million = round(apigw_floor_usd(config.members) * 1e6, 2)
         from dynamowave.bench.experiments import enabled
 
-        result.extra = {
+        extra: dict[str, Any] = {
             **({"experiments": sorted(enabled())} if enabled() else {}),
-            "lambda_gb_seconds_per_message": round(usage.get("lambda_gb_seconds", 0.0) / config.messages, 6),
-            "calls": usage.get("calls", {}),
-            "lambda_ms": usage.get("lambda_ms", {}),
+            "lambda_gb_seconds_per_message": round(usage.get("lambda_gb_seconds", 0.0) / messages, 6),
         }
+        if streamed:
+            extra.update(
+                hot_keys(usage, messages=messages, joins=config.join_storm, storm_seconds=storm_seconds)
+            )
+            extra["posts_per_delivery"] = (
+                round(usage.get("post_to_connection", 0) / count, 4) if count else 0.0
+            )
+        extra["calls"] = usage.get("calls", {})
+        extra["lambda_ms"] = usage.get("lambda_ms", {})
+        result.extra.update(extra)
     return result
+
+
+def hot_keys(usage: dict[str, Any], *, messages: int, joins: int, storm_seconds: float) -> dict[str, Any]:
+    """The most-written item per message (or per join, in a join storm) and the cancelled
+    transactions, from the meter's per-item write counts (dynamowave/bench/meter.py)."""
+    busiest: dict[str, int] = usage.get("busiest_items", {})
+    key, writes = max(busiest.items(), key=lambda kv: kv[1], default=("", 0))
+    cancelled: dict[str, int] = usage.get("transactions_cancelled", {})
+    fields: dict[str, Any] = {
+        "busiest_item_key": key,
+        "busiest_items": busiest,
+        "transaction_conflicts": sum(cancelled.values()),
+        "transactions_cancelled": cancelled,
+    }
+    fields["busiest_item_writes_per_message"] = round(writes / messages, 4) if messages else 0.0
+    if joins:
+        fields["joins"] = joins
+        fields["joins_per_s"] = round(joins / storm_seconds, 2) if storm_seconds > 0 else 0.0
+        fields["busiest_item_writes_per_join"] = round(writes / joins, 4)
+    return fields
 
 
 async def run(config: BenchConfig) -> list[SystemResult]:

@@ -78,8 +78,18 @@ def _write_all(dynamodb: Any, table: str, items: list[dict[str, Any]]) -> None:
 class PipelineSystem:
     """The local runtime in this process, metered."""
 
-    def __init__(self, system: str, post_latency_ms: float, shard_size: int | None) -> None:
+    def __init__(
+        self,
+        system: str,
+        post_latency_ms: float,
+        shard_size: int | None,
+        *,
+        batch_size: int = 10,
+        batching_window: float = 0.0,
+    ) -> None:
         self.system = system
+        self._batch_size = batch_size
+        self._batching_window = batching_window
         self.meter = AwsMeter()
         self._undo = meter_every_client(self.meter)
         self._post_latency_ms = post_latency_ms
@@ -112,6 +122,8 @@ class PipelineSystem:
             function_env=env,
             jwt_secret=secret,
             faults=FaultConfig(post_to_connection=PostFaults(latency_ms=self._post_latency_ms)),
+            batch_size=self._batch_size,
+            batching_window=self._batching_window,
         )
         self.runtime = LocalRuntime(experiments.configure(chosen, config))
         self._meter_invocations()
@@ -239,11 +251,19 @@ class BroadcastSystem:
         return None
 
 
-async def serve(system: str, post_latency_ms: float, shard_size: int | None) -> int:
+async def serve(args: argparse.Namespace) -> int:
     protocol = _protocol_stream()
     secret = os.environ["DYNAMOWAVE_JWT_SECRET"]
     target: PipelineSystem | BroadcastSystem = (
-        BroadcastSystem() if system == "broadcast" else PipelineSystem(system, post_latency_ms, shard_size)
+        BroadcastSystem()
+        if args.system == "broadcast"
+        else PipelineSystem(
+            args.system,
+            args.post_latency_ms,
+            args.shard_size,
+            batch_size=args.batch_size,
+            batching_window=args.batching_window,
+        )
     )
 
     def reply(message: dict[str, Any]) -> None:
@@ -281,11 +301,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("system", choices=SYSTEMS)
     parser.add_argument("--post-latency-ms", type=float, default=0.0)
     parser.add_argument("--shard-size", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=10, help="the fan-out event source's batch size")
+    parser.add_argument("--batching-window", type=float, default=0.0, help="its batching window, seconds")
     args = parser.parse_args(argv)
     import logging
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    return asyncio.run(serve(args.system, args.post_latency_ms, args.shard_size))
+    return asyncio.run(serve(args))
 
 
 if __name__ == "__main__":

@@ -50,6 +50,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--shard-size", type=_count(1), metavar="S", help="SHARD_SIZE for dynamowave (250)")
     parser.add_argument("--text-size", type=_count(1), default=64, metavar="C", help="characters per message")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        metavar="R",
+        help="messages per second into the room, shared by --senders, for --duration (instead of --messages)",
+    )
+    parser.add_argument("--senders", type=_count(1), default=1, metavar="S", help="members sending (1)")
+    parser.add_argument(
+        "--duration", type=float, default=10.0, metavar="SECONDS", help="of --rate and --join-storm (10)"
+    )
+    parser.add_argument(
+        "--coalesce",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="members connect with ?batch=1 and the fan-out gathers batches (--batch-size, "
+        "--batching-window); --no-coalesce: v1 clients, batches of 10, no window (the default)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=_count(1),
+        default=100,
+        metavar="B",
+        help="fan-out batch size with --coalesce (100)",
+    )
+    parser.add_argument(
+        "--batching-window",
+        type=float,
+        default=1.0,
+        metavar="W",
+        help="fan-out batching window with --coalesce, seconds (1.0: the smallest AWS allows)",
+    )
+    parser.add_argument(
+        "--join-storm",
+        type=_count(1),
+        metavar="N",
+        help="N more members (distinct users) join over --duration while --rate messages flow",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per system per line")
     parser.add_argument("--log-dir", type=Path, metavar="DIR", help="keep each server's log here")
     parser.add_argument(
@@ -75,6 +112,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.post_latency_ms < 0:
         raise CommandError("--post-latency-ms must be >= 0")
+    if args.rate is not None and args.rate <= 0:
+        raise CommandError("--rate must be > 0")
+    if args.duration <= 0 or args.batching_window < 0:
+        raise CommandError("--duration must be > 0 and --batching-window >= 0")
     config = BenchConfig(
         members=args.members,
         idle=args.idle,
@@ -85,6 +126,13 @@ def run(args: argparse.Namespace) -> int:
         shard_size=args.shard_size,
         log_dir=args.log_dir,
         profile=args.profile,
+        rate=args.rate,
+        senders=args.senders,
+        duration=args.duration,
+        coalesce=args.coalesce,
+        batch_size=args.batch_size,
+        batching_window=args.batching_window,
+        join_storm=args.join_storm or 0,
     )
     try:
         results = asyncio.run(run_bench(config))

@@ -294,6 +294,8 @@
   function withToken(url, token) {
     const target = new URL(url);
     target.searchParams.set("token", token);
+    // Coalesced delivery (docs/protocol.md): the fan-out may put several frames in one `batch`.
+    target.searchParams.set("batch", "1");
     return target.toString();
   }
 
@@ -647,6 +649,17 @@
       return;
     }
     if (!frame || typeof frame !== "object") return;
+    if (frame.type === "batch" && Array.isArray(frame.frames)) {
+      // Coalesced delivery: each carried frame is handled as if it had come alone.
+      for (const inner of frame.frames) {
+        if (inner && typeof inner === "object") handleFrame(inner);
+      }
+      return;
+    }
+    handleFrame(frame);
+  }
+
+  function handleFrame(frame) {
     const handler = HANDLERS[frame.type];
     if (handler) {
       handler(frame);

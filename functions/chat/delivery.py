@@ -16,7 +16,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
@@ -28,7 +28,7 @@ from functions.chat.gateway import ConnectionInfo, Gone, ManagementApi, PostErro
 from functions.chat.jobs import FanoutJob
 from functions.chat.queue import MAX_DELAY_SECONDS, JobQueue
 from functions.chat.settings import Settings
-from functions.chat.store import ChatStore, ConnectionRecord
+from functions.chat.store import ChatStore, ConnectionRecord, Member
 
 logger = logging.getLogger(__name__)
 
@@ -134,28 +134,67 @@ class Fanout:
     def deliver(self, job: FanoutJob, deadline: Deadline) -> DeliveryReport:
         """Deliver one job. Raises (so its SQS record fails and is redelivered) when DynamoDB or
         SQS fail; Management API failures are handled per recipient and never raise."""
-        recipients = self.recipients(job)
-        data = protocol.encode(job.frame).encode("utf-8")
+        return self.deliver_together([job], deadline)[0]
+
+    def deliver_together(self, jobs: Sequence[FanoutJob], deadline: Deadline) -> list[DeliveryReport]:
+        """Deliver jobs for one recipient set (one room's shard, or one job alone), coalesced.
+
+        The shard is read once. A member that opted in to coalescing (`Member.batch`) gets the
+        jobs' frames in as few `batch` posts as fit 32 KB each (protocol.coalesce); every other
+        recipient gets one post per frame, as it always did. Each job's report and retry job
+        cover its own frame: a failed batch post fails every job it carried for that member.
+        Raises if reading the shard or a prune fails: every job of the group is redelivered.
+        """
+        members = self._members(jobs[0])
+        encoded = [protocol.encode(job.frame).encode("utf-8") for job in jobs]
+        wanted = [set(self._recipients(job, members)) for job in jobs]
+        # One post per (member, body); `carried[k]` lists the jobs post k delivers a frame of.
+        posts: list[tuple[str, bytes]] = []
+        carried: list[list[int]] = []
+        for member in members.values():
+            mine = [index for index, recipients in enumerate(wanted) if member.connection_id in recipients]
+            chunks = (
+                protocol.coalesce([encoded[i] for i in mine])
+                if member.batch and len(mine) > 1
+                else [(encoded[i], [position]) for position, i in enumerate(mine)]
+            )
+            for body, positions in chunks:
+                posts.append((member.connection_id, body))
+                carried.append([mine[p] for p in positions])
+        correlation = jobs[0].correlation_id
         futures: list[Future[PostResult]] = [
-            self._executor.submit(self._post, connection_id, data, deadline, job.correlation_id)
-            for connection_id in recipients
+            self._executor.submit(self._post, connection_id, body, deadline, correlation)
+            for connection_id, body in posts
         ]
         results, error = _gather(futures)
         if error is not None:
-            raise error  # a prune failed (DynamoDB/SQS): the whole job is redelivered
-        report = _summarise(results)
-        self._requeue(job, results, report)
-        return report
+            raise error  # a prune failed (DynamoDB/SQS): the whole group is redelivered
+        per_job: list[list[PostResult]] = [[] for _ in jobs]
+        for result, indexes in zip(results, carried, strict=True):
+            for index in indexes:
+                per_job[index].append(result)
+        reports: list[DeliveryReport] = []
+        for job, job_results in zip(jobs, per_job, strict=True):
+            report = _summarise(job_results)
+            self._requeue(job, job_results, report)
+            reports.append(report)
+        return reports
 
     def recipients(self, job: FanoutJob) -> list[str]:
         """The shard's members (paginated, consistent Query) or the job's explicit list, minus
         `exclude`, each once."""
+        return self._recipients(job, self._members(job))
+
+    def _members(self, job: FanoutJob) -> dict[str, Member]:
         if job.connections is not None:
-            candidates: Iterable[str] = job.connections
-        else:
-            assert job.shard is not None
-            candidates = (member.connection_id for member in self._store.shard_members(job.room, job.shard))
-        return list(dict.fromkeys(c for c in candidates if c != job.exclude))
+            # A retry or a user-addressed job: one frame per post (its list carries no opt-in).
+            return {c: Member(c, "") for c in job.connections}
+        assert job.shard is not None
+        return {m.connection_id: m for m in self._store.shard_members(job.room, job.shard)}
+
+    @staticmethod
+    def _recipients(job: FanoutJob, members: dict[str, Member]) -> list[str]:
+        return [c for c in members if c != job.exclude]
 
     def _post(self, connection_id: str, data: bytes, deadline: Deadline, correlation_id: str) -> PostResult:
         settings = self._settings

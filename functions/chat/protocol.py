@@ -560,3 +560,54 @@ def fit_messages(
     if keep == "newest":
         kept.reverse()
     return kept, more
+
+
+# Coalesced delivery (docs/protocol.md, "Coalesced delivery"): a connection opened with
+# `?batch=1` may get one `batch` frame carrying several fan-out frames of one room.
+BATCH_QUERY_PARAMETER: Final = "batch"
+BATCH_OPT_IN_VALUES: Final = frozenset({"1", "true"})
+# API Gateway bills outbound messages in 32 KB units: a batch is cut at 32 KB, so each post
+# costs one unit, and it stays far under the 128 KB message limit.
+BATCH_FRAME_BYTES: Final = 32 * 1024
+_BATCH_HEAD: Final = b'{"type":"batch","frames":['
+_BATCH_TAIL: Final = b"]}"
+
+
+def wants_batches(query: dict[str, Any] | None) -> bool:
+    """True if the $connect query string opts in to coalesced delivery (``batch=1``)."""
+    return str((query or {}).get(BATCH_QUERY_PARAMETER, "")).lower() in BATCH_OPT_IN_VALUES
+
+
+def coalesce(encoded: list[bytes], limit: int = BATCH_FRAME_BYTES) -> list[tuple[bytes, list[int]]]:
+    """Pack encoded frames into as few posts as fit `limit` bytes each, keeping their order.
+
+    Returns (body, indexes of the frames it carries). A run of one frame is posted as the frame
+    itself (no envelope); a frame too big to share a batch travels alone, as it would unbatched.
+    """
+    posts: list[tuple[bytes, list[int]]] = []
+    run: list[int] = []
+    size = len(_BATCH_HEAD) + len(_BATCH_TAIL)
+
+    def flush() -> None:
+        if len(run) == 1:
+            posts.append((encoded[run[0]], list(run)))
+        elif run:
+            posts.append((_BATCH_HEAD + b",".join(encoded[i] for i in run) + _BATCH_TAIL, list(run)))
+
+    for index, data in enumerate(encoded):
+        grown = size + len(data) + (1 if run else 0)
+        if run and grown > limit:
+            flush()
+            run, size = [], len(_BATCH_HEAD) + len(_BATCH_TAIL)
+            grown = size + len(data)
+        run.append(index)
+        size = grown
+    flush()
+    return posts
+
+
+def unbatch(frame: dict[str, Any]) -> list[dict[str, Any]]:
+    """The frames a received frame stands for: a `batch`'s contents, else the frame itself."""
+    if frame.get("type") == "batch" and isinstance(frame.get("frames"), list):
+        return [f for f in frame["frames"] if isinstance(f, dict)]
+    return [frame]

@@ -116,9 +116,10 @@ class ChatService:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    def connect(self, connection_id: str, identity: Identity) -> None:
+    def connect(self, connection_id: str, identity: Identity, *, batch: bool = False) -> None:
+        """Record the connection; `batch`: it opted in to coalesced delivery (`?batch=1`)."""
         self._store.put_connection(
-            connection_id, identity.user_id, identity.name, identity.rooms, self._clock()
+            connection_id, identity.user_id, identity.name, identity.rooms, self._clock(), batch=batch
         )
 
     def disconnect(self, connection_id: str, correlation_id: str = "") -> int:

@@ -180,6 +180,7 @@ class ConnectionRecord:
     connected_at: int
     last_seen: int
     stamps: dict[str, int] = field(default_factory=dict)  # `ban#room` / `mute#room` -> until
+    batch: bool = False  # opted in to coalesced delivery at $connect (docs/protocol.md)
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> ConnectionRecord:
@@ -191,6 +192,7 @@ class ConnectionRecord:
             connected_at=int(item.get("connectedAt", 0)),
             last_seen=int(item.get("lastSeen", 0)),
             stamps={str(k): int(v) for k, v in item.items() if str(k).startswith(_STAMP_PREFIXES)},
+            batch=bool(item.get("batch", False)),
         )
 
     def restricted(self, kind: Restriction, room: str, now_ms: int) -> int | None:
@@ -203,6 +205,7 @@ class ConnectionRecord:
 class Member:
     connection_id: str
     user_id: str
+    batch: bool = False  # takes coalesced `batch` frames (copied from its connection at join)
 
 
 @dataclass(frozen=True)
@@ -274,7 +277,14 @@ class ChatStore:
     # -- connections ---------------------------------------------------------------------------
 
     def put_connection(
-        self, connection_id: str, user_id: str, name: str, rooms: Sequence[str] | None, now_ms: int
+        self,
+        connection_id: str,
+        user_id: str,
+        name: str,
+        rooms: Sequence[str] | None,
+        now_ms: int,
+        *,
+        batch: bool = False,
     ) -> None:
         ttl = now_ms // 1000 + self._settings.max_connection_seconds + 3600  # TTL is only the backstop
         item: dict[str, Any] = {
@@ -287,6 +297,8 @@ class ChatStore:
             "lastSeen": now_ms,
             "ttl": ttl,
         }
+        if batch:
+            item["batch"] = True
         self._db.put_item(TableName=self._connections, Item=serialize(item))
         # Then the user's index entry, so `user_connections` finds it with one Query. In this
         # order a failure leaves at most a connection item, which the janitor's Scan finds;
@@ -470,17 +482,18 @@ class ChatStore:
             return JoinResult(connection.joined[room], False)
         seq, members = self.room_counters(room)
         shard = shard_for(connection.connection_id, members, self._settings.shard_size)
+        subscription: dict[str, Any] = {
+            "pk": shard_pk(room, shard),
+            "sk": connection.connection_id,
+            "userId": connection.user_id,
+            "joinedAt": now_ms,
+        }
+        if connection.batch:  # the fan-out reads it with the shard, so coalescing costs no read
+            subscription["batch"] = True
         membership: dict[str, Any] = {
             "Put": {
                 "TableName": self._rooms,
-                "Item": serialize(
-                    {
-                        "pk": shard_pk(room, shard),
-                        "sk": connection.connection_id,
-                        "userId": connection.user_id,
-                        "joinedAt": now_ms,
-                    }
-                ),
+                "Item": serialize(subscription),
                 "ConditionExpression": "attribute_not_exists(pk)",
             }
         }
@@ -694,10 +707,11 @@ class ChatStore:
             TableName=self._rooms,
             KeyConditionExpression="pk = :pk",
             ExpressionAttributeValues=_values(pk=shard_pk(room, shard)),
-            ProjectionExpression="sk, userId",
+            ProjectionExpression="sk, userId, #batch",  # BATCH is a reserved word
+            ExpressionAttributeNames={"#batch": "batch"},
             ConsistentRead=CONSISTENT,
         ):
-            yield Member(str(item["sk"]), str(item.get("userId", "")))
+            yield Member(str(item["sk"]), str(item.get("userId", "")), bool(item.get("batch", False)))
 
     def online_users(self, room: str, limit: int) -> list[str]:
         users: list[str] = []

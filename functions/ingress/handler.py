@@ -40,7 +40,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     identity = Identity.from_context(request_context.get("authorizer") or {})
     logger.append_keys(user_id=identity.user_id)
     if route == "$connect":
-        service.connect(connection_id, identity)
+        service.connect(
+            connection_id, identity, batch=protocol.wants_batches(event.get("queryStringParameters"))
+        )
         metrics.add_metric(name="Connects", unit=MetricUnit.Count, value=1)
         return {"statusCode": 200}
 

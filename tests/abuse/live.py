@@ -17,6 +17,7 @@ from typing import Any
 import boto3
 from websockets.sync.client import ClientConnection, connect
 
+from functions.chat import protocol
 from tests.chaos.invariants import State
 from tests.clients.local_runtime import SECRET, LocalRuntime
 from tests.queues import peek_jobs
@@ -97,20 +98,22 @@ class DevApi:
 class Client:
     """One WebSocket connection with a reader thread that keeps every frame (and its arrival time)."""
 
-    def __init__(self, dev: DevApi, user: str, *, rooms: list[str] | None = None) -> None:
+    def __init__(
+        self, dev: DevApi, user: str, *, rooms: list[str] | None = None, batch: bool = False
+    ) -> None:
         self.user = user
         query = {"user": user, **({"rooms": ",".join(rooms)} if rooms else {})}
         token = dev.call("GET", f"/dev/token?{urllib.parse.urlencode(query)}")[1]["token"]
         before = set(dev.connections())
-        self.ws: ClientConnection = connect(
-            dev.runtime.socket_url(token), open_timeout=30, max_size=None, compression=None
-        )
+        url = dev.runtime.socket_url(token) + ("&batch=1" if batch else "")
+        self.ws: ClientConnection = connect(url, open_timeout=30, max_size=None, compression=None)
         deadline = time.monotonic() + 10
         fresh: set[str] = set()
         while not fresh and time.monotonic() < deadline:
             fresh = set(dev.connections()) - before
         self.connection_id = fresh.pop() if len(fresh) == 1 else ""
-        self.frames: list[tuple[float, Frame]] = []
+        self.frames: list[tuple[float, Frame]] = []  # a `batch` frame's contents, one by one
+        self.batches = 0  # `batch` frames received (coalesced delivery)
         self.closed: tuple[int | None, str] | None = None
         self._cv = threading.Condition()
         self._thread = threading.Thread(target=self._read, daemon=True)
@@ -120,8 +123,10 @@ class Client:
         try:
             for message in self.ws:
                 frame = json.loads(message) if isinstance(message, str) else {"binary": message}
+                carried = protocol.unbatch(frame)
                 with self._cv:
-                    self.frames.append((time.monotonic(), frame))
+                    self.batches += frame.get("type") == "batch"
+                    self.frames.extend((time.monotonic(), f) for f in carried)
                     self._cv.notify_all()
         except Exception:
             pass

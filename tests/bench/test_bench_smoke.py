@@ -58,3 +58,27 @@ def test_unknown_system_is_a_usage_error() -> None:
     )
     assert done.returncode == 2
     assert "--systems" in done.stderr
+
+
+RATE_FIELDS = {"messages_per_s", "posts_per_delivery", "busiest_item_key", "transaction_conflicts"}
+
+
+def bench_json(*args: str) -> dict[str, object]:
+    command = [DYNAMOWAVE, "bench", "--systems", "dynamowave", "--json", *args]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=280, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (line,) = done.stdout.splitlines()
+    result: dict[str, object] = json.loads(line)
+    return result
+
+
+def test_a_tiny_join_storm_at_a_rate_reports_every_field() -> None:
+    storm = bench_json(
+        "--members", "4", "--join-storm", "6", "--rate", "4", "--senders", "2", "--duration", "2",
+        "--coalesce", "--batching-window", "0.3",
+    )  # fmt: skip
+    assert set(storm) >= FIELDS | RATE_FIELDS | {"usd_per_million_messages", "apigw_floor_usd_per_million"}
+    assert set(storm) >= {"busiest_item_writes_per_message", "busiest_item_writes_per_join", "joins_per_s"}
+    assert storm["messages"] == 8 and storm["deliveries"] == 4 * 8 and storm["coalesce"] is True
+    assert storm["joins"] == 6 and storm["joins_per_s"] > 0  # type: ignore[operator]
+    assert storm["posts_per_delivery"] > 0  # type: ignore[operator]

@@ -90,3 +90,46 @@ def test_cost_of_a_message_adds_every_service_at_list_price() -> None:
     ) / 1e6
     assert usage.usd() == pytest.approx(expected)
     assert apigw_floor_usd(100) == pytest.approx(101 / 1e6)
+
+
+def test_writes_are_counted_per_item_and_cancelled_transactions_by_reason() -> None:
+    meter = AwsMeter()
+    undo = meter_every_client(meter)
+    try:
+        with mock_aws():
+            client = boto3.client("dynamodb", region_name="us-east-1")
+            client.create_table(  # shaped as functions/chat/schema.py's rooms table
+                TableName="bench-rooms",
+                BillingMode="PAY_PER_REQUEST",
+                AttributeDefinitions=[
+                    {"AttributeName": "pk", "AttributeType": "S"},
+                    {"AttributeName": "sk", "AttributeType": "S"},
+                ],
+                KeySchema=[
+                    {"AttributeName": "pk", "KeyType": "HASH"},
+                    {"AttributeName": "sk", "KeyType": "RANGE"},
+                ],
+            )
+            meta = {"pk": {"S": "ROOM#r"}, "sk": {"S": "META"}}
+            client.put_item(TableName="bench-rooms", Item={**meta, "seq": {"N": "0"}})
+            for _ in range(3):
+                client.update_item(
+                    TableName="bench-rooms", Key=meta, UpdateExpression="ADD seq :one",
+                    ExpressionAttributeValues={":one": {"N": "1"}},
+                )  # fmt: skip
+            stale = {
+                "Update": {
+                    "TableName": "bench-rooms", "Key": meta, "UpdateExpression": "SET seq = :n",
+                    "ConditionExpression": "seq = :old",
+                    "ExpressionAttributeValues": {":n": {"N": "9"}, ":old": {"N": "0"}},
+                }
+            }  # fmt: skip
+            other = {"Put": {"TableName": "bench-rooms", "Item": {"pk": {"S": "ROOM#r"}, "sk": {"S": "X"}}}}
+            with pytest.raises(client.exceptions.TransactionCanceledException):
+                client.transact_write_items(TransactItems=[stale, other])
+            usage = meter.snapshot()
+    finally:
+        undo()
+    # The refused transaction still loads both items: 1 put + 3 updates + 1 attempt on META.
+    assert usage["busiest_items"] == {"rooms ROOM#r / META": 5, "rooms ROOM#r / X": 1}
+    assert usage["transactions_cancelled"] == {"ConditionalCheckFailed": 1}

@@ -12,7 +12,9 @@ seq) with no redrive by hand (the redriver heals what reached the DLQ), and with
 its send (p100); nothing is parked; no partial state; dropped connections pruned by the fan-out
 (410) or the janitor. The functions run with their production settings. K from
 DYNAMOWAVE_CHAOS_MESSAGES: 30 in `make test` (with a 4 s visibility timeout and a 1 s redrive
-base delay, to stay quick), 400 in `make chaos` (the defaults: 15 s, 5 s).
+base delay, to stay quick), 400 in `make chaos` (the defaults: 15 s, 5 s). The event source
+gathers batches of up to 100 jobs and every other member takes coalesced `batch` frames, so
+the same properties hold for coalesced and one-frame-per-message delivery alike.
 """
 
 from __future__ import annotations
@@ -57,9 +59,12 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevApi]:
     if SHORT:
         env["REDRIVE_BASE_DELAY_SECONDS"] = "1"
         timings = ("--visibility-timeout", "4")
+    # Coalesced delivery under the same faults: the event source gathers batches (window 0.2 s)
+    # and every other member connects with ?batch=1 (docs/fanout.md, "Coalesced delivery").
+    coalescing = ("--batch-size", "100", "--batching-window", "0.2")
     runtime = start_local_runtime(
         workdir,
-        *("--faults", str(faults), "--janitor-interval", "0", "--quiet", *timings),
+        *("--faults", str(faults), "--janitor-interval", "0", "--quiet", *timings, *coalescing),
         *[arg for key, value in env.items() for arg in ("--env", f"{key}={value}")],
     )
     try:
@@ -106,7 +111,7 @@ def wait_quiet(dev: DevApi, timeout: float = 240) -> None:
 
 def test_a_room_survives_runtime_faults_without_a_human(dev: DevApi) -> None:
     started = time.monotonic()
-    members = [Client(dev, f"member{i}") for i in range(MEMBERS)]
+    members = [Client(dev, f"member{i}", batch=i % 2 == 0) for i in range(MEMBERS)]
     assert all(m.connection_id for m in members)
     for member in members:
         member.join(ROOM)

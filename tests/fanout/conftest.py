@@ -39,18 +39,18 @@ class Deployment:
     def service(self) -> ChatService:
         return deps.chat_service(self.api.endpoint)
 
-    def connect(self, user: str) -> tuple[str, Identity]:
+    def connect(self, user: str, *, batch: bool = False) -> tuple[str, Identity]:
         self.counter += 1
         connection_id = f"{user}-{self.counter}="
         identity = Identity(user, user.title(), None)
-        self.service.connect(connection_id, identity)
+        self.service.connect(connection_id, identity, batch=batch)
         return connection_id, identity
 
     def frame(self, connection_id: str, identity: Identity, **frame: Any) -> dict[str, Any] | None:
         return self.service.handle(connection_id, identity, json.dumps(frame), "req-1").reply
 
-    def member(self, user: str, room: str = "general") -> str:
-        connection_id, identity = self.connect(user)
+    def member(self, user: str, room: str = "general", *, batch: bool = False) -> str:
+        connection_id, identity = self.connect(user, batch=batch)
         reply = self.frame(connection_id, identity, action="join", room=room)
         assert reply is not None and reply["type"] == "joined", reply
         return connection_id
