@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dynamowave.check.probe import frame as f
 from dynamowave.check.rows import check
-from dynamowave.check.runner import OTHER_USERS, CheckContext, row
+from dynamowave.check.runner import MODERATOR, OTHER_USERS, CheckContext, row
 
 
 @row("v2 leave ends the membership: every connection of the user gets left")
@@ -105,3 +105,71 @@ async def _edit_forbidden(ctx: CheckContext) -> None:
     ack = await ctx.send(alice, room, "mine")
     await bob.send({"action": "edit", "room": room, "seq": ack["seq"], "text": "yours now"})
     await bob.expect(f("error", code="forbidden"), "forbidden")
+
+
+# --- moderation: kick, ban, mute (docs/protocol.md, "Moderation") -------------------------------
+
+
+@row(
+    "v2 kick: moderated, kicked on every connection of the user, presence leave",
+    needs=[OTHER_USERS, MODERATOR],
+)
+async def _kick(ctx: CheckContext) -> None:
+    room = ctx.room("v2kick")
+    mod = await ctx.connect("mod", mod=[room])
+    await ctx.join(mod, room)
+    phone, laptop = await ctx.joined_connections(room, "bob", "bob")
+    bob = ctx.user("bob")
+    await mod.request(
+        {"action": "kick", "room": room, "user": bob, "reason": "check"},
+        f("moderated", room=room, user=bob, op="kick"),
+        "moderated",
+    )
+    for device in (phone, laptop):
+        kicked = await device.expect(f("kicked", room=room), "kicked on each of the user's connections")
+        check((kicked.get("by"), kicked.get("reason")) == (ctx.user("mod"), "check"), f"kicked: {kicked}")
+    await mod.expect(f("presence", room=room, user=bob, event="leave"), "presence leave")
+
+
+@row("v2 ban refuses join with banned until unban", needs=[OTHER_USERS, MODERATOR])
+async def _ban(ctx: CheckContext) -> None:
+    room = ctx.room("v2ban")
+    mod = await ctx.connect("mod", mod=[room])
+    (bob,) = await ctx.joined_connections(room, "bob")
+    target = ctx.user("bob")
+    ban = {"action": "ban", "room": room, "user": target, "seconds": 600, "reason": "check"}
+    await mod.request(ban, f("moderated", room=room, user=target, op="ban"), "moderated")
+    await bob.expect(f("banned", room=room), "banned")
+    await bob.send({"action": "join", "room": room})
+    await bob.expect(f("error", code="banned", room=room), "join refused with banned")
+    unban = {"action": "unban", "room": room, "user": target}
+    await mod.request(unban, f("moderated", room=room, user=target, op="unban"), "moderated (unban)")
+    await ctx.join(bob, room)
+
+
+@row(
+    "v2 mute refuses sendmessage with muted until unmute; others see nothing", needs=[OTHER_USERS, MODERATOR]
+)
+async def _mute(ctx: CheckContext) -> None:
+    room = ctx.room("v2mute")
+    mod = await ctx.connect("mod", mod=[room])
+    await ctx.join(mod, room)
+    (bob,) = await ctx.joined_connections(room, "bob")
+    target = ctx.user("bob")
+    mute = {"action": "mute", "room": room, "user": target}
+    await mod.request(mute, f("moderated", room=room, user=target, op="mute"), "moderated")
+    await bob.send({"action": "sendmessage", "room": room, "text": "muted?", "clientMsgId": "mute-1"})
+    await bob.expect(f("error", code="muted", clientMsgId="mute-1"), "sendmessage refused with muted")
+    unmute = {"action": "unmute", "room": room, "user": target}
+    await mod.request(unmute, f("moderated", room=room, user=target, op="unmute"), "moderated (unmute)")
+    ack = await ctx.send(bob, room, "unmuted")
+    await mod.expect(f("message", room=room, seq=ack["seq"]), "the message after unmute")
+    check(ack["seq"] == 1, f"nothing was stored while muted: the first message is seq 1, got {ack}")
+
+
+@row("v2 moderation without the mod claim is forbidden", needs=[OTHER_USERS])
+async def _moderation_forbidden(ctx: CheckContext) -> None:
+    room = ctx.room("v2nomod")
+    alice, _ = await ctx.joined_connections(room, "alice", "bob")
+    await alice.send({"action": "kick", "room": room, "user": ctx.user("bob")})
+    await alice.expect(f("error", code="forbidden", action="kick"), "forbidden")

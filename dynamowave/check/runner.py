@@ -26,6 +26,8 @@ RowFunction = Callable[["CheckContext"], Awaitable[None]]
 # signing secret itself (to mint an expired token).
 OTHER_USERS = "other users"
 SECRET = "the signing secret"
+# Tokens with a `mod` claim (moderator rows); a single token given on the command line cannot.
+MODERATOR = "a moderator's token"
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,8 @@ class Tokens:
     def user(self, role: str) -> str:
         raise NotImplementedError
 
-    def token(self, role: str, rooms: list[str] | None = None) -> str:
+    def token(self, role: str, rooms: list[str] | None = None, mod: list[str] | None = None) -> str:
+        """A token for `role`: `rooms` its rooms claim, `mod` the rooms it moderates."""
         raise NotImplementedError
 
     def expired(self, role: str) -> str:
@@ -77,7 +80,7 @@ class Tokens:
 class SecretTokens(Tokens):
     """Minted here with the deployment's signing secret: any user, any claims."""
 
-    capabilities = frozenset({OTHER_USERS, SECRET})
+    capabilities = frozenset({OTHER_USERS, SECRET, MODERATOR})
 
     def __init__(self, secret: str, run_id: str) -> None:
         self.secret = secret
@@ -86,8 +89,8 @@ class SecretTokens(Tokens):
     def user(self, role: str) -> str:
         return f"check-{self.run_id}-{role}"
 
-    def token(self, role: str, rooms: list[str] | None = None) -> str:
-        return mint_token(self.secret, self.user(role), rooms=rooms, ttl_seconds=900)
+    def token(self, role: str, rooms: list[str] | None = None, mod: list[str] | None = None) -> str:
+        return mint_token(self.secret, self.user(role), rooms=rooms, mod=mod, ttl_seconds=900)
 
     def expired(self, role: str) -> str:
         return mint_token(self.secret, self.user(role), ttl_seconds=60, now=time.time() - 3600)
@@ -96,7 +99,7 @@ class SecretTokens(Tokens):
 class DevTokens(SecretTokens):
     """A local runtime's GET /dev/token (loopback only): any user and rooms, nothing expired."""
 
-    capabilities = frozenset({OTHER_USERS})
+    capabilities = frozenset({OTHER_USERS, MODERATOR})
 
     def __init__(self, url: str, run_id: str) -> None:
         super().__init__("", run_id)
@@ -104,8 +107,10 @@ class DevTokens(SecretTokens):
         scheme = "https" if parts.scheme == "wss" else "http"
         self.endpoint = urllib.parse.urlunsplit((scheme, parts.netloc, "/dev/token", "", ""))
 
-    def token(self, role: str, rooms: list[str] | None = None) -> str:
+    def token(self, role: str, rooms: list[str] | None = None, mod: list[str] | None = None) -> str:
         query = {"user": self.user(role), **({"rooms": ",".join(rooms)} if rooms is not None else {})}
+        if mod:
+            query["mod"] = ",".join(mod)
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         try:
             with opener.open(f"{self.endpoint}?{urllib.parse.urlencode(query)}", timeout=10) as response:
@@ -128,7 +133,7 @@ class SingleToken(Tokens):
     def user(self, role: str) -> str:
         return self.subject
 
-    def token(self, role: str, rooms: list[str] | None = None) -> str:
+    def token(self, role: str, rooms: list[str] | None = None, mod: list[str] | None = None) -> str:
         return self._token
 
 
@@ -151,11 +156,13 @@ class CheckContext:
     def user(self, role: str) -> str:
         return self.tokens.user(role)
 
-    async def connect(self, role: str = "alice", rooms: list[str] | None = None) -> Probe:
+    async def connect(
+        self, role: str = "alice", rooms: list[str] | None = None, mod: list[str] | None = None
+    ) -> Probe:
         probe = await Probe.open(
             f"{role}#{len(self.probes) + 1}",
             self.url,
-            self.tokens.token(role, rooms),
+            self.tokens.token(role, rooms, mod),
             timeout=self.timeout,
             proxy=self.proxy,
         )

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -77,8 +78,9 @@ def test_publish_event_history_and_presence_reach_live_clients(server: Server) -
     run(scenario())
 
 
-def test_cli_publishes_and_reports_refusals(server: Server) -> None:
-    room = unique("cli")
+def admin_cli(server: Server) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`dynamowave admin --url <this server's /admin> ARGS...` as a subprocess, signed with the
+    local credentials from its environment."""
     url = f"http://127.0.0.1:{server.port}/admin"
     env = {
         "AWS_ACCESS_KEY_ID": KEY,
@@ -94,6 +96,12 @@ def test_cli_publishes_and_reports_refusals(server: Server) -> None:
             command, check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=60
         )
 
+    return cli
+
+
+def test_cli_publishes_and_reports_refusals(server: Server) -> None:
+    room = unique("cli")
+    cli = admin_cli(server)
     published = cli("publish", room, "from the CLI", "--user", "bot")
     assert published.returncode == 0, published.stderr
     assert json.loads(published.stdout)["seq"] == 1
