@@ -22,13 +22,17 @@ from functions.chat.schema import (
 )
 from stacks.config import DeploymentConfig
 
-# One JSON line per connect, message and disconnect (WebSocket $context variables).
-ACCESS_LOG_FORMAT: dict[str, str] = {
+# What every access log line starts with, on the WebSocket and the operator API alike.
+REQUEST_LOG_FIELDS: dict[str, str] = {
     "requestId": "$context.requestId",
     "extendedRequestId": "$context.extendedRequestId",
     "requestTime": "$context.requestTime",
     "ip": "$context.identity.sourceIp",
     "userAgent": "$context.identity.userAgent",
+}
+# One JSON line per connect, message and disconnect (WebSocket $context variables).
+ACCESS_LOG_FORMAT: dict[str, str] = {
+    **REQUEST_LOG_FIELDS,
     "connectionId": "$context.connectionId",
     "eventType": "$context.eventType",
     "routeKey": "$context.routeKey",
@@ -39,6 +43,29 @@ ACCESS_LOG_FORMAT: dict[str, str] = {
     "integrationLatency": "$context.integration.latency",
     "error": "$context.error.message",
 }
+
+
+def access_log_group(scope: Construct, config: DeploymentConfig) -> logs.LogGroup:
+    """An API stage's access log group: the stack's retention, kept where the stage keeps data."""
+    return logs.LogGroup(
+        scope,
+        "AccessLogs",
+        retention=logs.RetentionDays[config.log_retention],
+        removal_policy=RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY,
+    )
+
+
+def log_access(
+    stage: Construct, log_group: logs.ILogGroup, access_format: dict[str, str]
+) -> apigwv2.CfnStage:
+    """One JSON line per request into `log_group`, set on the stage's L1 (not as a raw override)
+    so cdk-nag and checkov see the logging; returns that L1."""
+    cfn_stage = stage.node.default_child
+    assert isinstance(cfn_stage, apigwv2.CfnStage)
+    cfn_stage.access_log_settings = apigwv2.CfnStage.AccessLogSettingsProperty(
+        destination_arn=log_group.log_group_arn, format=json.dumps(access_format)
+    )
+    return cfn_stage
 
 
 class WebSocketApi(Construct):
@@ -76,12 +103,7 @@ class WebSocketApi(Construct):
         for action in ACTION_ROUTES:
             self.api.add_route(action, integration=integration, return_response=action in TWO_WAY_ROUTES)
 
-        self.access_logs = logs.LogGroup(
-            self,
-            "AccessLogs",
-            retention=logs.RetentionDays[config.log_retention],
-            removal_policy=RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY,
-        )
+        self.access_logs = access_log_group(self, config)
         self.stage = apigwv2.WebSocketStage(
             self,
             "Stage",
@@ -93,12 +115,8 @@ class WebSocketApi(Construct):
                 rate_limit=config.throttle_rate_limit, burst_limit=config.throttle_burst_limit
             ),
         )
-        cfn_stage = self.stage.node.default_child
-        assert isinstance(cfn_stage, apigwv2.CfnStage)
-        # Set on the L1 (not as raw overrides) so cdk-nag sees the logging and throttling too.
-        cfn_stage.access_log_settings = apigwv2.CfnStage.AccessLogSettingsProperty(
-            destination_arn=self.access_logs.log_group_arn, format=json.dumps(ACCESS_LOG_FORMAT)
-        )
+        cfn_stage = log_access(self.stage, self.access_logs, ACCESS_LOG_FORMAT)
+        # Set on the L1 (not as raw overrides) so cdk-nag sees the throttling too.
         cfn_stage.default_route_settings = apigwv2.CfnStage.RouteSettingsProperty(
             throttling_rate_limit=config.throttle_rate_limit,
             throttling_burst_limit=config.throttle_burst_limit,

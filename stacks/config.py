@@ -49,6 +49,10 @@ _STAGE_PATTERN = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
 _REGION_PATTERN = re.compile(r"\A[a-z]{2}(-gov)?-[a-z]+-\d\Z")
 _KEY_ARN_PATTERN = re.compile(r"\Aarn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+\Z")
 _EMAIL_PATTERN = re.compile(r"\A[^@\s]+@[^@\s]+\.[^@\s]+\Z")
+# A Lambda function ARN, optionally with a version or alias (what lambda:InvokeFunction names).
+_FUNCTION_ARN_PATTERN = re.compile(
+    r"\Aarn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:[A-Za-z0-9_-]{1,64}(:[A-Za-z0-9$_-]{1,128})?\Z"
+)
 # Environment variables the stack itself sets from its resources: not tunable through context.
 _RESOURCE_ENV = frozenset(
     {
@@ -63,6 +67,8 @@ _RESOURCE_ENV = frozenset(
         ENV.STAGE,
         ENV.ORIGIN_SECRET,
         ENV.ORIGIN_SECRET_ARN,
+        # The stack sets it from `reviewFunctionArn`, with the grant that goes with it.
+        ENV.REVIEW_FUNCTION_ARN,
     }
 )
 TUNABLE_ENV = frozenset(
@@ -97,6 +103,12 @@ class DeploymentConfig:
     redrive_max_age_seconds: int = 3600
     throttle_rate_limit: float = 1000.0
     throttle_burst_limit: int = 2000
+    # The operator API's $default stage (docs/operator-api.md): a few backends, not every client.
+    operator_throttle_rate_limit: float = 100.0
+    operator_throttle_burst_limit: int = 200
+    # Message review (docs/protocol.md): the function the ingress invokes before storing a
+    # message or edit; None = no review, and no lambda:InvokeFunction grant.
+    review_function_arn: str | None = None
     log_retention_days: int = 30
     janitor_rate_minutes: int = 5
     warmer: bool = False
@@ -166,6 +178,15 @@ class DeploymentConfig:
             )
         if self.throttle_rate_limit <= 0 or self.throttle_burst_limit < 1:
             raise ConfigError("throttleRateLimit must be > 0 and throttleBurstLimit >= 1")
+        if self.operator_throttle_rate_limit <= 0 or self.operator_throttle_burst_limit < 1:
+            raise ConfigError("operatorThrottleRateLimit must be > 0 and operatorThrottleBurstLimit >= 1")
+        if self.review_function_arn is not None and not _FUNCTION_ARN_PATTERN.fullmatch(
+            self.review_function_arn
+        ):
+            raise ConfigError(
+                f"reviewFunctionArn {self.review_function_arn!r} is not a Lambda function ARN "
+                "(arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER])"
+            )
         if self.log_retention_days not in RETENTION_DAYS:
             raise ConfigError(f"logRetentionDays must be one of {sorted(RETENTION_DAYS)}")
         if not 1 <= self.janitor_rate_minutes <= 60:
@@ -264,6 +285,17 @@ class DeploymentConfig:
             throttle_burst_limit=_int(
                 option("throttleBurstLimit"), "throttleBurstLimit", d.throttle_burst_limit
             ),
+            operator_throttle_rate_limit=_float(
+                option("operatorThrottleRateLimit"),
+                "operatorThrottleRateLimit",
+                d.operator_throttle_rate_limit,
+            ),
+            operator_throttle_burst_limit=_int(
+                option("operatorThrottleBurstLimit"),
+                "operatorThrottleBurstLimit",
+                d.operator_throttle_burst_limit,
+            ),
+            review_function_arn=_text(option("reviewFunctionArn")) or None,
             log_retention_days=_int(option("logRetentionDays"), "logRetentionDays", d.log_retention_days),
             janitor_rate_minutes=_int(
                 option("janitorRateMinutes"), "janitorRateMinutes", d.janitor_rate_minutes

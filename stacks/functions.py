@@ -1,4 +1,5 @@
-"""Functions: authorizer, ingress, fanout, janitor and redriver, one role and one log group each.
+"""Functions: authorizer, ingress, fanout, janitor, redriver and operator, one role and one log
+group each.
 
 Every function runs the same asset (the ``functions`` package, see :mod:`stacks.bundling`) with
 the AWS-managed Powertools layer, on arm64 with X-Ray active tracing. Permissions are not granted
@@ -65,7 +66,14 @@ REDRIVER = FunctionSpec(
     256,
     Duration.seconds(30),
 )
-SPECS: tuple[FunctionSpec, ...] = (AUTHORIZER, INGRESS, FANOUT, JANITOR, REDRIVER)
+# The operator API's routes (stacks/operator_api.py), invoked synchronously by its HTTP API.
+OPERATOR = FunctionSpec(
+    "operator",
+    "Operator API: publish, delete, members, bans, events, disconnect, history, presence",
+    512,
+    Duration.seconds(10),
+)
+SPECS: tuple[FunctionSpec, ...] = (AUTHORIZER, INGRESS, FANOUT, JANITOR, REDRIVER, OPERATOR)
 
 
 def powertools_layer_arn(scope: Construct, version: int | None) -> str:
@@ -183,3 +191,7 @@ class Functions(Construct):
     @property
     def redriver(self) -> lambda_.Function:
         return self.functions[REDRIVER.name]
+
+    @property
+    def operator(self) -> lambda_.Function:
+        return self.functions[OPERATOR.name]

@@ -19,6 +19,14 @@ from typing import Final
 from functions.chat.schema import CONNECTIONS, MESSAGES, ROOMS
 
 ITEM_WRITE = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
+# Messages are stored, rewritten by the lifecycle (never deleted), queried and batch-read.
+MESSAGE_ACTIONS = (
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:Query",
+    "dynamodb:BatchGetItem",
+)
 # What an SQS event source mapping does with its queue on the function's behalf.
 EVENT_SOURCE_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
 # A lease on the records a function works on (functions/chat/lease.py).
@@ -60,13 +68,7 @@ GRANTS: Final[Mapping[str, Grants]] = {
             ROOMS.logical_name: ("dynamodb:GetItem", *ITEM_WRITE, "dynamodb:Query", "dynamodb:BatchGetItem"),
             # `rooms` reads each room's latest message with BatchGetItem; changes get and rewrite
             # the message, recovery batch-gets the changed ones
-            MESSAGES.logical_name: (
-                "dynamodb:GetItem",
-                "dynamodb:PutItem",
-                "dynamodb:UpdateItem",
-                "dynamodb:Query",
-                "dynamodb:BatchGetItem",
-            ),
+            MESSAGES.logical_name: MESSAGE_ACTIONS,
         },
         sends_to=("queue",),
         # Its replies (the ack included) are route responses, never posts: no @connections.
@@ -101,6 +103,22 @@ GRANTS: Final[Mapping[str, Grants]] = {
     ),
     # Puts each dead letter back on the fan-out queue with a delay, or parks it.
     "redriver": Grants(sends_to=("queue", "parked"), consumes="dlq"),
+    # The operator API's routes (functions/chat/operator.py), over the same chat service.
+    "operator": Grants(
+        tables={
+            # end_membership (remove, ban): get_connection, the leave transaction's unsubscribe;
+            # a mute stamped on the user's connections
+            CONNECTIONS.logical_name: ("dynamodb:GetItem", "dynamodb:UpdateItem"),
+            # counters, claims, bans, mutes, memberships, presence and user connections (Query),
+            # the leave transaction, `rooms` (BatchGetItem of META items)
+            ROOMS.logical_name: ("dynamodb:GetItem", *ITEM_WRITE, "dynamodb:Query", "dynamodb:BatchGetItem"),
+            # publish (store_message), the lifecycle delete (get, rewrite), history (Query),
+            # `rooms` (BatchGetItem of latest messages)
+            MESSAGES.logical_name: MESSAGE_ACTIONS,
+        },
+        sends_to=("queue",),  # fan-out and user-addressed jobs
+        connection_methods=("DELETE",),  # disconnect a user: DeleteConnection on each connection
+    ),
 }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
@@ -33,6 +34,8 @@ class MonitoredResources:
     janitor: lambda_.IFunction
     authorizer: lambda_.IFunction
     redriver: lambda_.IFunction
+    operator: lambda_.IFunction
+    operator_api: apigwv2.HttpStage  # the operator API's $default stage
     queue: sqs.IQueue
     dead_letter_queue: sqs.IQueue
     parked_queue: sqs.IQueue
@@ -164,6 +167,22 @@ class Monitoring(Construct):
                 threshold=1,
                 description="API Gateway failed to call an integration or authorizer (its 5xx).",
             ),
+            # The operator API, alarmed as the WebSocket API: its function's failures and
+            # throttles, and any 5xx its stage answered (a failed or timed-out integration, or
+            # the handler's own `internal`). 4xx are the caller's (unsigned, refused, throttled).
+            "OperatorErrors": self._function_alarm(
+                "OperatorErrors", resources.operator.metric_errors(period=FIVE_MINUTES)
+            ),
+            "OperatorThrottles": self._function_alarm(
+                "OperatorThrottles", resources.operator.metric_throttles(period=FIVE_MINUTES)
+            ),
+            "OperatorApiServerErrors": self._alarm(
+                "OperatorApiServerErrors",
+                resources.operator_api.metric_server_error(period=FIVE_MINUTES, statistic="Sum"),
+                threshold=1,
+                description="The operator API answered 5xx in the last 5 minutes (its access log has "
+                "the route, the caller and the integration error).",
+            ),
         }
         self.dashboard = self._dashboard(config, api_dimensions)
 
@@ -213,7 +232,7 @@ class Monitoring(Construct):
 
     def _dashboard(self, config: DeploymentConfig, api_dimensions: dict[str, str]) -> cloudwatch.Dashboard:
         r = self._resources
-        functions = (r.authorizer, r.ingress, r.fanout, r.janitor, r.redriver)
+        functions = (r.authorizer, r.ingress, r.fanout, r.janitor, r.redriver, r.operator)
         dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=f"DynamoWave-{config.stage}")
         dashboard.add_widgets(
             cloudwatch.AlarmStatusWidget(
@@ -272,6 +291,26 @@ class Monitoring(Construct):
                     for f in functions
                 ],
                 width=6,
+            ),
+        )
+        operator_api = r.operator_api
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Operator API: calls, 4xx, 5xx",
+                left=[operator_api.metric_count(period=ONE_MINUTE, statistic="Sum")],
+                right=[
+                    operator_api.metric_client_error(period=ONE_MINUTE, statistic="Sum"),
+                    operator_api.metric_server_error(period=ONE_MINUTE, statistic="Sum"),
+                ],
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="Operator API: latency and integration latency (p99)",
+                left=[
+                    operator_api.metric_latency(period=ONE_MINUTE, statistic="p99"),
+                    operator_api.metric_integration_latency(period=ONE_MINUTE, statistic="p99"),
+                ],
+                width=12,
             ),
         )
         dashboard.add_widgets(

@@ -49,6 +49,13 @@ CONNECTIONS_ARN = RegexAppliesTo(
     # The partition is a literal ("aws") with @aws-cdk/core:enablePartitionLiterals and a known region.
     regex=r"/^Resource::arn:(<AWS::Partition>|aws):execute-api:.*\/@connections\/\*$/g"
 )
+OPERATOR_ROUTES_REASON = (
+    "The operator's policy names each operator API route by method and path on the $default stage; "
+    "each '*' stands for one path parameter (a room, a user, a seq), which the operator chooses per call."
+)
+OPERATOR_ROUTE_ARN = RegexAppliesTo(
+    regex=r"/^Resource::arn:(<AWS::Partition>|aws):execute-api:.*\/\$default\/.*$/g"
+)
 NO_ROUTE_AUTHORIZER = (
     "WebSocket APIs accept an authorizer on $connect only; this route runs on a connection the "
     "$connect REQUEST authorizer (JWT) already admitted, and the ingress reads the user id from that "
@@ -73,6 +80,12 @@ def suppress_justified_findings(stack: DynamoWaveStack) -> None:
         "Serverless-LambdaDLQ",
         "Invoked synchronously by API Gateway for every route: the client gets the error; there is no "
         "asynchronous event to dead-letter.",
+    )
+    _suppress(
+        functions.operator,
+        "Serverless-LambdaDLQ",
+        "Invoked synchronously by the operator HTTP API: the caller gets the status and error body; "
+        "there is no asynchronous event to dead-letter.",
     )
     _suppress(
         functions.fanout,
@@ -166,6 +179,10 @@ def suppress_justified_findings(stack: DynamoWaveStack) -> None:
             "CloudFront fixes; a custom domain with an ACM certificate (TLSv1.2_2021) is a deployment choice "
             "outside this stack.",
         )
+
+    _suppress(
+        stack.operator_api.invoke_policy, "AwsSolutions-IAM5", OPERATOR_ROUTES_REASON, OPERATOR_ROUTE_ARN
+    )
 
     logging_role = stack.api.node.try_find_child("ApiGatewayCloudWatchRole")
     if logging_role is not None:

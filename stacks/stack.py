@@ -14,6 +14,7 @@ from stacks.edge import Edge
 from stacks.functions import Functions
 from stacks.messaging import Messaging
 from stacks.monitoring import MonitoredResources, Monitoring
+from stacks.operator_api import OperatorApi
 from stacks.schedules import Schedules
 from stacks.secrets import JwtSecret
 from stacks.storage import Storage
@@ -52,6 +53,8 @@ class DynamoWaveStack(Stack):
             ENV.REDRIVE_BASE_DELAY_SECONDS: str(config.redrive_base_delay_seconds),
             ENV.REDRIVE_MAX_AGE_SECONDS: str(config.redrive_max_age_seconds),
         }
+        if config.review_function_arn:  # reviewFunctionArn: the ingress invokes it (and may)
+            resources[ENV.REVIEW_FUNCTION_ARN] = config.review_function_arn
         self.functions = Functions(
             self,
             "Functions",
@@ -68,6 +71,7 @@ class DynamoWaveStack(Stack):
             ingress=self.functions.ingress,
             authorizer=self.functions.authorizer,
         )
+        self.operator_api = OperatorApi(self, "OperatorApi", config=config, operator=self.functions.operator)
         for name, variables in FUNCTION_RESOURCES.items():
             if ENV.MANAGEMENT_API_ENDPOINT in variables:  # known once the API exists
                 self.functions[name].add_environment(
@@ -103,6 +107,7 @@ class DynamoWaveStack(Stack):
                 secret_key=self.secret.key,
                 api=self.api,
                 origin_secret=None if self.edge is None else self.edge.origin_secret,
+                review_function_arn=config.review_function_arn,
             ),
         )
         self.fanout_source = self.functions.fanout.add_event_source_mapping(
@@ -142,6 +147,8 @@ class DynamoWaveStack(Stack):
                 janitor=self.functions.janitor,
                 authorizer=self.functions.authorizer,
                 redriver=self.functions.redriver,
+                operator=self.functions.operator,
+                operator_api=self.operator_api.stage,
                 queue=self.messaging.queue,
                 dead_letter_queue=self.messaging.dead_letter_queue,
                 parked_queue=self.messaging.parked_queue,
@@ -156,6 +163,18 @@ class DynamoWaveStack(Stack):
             "ManagementApiUrl",
             value=self.api.management_endpoint,
             description="API Gateway Management API endpoint (@connections)",
+        )
+        CfnOutput(
+            self,
+            "OperatorApiUrl",
+            value=self.operator_api.url,
+            description="Operator API (SigV4): dynamowave admin ... --url URL (docs/operator-api.md)",
+        )
+        CfnOutput(
+            self,
+            "OperatorInvokePolicyArn",
+            value=self.operator_api.invoke_policy.managed_policy_arn,
+            description="Managed policy allowing execute-api:Invoke on every operator API route",
         )
         CfnOutput(
             self,

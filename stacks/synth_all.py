@@ -28,12 +28,18 @@ from stacks.nag import NAG_PACK_PREFIXES
 
 SYNTH_REGION = "us-east-1"
 EXAMPLE_ACCOUNT = "123456789012"  # only the replicas configuration needs one (its key ARNs)
+EXAMPLE_REVIEW_FUNCTION_ARN = f"arn:aws:lambda:{SYNTH_REGION}:{EXAMPLE_ACCOUNT}:function:dynamowave-review"
 
 # name -> CDK context. Every optional feature appears in at least one configuration.
 CONFIGURATIONS: dict[str, dict[str, Any]] = {
     "default": {},
-    # The explicit production configuration (stacks.config.PROFILES) as docs/deploy.md deploys it.
-    "prod": {"profile": "production", "alarmEmail": "alarms@example.com"},
+    # The explicit production configuration (stacks.config.PROFILES) as docs/deploy.md deploys it,
+    # with a message review function (its ARN from context: the ingress may invoke it, nothing else).
+    "prod": {
+        "profile": "production",
+        "alarmEmail": "alarms@example.com",
+        "reviewFunctionArn": EXAMPLE_REVIEW_FUNCTION_ARN,
+    },
     "edge": {"edge": "true"},
     "replicas": {
         "stage": "global",

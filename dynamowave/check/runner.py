@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from dynamowave.admin import AdminClient
 from dynamowave.check.probe import CheckFailed, Frame, Probe, frame
 from functions.chat.auth import mint_token
 
@@ -28,6 +29,15 @@ OTHER_USERS = "other users"
 SECRET = "the signing secret"
 # Tokens with a `mod` claim (moderator rows); a single token given on the command line cannot.
 MODERATOR = "a moderator's token"
+# The operator API (docs/operator-api.md): a local runtime's /admin, or --operator-url.
+OPERATOR_API = "the operator API"
+# What to pass to get what a skipped row needs.
+NEEDS_OPTION = {
+    OTHER_USERS: "--secret-arn",
+    SECRET: "--secret-arn",
+    MODERATOR: "--secret-arn",
+    OPERATOR_API: "--operator-url",
+}
 
 
 @dataclass(frozen=True)
@@ -39,7 +49,7 @@ class Row:
 
 ROWS: list[Row] = []
 # Modules whose @row functions make up a run, in order (a v2 module goes after the v1 rows).
-ROW_MODULES = ("dynamowave.check.rows", "dynamowave.check.rows_v2")
+ROW_MODULES = ("dynamowave.check.rows", "dynamowave.check.rows_v2", "dynamowave.check.rows_operator")
 
 
 def all_rows() -> list[Row]:
@@ -146,8 +156,19 @@ class CheckContext:
     fanout: int
     max_text_length: int
     proxy: bool
+    # The operator API's client (signed with the caller's or the local credentials), if any.
+    admin: AdminClient | None = None
     probes: list[Probe] = field(default_factory=list)
     joined_rooms: dict[int, set[str]] = field(default_factory=dict)
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return self.tokens.capabilities | ({OPERATOR_API} if self.admin is not None else frozenset())
+
+    def operator(self) -> AdminClient:
+        if self.admin is None:
+            raise CheckFailed("no operator API URL (--operator-url)")
+        return self.admin
 
     def room(self, label: str) -> str:
         """A room of this run only (nothing another client or run uses)."""
@@ -218,9 +239,10 @@ async def run_rows(
     results: list[Result] = []
     for check in rows:
         context = make_context()
-        missing = sorted(check.needs - context.tokens.capabilities)
+        missing = sorted(check.needs - context.capabilities)
         if missing:
-            results.append(Result(check.title, "skip", 0.0, f"needs {', '.join(missing)} (--secret-arn)"))
+            options = ", ".join(sorted({NEEDS_OPTION[need] for need in missing}))
+            results.append(Result(check.title, "skip", 0.0, f"needs {', '.join(missing)} ({options})"))
             continue
         started = time.monotonic()
         try:

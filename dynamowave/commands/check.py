@@ -7,11 +7,13 @@ import asyncio
 import os
 import secrets
 import sys
+import urllib.parse
 from typing import TYPE_CHECKING
 
 from dynamowave.cli import CommandError
 
 if TYPE_CHECKING:
+    from dynamowave.admin import AdminClient
     from dynamowave.check.runner import Tokens
 
 
@@ -35,6 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-text-length", type=int, default=4000, help="the deployment's MAX_TEXT_LENGTH (default 4000)"
     )
     parser.add_argument(
+        "--operator-url",
+        help="the stack's OperatorApiUrl, signed with your AWS credentials (default on loopback: the "
+        "runtime's /admin with its local credentials); without it the operator API rows are skipped",
+    )
+    parser.add_argument(
         "--only", metavar="WORDS", help="run only rows whose title contains one of WORDS (comma-separated)"
     )
 
@@ -56,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     if not selected:
         raise CommandError(f"no row matches --only {args.only!r}")
 
+    admin = _operator_client(args, is_loopback(args.url))
+
     def context() -> CheckContext:
         return CheckContext(
             url=args.url,
@@ -65,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
             fanout=args.fanout,
             max_text_length=args.max_text_length,
             proxy=not is_loopback(args.url),
+            admin=admin,
         )
 
     print(f"dynamowave check {args.url} (run {run_id}, rooms check-{run_id}-*)")
@@ -92,3 +102,27 @@ def _tokens(args: argparse.Namespace, run_id: str, loopback: bool) -> Tokens:
     if loopback:
         return DevTokens(args.url, run_id)
     raise CommandError("a deployed URL needs --secret-arn ARN or --token JWT")
+
+
+def _operator_client(args: argparse.Namespace, loopback: bool) -> AdminClient | None:
+    """--operator-url with the caller's credentials; on loopback, the runtime's /admin with the
+    local credentials it prints (whatever AWS credentials the caller has)."""
+    from dynamowave.admin import AdminClient, AdminError
+    from dynamowave.local.sigv4 import LOCAL_CREDENTIALS
+    from dynamowave.terminal_client import is_loopback
+
+    try:
+        if args.operator_url:
+            credentials = LOCAL_CREDENTIALS.as_botocore() if is_loopback(args.operator_url) else None
+            return AdminClient(args.operator_url, credentials=credentials, timeout=args.timeout)
+        if loopback:
+            parts = urllib.parse.urlsplit(args.url)
+            scheme = "https" if parts.scheme == "wss" else "http"
+            return AdminClient(
+                f"{scheme}://{parts.netloc}/admin",
+                credentials=LOCAL_CREDENTIALS.as_botocore(),
+                timeout=args.timeout,
+            )
+    except AdminError as error:
+        raise CommandError(f"--operator-url: {error.message}") from None
+    return None

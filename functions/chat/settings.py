@@ -231,6 +231,9 @@ FUNCTION_RESOURCES: Mapping[str, tuple[str, ...]] = {
         ENV.MESSAGES_TABLE,
         ENV.FANOUT_QUEUE_URL,
         ENV.MANAGEMENT_API_ENDPOINT,
+        # Only with a review function (reviewFunctionArn; locally --review-handler): the ingress
+        # invokes it, nothing else does.
+        ENV.REVIEW_FUNCTION_ARN,
     ),
     "fanout": (
         ENV.CONNECTIONS_TABLE,
@@ -247,6 +250,15 @@ FUNCTION_RESOURCES: Mapping[str, tuple[str, ...]] = {
         ENV.FANOUT_PARKED_URL,
         ENV.REDRIVE_BASE_DELAY_SECONDS,
         ENV.REDRIVE_MAX_AGE_SECONDS,
+    ),
+    # The operator API (docs/operator-api.md): the chat service's tables and queue, and the
+    # Management API to disconnect users.
+    "operator": (
+        ENV.CONNECTIONS_TABLE,
+        ENV.ROOMS_TABLE,
+        ENV.MESSAGES_TABLE,
+        ENV.FANOUT_QUEUE_URL,
+        ENV.MANAGEMENT_API_ENDPOINT,
     ),
 }
 ENV_NAMES: tuple[str, ...] = tuple(

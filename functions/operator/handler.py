@@ -9,7 +9,7 @@ the same event shape (payload format 2.0) for the paths under ``/admin``.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Final
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
@@ -23,6 +23,7 @@ from functions.chat.settings import get_settings
 
 logger, tracer, metrics = observability("operator")
 app = APIGatewayHttpResolver()
+HTTP_METHODS: Final = ("get", "put", "post", "delete", "patch")
 
 
 def _json(status: int, body: Any) -> Response[str]:
@@ -143,3 +144,17 @@ def failed(error: Exception) -> Response[str]:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     metrics.add_metric(name="OperatorCalls", unit=MetricUnit.Count, value=1)
     return app.resolve(event, context)
+
+
+def routes() -> tuple[tuple[str, str], ...]:
+    """Every route above as (METHOD, /path/{param}): the HTTP API's routes on AWS
+    (stacks/operator_api.py) and the local /admin's (dynamowave/local/admin_api.py)."""
+    paths = app.get_openapi_schema().paths or {}
+    return tuple(
+        sorted(
+            (method.upper(), path)
+            for path, item in paths.items()
+            for method in HTTP_METHODS
+            if getattr(item, method, None) is not None
+        )
+    )

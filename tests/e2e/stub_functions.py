@@ -111,3 +111,10 @@ def fanout(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def janitor(event: dict[str, Any], context: Any) -> dict[str, Any]:
     _record("janitor", event, context)
     return {"pruned": 0}
+
+
+def operator(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Answers 200 with the route API Gateway matched and its path parameters."""
+    _record("operator", event, context)
+    body = {"routeKey": event["routeKey"], "pathParameters": event.get("pathParameters")}
+    return {"statusCode": 200, "headers": {"Content-Type": "application/json"}, "body": json.dumps(body)}

@@ -4,6 +4,8 @@ gets the protocol wrong (the run fails, says which row, and exits 1)."""
 from __future__ import annotations
 
 import asyncio
+import http.server
+import json
 import os
 import subprocess
 import sys
@@ -103,6 +105,57 @@ def test_a_deployment_that_breaks_the_protocol_fails_the_check(
     assert "FAIL" in ping and "no pong" in ping
 
 
+def test_operator_rows_sign_calls_to_the_operator_url(
+    server: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"http://127.0.0.1:{server.port}/admin"
+    assert main(["check", server.url(), "--only", "operator API", "--operator-url", url]) == 0
+    out = capsys.readouterr().out
+    assert "2 passed, 0 failed, 0 skipped" in out
+
+
+@pytest.fixture
+def permissive_operator_api() -> Iterator[str]:
+    """An HTTP server that answers every call 200, signed or not: wrong on the unsigned row."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = json.dumps({"messages": [], "id": "x", "seq": 1}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            self._answer()
+
+        def do_POST(self) -> None:
+            self._answer()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/admin"
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(10)
+
+
+def test_an_operator_api_accepting_unsigned_calls_fails_the_check(
+    server: Server, permissive_operator_api: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["check", server.url(), "--only", "unsigned call", "--operator-url", permissive_operator_api])
+    out = capsys.readouterr().out
+    assert code == 1
+    (line,) = [line for line in out.splitlines() if line.startswith("operator API: an unsigned call")]
+    assert "FAIL" in line and "refused with 403, got 200" in line
+
+
 def test_bad_arguments_are_refused_with_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["check", "http://example.com/"]) == 2
     assert "ws:// or wss://" in capsys.readouterr().err
@@ -110,6 +163,8 @@ def test_bad_arguments_are_refused_with_exit_2(capsys: pytest.CaptureFixture[str
     assert "no row matches" in capsys.readouterr().err
     assert main(["check", "ws://127.0.0.1:1/", "--token", "not-a-jwt"]) == 2
     assert "sub claim" in capsys.readouterr().err
+    assert main(["check", "ws://127.0.0.1:1/", "--token", SOLO_TOKEN, "--operator-url", "ftp://x"]) == 2
+    assert "--operator-url" in capsys.readouterr().err
 
 
 def _solo_token() -> str:

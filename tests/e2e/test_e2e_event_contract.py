@@ -2,7 +2,7 @@
 
 Each event the runtime produces ($connect to the authorizer and to the integration, each route,
 $default, $disconnect after a client close and after a binary frame, the SQS records of the
-fan-out mapping, the janitor's scheduled event) is parsed with aws-lambda-powertools' parser
+fan-out mapping, the janitor's scheduled event, the operator API's HTTP API call) is parsed with aws-lambda-powertools' parser
 models and data classes, and compared field by field (names and types, values aside) with
 AWS's sample event of that kind. The samples in tests/contract/events/ are copied unchanged
 from aws-powertools/powertools-lambda-python, tests/events/ (tests/contract/events/SOURCES.md).
@@ -18,21 +18,24 @@ from typing import Any
 
 import pytest
 import websockets
-from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, SQSEvent
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2, EventBridgeEvent, SQSEvent
 from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
     APIGatewayAuthorizerRequestEvent,
 )
 from aws_lambda_powertools.utilities.data_classes.api_gateway_websocket_event import APIGatewayWebSocketEvent
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import (
+    APIGatewayProxyEventV2Model,
     APIGatewayWebSocketConnectEventModel,
     APIGatewayWebSocketDisconnectEventModel,
     APIGatewayWebSocketMessageEventModel,
     EventBridgeModel,
     SqsModel,
 )
+from botocore.credentials import Credentials
 from websockets.exceptions import ConnectionClosed
 
+from dynamowave.admin import AdminClient
 from tests.e2e.conftest import STUBS, Server, start_server, wait_until
 
 SAMPLES = Path(__file__).resolve().parents[1] / "contract" / "events"
@@ -42,6 +45,7 @@ FREE_FORM = frozenset(
         "headers",
         "multiValueHeaders",
         "queryStringParameters",
+        "pathParameters",
         "multiValueQueryStringParameters",
         "stageVariables",
         "authorizer",
@@ -95,7 +99,14 @@ def record(server: Server, function: str, predicate: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def contract_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = start_server(tmp_path_factory.mktemp("contract"), *STUBS, "--janitor-interval", "1")
+    server = start_server(
+        tmp_path_factory.mktemp("contract"),
+        *STUBS,
+        "--handler",
+        "operator=stub_functions.operator",
+        "--janitor-interval",
+        "1",
+    )
     yield server
     server.stop()
 
@@ -229,3 +240,52 @@ def test_scheduled_event_parses_and_matches_the_sample(contract_server: Server) 
     # "replay-name" appears only on events replayed from an archive, never on a schedule's.
     theirs = {k: v for k, v in sample("eventBridgeEvent.json").items() if k != "replay-name"}
     assert_same_shape(event, theirs)
+
+
+def test_operator_api_event_parses_and_matches_the_http_api_iam_sample(contract_server: Server) -> None:
+    """A signed call under /admin reaches the operator function as API Gateway's HTTP API
+    (payload format 2.0, IAM authorization, an explicit route) delivers it."""
+    admin = AdminClient(
+        f"http://127.0.0.1:{contract_server.port}/admin",
+        region="us-east-1",
+        credentials=Credentials("testing", "testing", "testing"),  # the runtime's local credentials
+    )
+    body = {"user": "bot", "text": "contract", "clientMsgId": "contract-1"}
+    answer = admin.call("POST", "/rooms/contract/messages", body, query={"trace": "on"})
+    assert answer == {"routeKey": "POST /rooms/{room}/messages", "pathParameters": {"room": "contract"}}
+    event = record(contract_server, "operator", lambda e: e["rawPath"] == "/rooms/contract/messages")
+
+    model = parse(event=event, model=APIGatewayProxyEventV2Model)
+    assert model.routeKey == model.requestContext.routeKey == "POST /rooms/{room}/messages"
+    assert model.pathParameters == {"room": "contract"}
+    assert model.queryStringParameters == {"trace": "on"}
+    assert model.requestContext.stage == "$default" and model.requestContext.http.method == "POST"
+    assert model.requestContext.authorizer is not None and model.requestContext.authorizer.iam is not None
+    assert model.requestContext.authorizer.iam.accessKey == "testing"
+    data_class = APIGatewayProxyEventV2(event)
+    assert data_class.json_body == body and data_class.path == "/rooms/contract/messages"
+    assert data_class.request_context.authentication is None  # no mTLS
+
+    theirs = sample("apiGatewayProxyV2IamEvent.json")
+    # AWS's IAM context fields, every one (cognitoIdentity and principalOrgId are null for
+    # credentials outside Cognito identity pools and AWS Organizations).
+    assert set(event["requestContext"]["authorizer"]["iam"]) == set(
+        theirs["requestContext"]["authorizer"]["iam"]
+    )
+    # The sample's request sent cookies and its stage had stage variables; this call and the
+    # operator API's stage have neither.
+    theirs = {k: v for k, v in theirs.items() if k not in ("cookies", "stageVariables")}
+    assert_same_shape(event, theirs)
+
+
+def test_operator_api_event_without_a_body_has_no_body_field(contract_server: Server) -> None:
+    admin = AdminClient(
+        f"http://127.0.0.1:{contract_server.port}/admin",
+        region="us-east-1",
+        credentials=Credentials("testing", "testing", "testing"),
+    )
+    admin.presence("contract-empty")
+    event = record(contract_server, "operator", lambda e: e["rawPath"] == "/rooms/contract-empty/presence")
+    model = parse(event=event, model=APIGatewayProxyEventV2Model)
+    assert model.routeKey == "GET /rooms/{room}/presence" and model.body is None
+    assert "body" not in event and "queryStringParameters" not in event

@@ -52,6 +52,23 @@ def test_unsigned_and_wrongly_signed_calls_are_refused_and_change_nothing(server
     assert admin(server).history(room)["messages"] == []
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/admin/rooms/lobby/nothing"), ("PATCH", "/admin/rooms/lobby/messages"), ("GET", "/admin/")],
+)
+def test_a_path_no_route_matches_is_api_gateways_404_before_any_signature_check(
+    server: Server, method: str, path: str
+) -> None:
+    request = urllib.request.Request(f"http://127.0.0.1:{server.port}{path}", method=method)
+    with pytest.raises(urllib.error.HTTPError) as unmatched:
+        urllib.request.urlopen(request, timeout=10)
+    assert unmatched.value.code == 404
+    assert json.loads(unmatched.value.read()) == {"message": "Not Found"}
+    with pytest.raises(AdminError) as signed:
+        admin(server).call(method, path.removeprefix("/admin"))
+    assert (signed.value.status, signed.value.code, signed.value.message) == (404, "not_found", "Not Found")
+
+
 def test_publish_event_history_and_presence_reach_live_clients(server: Server) -> None:
     room, user = unique("ops"), unique("ann")
     client = admin(server)

@@ -75,6 +75,18 @@ USES: dict[str, Grants] = {
         "@connections/DELETE": {"execute-api:ManageConnections"},
         "data-key": DATA_KEY,
     },
+    "operator": {
+        # end_membership (kick, ban, remove): get_connection, the leave transaction's unsubscribe
+        "connections": {GET, UPDATE},
+        # counters, claims, bans, memberships, presence, user connections, the leave transaction,
+        # `rooms` (batch get of META items)
+        "rooms": {GET, PUT, UPDATE, DELETE, QUERY, BATCH_GET},
+        # publish (store_message), the lifecycle delete (get, rewrite), history, `rooms`' latest
+        "messages": {GET, PUT, UPDATE, QUERY, BATCH_GET},
+        "queue": {"sqs:SendMessage"},  # fan-out and user-addressed jobs
+        "@connections/DELETE": {"execute-api:ManageConnections"},  # disconnect a user
+        "data-key": DATA_KEY,
+    },
     "redriver": {
         "queue": {"sqs:SendMessage"},  # enqueue (the redrive)
         "dlq": {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"},  # its event source
@@ -83,12 +95,20 @@ USES: dict[str, Grants] = {
     },
 }
 CONFIGURATIONS = ("default", "prod")
+# Uses a configuration adds: prod names a message review function (reviewFunctionArn), which
+# the ingress invokes synchronously; without one, nobody may invoke any function.
+CONFIGURED_USES: dict[str, dict[str, Grants]] = {
+    "prod": {"ingress": {"review": {"lambda:InvokeFunction"}}},
+}
 
 
 @pytest.fixture(scope="module", params=CONFIGURATIONS)
-def template(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, Any]]:
+def configuration(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def template(configuration: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     from stacks.synth_all import CONFIGURATIONS as ALL
     from stacks.synth_all import synthesize
 
@@ -97,9 +117,9 @@ def template(
     os.environ.pop("CDK_DEFAULT_ACCOUNT", None)
     try:
         result = synthesize(
-            request.param,
-            ALL[request.param],
-            Path(tmp_path_factory.mktemp("iam")) / request.param,
+            configuration,
+            ALL[configuration],
+            Path(tmp_path_factory.mktemp("iam")) / configuration,
             lint=False,
         )
     finally:
@@ -167,10 +187,20 @@ def _targets(template: dict[str, Any]) -> dict[str, str]:
     return names
 
 
+def _websocket_api(template: dict[str, Any]) -> str:
+    (api_id,) = [
+        k
+        for k, v in template["Resources"].items()
+        if v["Type"] == "AWS::ApiGatewayV2::Api" and v["Properties"]["ProtocolType"] == "WEBSOCKET"
+    ]
+    return api_id
+
+
 def _api_path(resource: Any, template: dict[str, Any], stage: str) -> str:
-    """An execute-api ARN must be this account's, this API's and this stage's @connections path."""
+    """An execute-api ARN must be this account's, the WebSocket API's and this stage's
+    @connections path."""
     parts = resource["Fn::Join"][1]
-    (api_id,) = [k for k, v in template["Resources"].items() if v["Type"] == "AWS::ApiGatewayV2::Api"]
+    api_id = _websocket_api(template)
     assert {"Ref": "AWS::AccountId"} in parts and {"Ref": api_id} in parts, parts
     path = str(parts[-1])
     method = path.split("/")[2]
@@ -190,10 +220,15 @@ def function_roles(template: dict[str, Any]) -> dict[str, str]:
     return roles
 
 
-def grants_of(template: dict[str, Any], role_id: str) -> Grants:
+def grants_of(template: dict[str, Any], role_id: str, review_arn: str | None = None) -> Grants:
+    """What the role may do, per target; `review_arn` is the configured review function's ARN
+    (a literal from context, the only resource outside this stack a role may name)."""
     resources, names = template["Resources"], _targets(template)
     (stage,) = [
-        r["Properties"]["StageName"] for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Stage"
+        r["Properties"]["StageName"]
+        for r in resources.values()
+        if r["Type"] == "AWS::ApiGatewayV2::Stage"
+        and r["Properties"]["ApiId"] == {"Ref": _websocket_api(template)}
     ]
     statements = [
         s
@@ -216,6 +251,8 @@ def grants_of(template: dict[str, Any], role_id: str) -> Grants:
                 target = "*"
             elif isinstance(resource, dict) and "Fn::Join" in resource:
                 target = _api_path(resource, template, stage)
+            elif resource == review_arn:
+                target = "review"
             else:
                 logical = _logical_id(resource)
                 assert logical in names, (
@@ -227,16 +264,21 @@ def grants_of(template: dict[str, Any], role_id: str) -> Grants:
 
 
 @pytest.mark.parametrize("function", sorted(USES))
-def test_each_function_reaches_only_what_it_uses(template: dict[str, Any], function: str) -> None:
+def test_each_function_reaches_only_what_it_uses(
+    template: dict[str, Any], configuration: str, function: str
+) -> None:
+    from stacks.synth_all import CONFIGURATIONS as ALL
+
     role_id = function_roles(template)[function]
-    granted = grants_of(template, role_id)
+    granted = grants_of(template, role_id, ALL[configuration].get("reviewFunctionArn"))
+    uses: Grants = {k: set(v) for k, v in USES[function].items()}
+    for target, actions in CONFIGURED_USES.get(configuration, {}).get(function, {}).items():
+        uses.setdefault(target, set()).update(actions)
     allowed: Grants = {k: set(v) for k, v in ALWAYS.items()}
-    for target, actions in USES[function].items():
+    for target, actions in uses.items():
         allowed.setdefault(target, set()).update(actions)
     excess = {t: sorted(a - allowed.get(t, set())) for t, a in granted.items() if a - allowed.get(t, set())}
-    missing = {
-        t: sorted(a - granted.get(t, set())) for t, a in USES[function].items() if a - granted.get(t, set())
-    }
+    missing = {t: sorted(a - granted.get(t, set())) for t, a in uses.items() if a - granted.get(t, set())}
     assert not missing, f"{function} uses but is not granted (AccessDenied on AWS): {missing}"
     assert not excess, f"{function} is granted more than its code uses: {excess}"
 

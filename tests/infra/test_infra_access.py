@@ -7,8 +7,11 @@ from typing import Any
 import pytest
 
 from functions.chat.schema import CONNECTIONS, MESSAGES, ROOMS
-from tests.infra.infra_helpers import function_id, ref_id, resources_of
+from functions.chat.settings import ENV
+from stacks.synth_all import CONFIGURATIONS
+from tests.infra.infra_helpers import api_logical_id, function_id, ref_id, resources_of
 
+FUNCTIONS = ("authorizer", "ingress", "fanout", "janitor", "redriver", "operator")
 XRAY = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 DATA_KEY = {"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"}
 
@@ -54,7 +57,7 @@ def _logical_ids(template: dict[str, Any]) -> dict[str, str]:
 
 def _grants(template: dict[str, Any], statements: list[dict[str, Any]]) -> dict[str, set[str]]:
     """target -> actions, where target is a logical id, an @connections path, or '*'."""
-    (api_id,) = resources_of(template, "AWS::ApiGatewayV2::Api")
+    api_id = api_logical_id(template, "WEBSOCKET")
     grants: dict[str, set[str]] = {}
     for statement in statements:
         for resource in _as_list(statement["Resource"]):
@@ -66,6 +69,8 @@ def _grants(template: dict[str, Any], statements: list[dict[str, Any]]) -> dict[
                 # Scoped to this account, this API and (in the path) this stage and method.
                 assert {"Ref": "AWS::AccountId"} in parts
                 assert {"Ref": api_id} in parts
+            elif isinstance(resource, str):
+                target = resource  # a literal ARN from context (reviewFunctionArn)
             else:
                 target = ref_id(resource)
             grants.setdefault(target, set()).update(_as_list(statement["Action"]))
@@ -73,13 +78,13 @@ def _grants(template: dict[str, Any], statements: list[dict[str, Any]]) -> dict[
 
 
 def test_no_statement_uses_a_wildcard_action(default_json: dict[str, Any]) -> None:
-    for name in ("authorizer", "ingress", "fanout", "janitor", "redriver"):
+    for name in FUNCTIONS:
         for statement in _statements(default_json, name):
             for action in _as_list(statement["Action"]):
                 assert "*" not in action, f"{name}: {action}"
 
 
-@pytest.mark.parametrize("name", ["authorizer", "ingress", "fanout", "janitor", "redriver"])
+@pytest.mark.parametrize("name", FUNCTIONS)
 def test_only_xray_has_a_wildcard_resource(default_json: dict[str, Any], name: str) -> None:
     grants = _grants(default_json, _statements(default_json, name))
     assert grants["*"] == XRAY
@@ -109,17 +114,18 @@ def _data_key(template: dict[str, Any]) -> str:
 
 ITEM = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
 ROOMS_ACTIONS = ITEM | {"dynamodb:Query"}
+MESSAGE_ACTIONS = {
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:Query",
+    "dynamodb:BatchGetItem",
+}
 EXPECTED: dict[str, dict[str, set[str]]] = {
     "ingress": {
         CONNECTIONS.logical_name: ITEM,
         ROOMS.logical_name: ROOMS_ACTIONS | {"dynamodb:BatchGetItem"},  # `rooms` reads META items
-        MESSAGES.logical_name: {
-            "dynamodb:GetItem",
-            "dynamodb:PutItem",
-            "dynamodb:UpdateItem",
-            "dynamodb:Query",
-            "dynamodb:BatchGetItem",
-        },
+        MESSAGES.logical_name: MESSAGE_ACTIONS,
         "queue": {"sqs:SendMessage"},  # no @connections: the ack is a route response
     },
     "fanout": {
@@ -151,6 +157,15 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
         "dlq": {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"},
         "parked": {"sqs:SendMessage"},
     },
+    "operator": {
+        CONNECTIONS.logical_name: {"dynamodb:GetItem", "dynamodb:UpdateItem"},
+        ROOMS.logical_name: ROOMS_ACTIONS | {"dynamodb:BatchGetItem"},
+        MESSAGES.logical_name: MESSAGE_ACTIONS,
+        "queue": {"sqs:SendMessage"},
+        # disconnect: DeleteConnection, on the WebSocket API's stage (the operator API has no
+        # @connections of its own)
+        "/dev/DELETE/@connections/*": {"execute-api:ManageConnections"},
+    },
 }
 
 
@@ -177,3 +192,38 @@ def test_data_key_use_is_limited_to_dynamodb_and_sqs(default_json: dict[str, Any
                 "kms:ViaService": ["dynamodb.us-east-1.amazonaws.com", "sqs.us-east-1.amazonaws.com"]
             }
         }
+
+
+def _invokes(template: dict[str, Any]) -> dict[str, list[Any]]:
+    """function name -> the resources its role may lambda:InvokeFunction."""
+    return {
+        name: [
+            resource
+            for statement in _statements(template, name)
+            if "lambda:InvokeFunction" in _as_list(statement["Action"])
+            for resource in _as_list(statement["Resource"])
+        ]
+        for name in FUNCTIONS
+    }
+
+
+def test_without_review_function_arn_nobody_may_invoke_a_function(default_json: dict[str, Any]) -> None:
+    assert _invokes(default_json) == {name: [] for name in FUNCTIONS}
+    ingress = default_json["Resources"][function_id(default_json, "ingress")]["Properties"]
+    assert ENV.REVIEW_FUNCTION_ARN not in ingress["Environment"]["Variables"]
+
+
+def test_review_function_arn_reaches_the_ingress_with_a_grant_on_that_arn_only(
+    prod_json: dict[str, Any],
+) -> None:
+    arn = CONFIGURATIONS["prod"]["reviewFunctionArn"]
+    assert _invokes(prod_json) == {name: [arn] if name == "ingress" else [] for name in FUNCTIONS}
+    (statement,) = [
+        s for s in _statements(prod_json, "ingress") if "lambda:InvokeFunction" in _as_list(s["Action"])
+    ]
+    assert statement["Action"] == "lambda:InvokeFunction" and "Condition" not in statement
+    for name in FUNCTIONS:
+        variables = prod_json["Resources"][function_id(prod_json, name)]["Properties"]["Environment"][
+            "Variables"
+        ]
+        assert variables.get(ENV.REVIEW_FUNCTION_ARN) == (arn if name == "ingress" else None), name

@@ -12,18 +12,22 @@ from functions.chat.schema import (
     SYSTEM_ROUTES,
     TWO_WAY_ROUTES,
 )
-from tests.infra.infra_helpers import function_id, ref_id, resources_of
+from tests.infra.infra_helpers import api_resources, function_id, ref_id, resources_of
 
 
 def _routes(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {
         route["Properties"]["RouteKey"]: {"id": rid, **route["Properties"]}
-        for rid, route in resources_of(template, "AWS::ApiGatewayV2::Route").items()
+        for rid, route in api_resources(template, "AWS::ApiGatewayV2::Route", "WEBSOCKET").items()
     }
 
 
 def test_protocol_v1_routes_exist_and_select_on_the_action_field(default_json: dict[str, Any]) -> None:
-    (api,) = resources_of(default_json, "AWS::ApiGatewayV2::Api").values()
+    (api,) = [
+        a
+        for a in resources_of(default_json, "AWS::ApiGatewayV2::Api").values()
+        if "RouteSelectionExpression" in a["Properties"]
+    ]
     assert api["Properties"]["ProtocolType"] == "WEBSOCKET"
     assert (
         api["Properties"]["RouteSelectionExpression"] == ROUTE_SELECTION_EXPRESSION == "$request.body.action"
@@ -33,7 +37,7 @@ def test_protocol_v1_routes_exist_and_select_on_the_action_field(default_json: d
 
 def test_every_route_targets_the_ingress_function(default_json: dict[str, Any]) -> None:
     ingress = function_id(default_json, "ingress")
-    integrations = resources_of(default_json, "AWS::ApiGatewayV2::Integration")
+    integrations = api_resources(default_json, "AWS::ApiGatewayV2::Integration", "WEBSOCKET")
     for route in _routes(default_json).values():
         integration = integrations[ref_id(route["Target"]["Fn::Join"][1][1])]
         assert integration["Properties"]["IntegrationType"] == "AWS_PROXY"
@@ -75,7 +79,7 @@ def test_two_way_routes_send_the_ingress_reply_back(default_json: dict[str, Any]
 
 
 def test_the_stage_is_throttled_logged_and_measured(default_json: dict[str, Any]) -> None:
-    (stage,) = resources_of(default_json, "AWS::ApiGatewayV2::Stage").values()
+    (stage,) = api_resources(default_json, "AWS::ApiGatewayV2::Stage", "WEBSOCKET").values()
     props = stage["Properties"]
     assert props["StageName"] == "dev"
     assert props["AutoDeploy"] is True
@@ -99,7 +103,7 @@ def test_the_stage_waits_for_the_account_logging_role(default_json: dict[str, An
     assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
         "Service": "apigateway.amazonaws.com"
     }
-    (stage,) = resources_of(default_json, "AWS::ApiGatewayV2::Stage").values()
+    (stage,) = api_resources(default_json, "AWS::ApiGatewayV2::Stage", "WEBSOCKET").values()
     assert account_id in stage["DependsOn"]
 
 

@@ -111,11 +111,33 @@ def test_reserved_concurrency_can_be_switched_off_for_small_accounts() -> None:
         {"functionSettings": json.dumps({"CONNECTIONS_TABLE": "other"})},  # stack-owned
         {"functionSettings": json.dumps({"NOT_A_SETTING": "1"})},
         {"functionSettings": "[1, 2]"},
+        # The review function's ARN comes from reviewFunctionArn, with its grant, never bare.
+        {
+            "functionSettings": json.dumps(
+                {"REVIEW_FUNCTION_ARN": "arn:aws:lambda:us-east-1:123456789012:function:r"}
+            )
+        },
+        {"reviewFunctionArn": "my-reviewer"},
+        {"reviewFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:r*"},  # no wildcards
+        {"reviewFunctionArn": "arn:aws:sqs:us-east-1:123456789012:function:r"},
+        {"operatorThrottleRateLimit": "0"},
+        {"operatorThrottleBurstLimit": "0"},
     ],
 )
 def test_values_that_cannot_deploy_are_refused_at_synth(context: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):
         config(**context)
+
+
+def test_review_function_arn_and_operator_throttles_parse() -> None:
+    assert config().review_function_arn is None
+    arn = "arn:aws:lambda:eu-west-1:123456789012:function:dynamowave-review:live"
+    c = config(reviewFunctionArn=arn, operatorThrottleRateLimit="5", operatorThrottleBurstLimit=10)
+    assert (c.review_function_arn, c.operator_throttle_rate_limit, c.operator_throttle_burst_limit) == (
+        arn,
+        5.0,
+        10,
+    )
 
 
 def test_function_settings_accept_tunable_variables() -> None:

@@ -13,7 +13,7 @@ from functions.chat.settings import ENV
 from stacks.application import build_app
 from stacks.config import ConfigError
 from stacks.edge import CLOUDFRONT_MAX_URL_BYTES, MANAGED_RULE_GROUPS, QUERY_STRING_LIMIT, RULE_OVERRIDES
-from tests.infra.infra_helpers import function_id, ref_id, resources_of
+from tests.infra.infra_helpers import api_logical_id, function_id, ref_id, resources_of
 
 CACHING_DISABLED = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
 ALL_VIEWER_EXCEPT_HOST_HEADER = "b689b0a8-53d0-40ab-baf2-68738e2966ac"
@@ -42,7 +42,7 @@ def test_the_web_acl_has_managed_rules_and_a_per_ip_rate_limit(edge_json: dict[s
 
 def test_the_distribution_forwards_websocket_upgrades_uncached_to_the_api(edge_json: dict[str, Any]) -> None:
     (acl_id,) = resources_of(edge_json, "AWS::WAFv2::WebACL")
-    (api_id,) = resources_of(edge_json, "AWS::ApiGatewayV2::Api")
+    api_id = api_logical_id(edge_json, "WEBSOCKET")
     (distribution,) = resources_of(edge_json, "AWS::CloudFront::Distribution").values()
     config = distribution["Properties"]["DistributionConfig"]
     assert ref_id(config["WebACLId"]) == acl_id

@@ -8,7 +8,7 @@ import pytest
 
 from functions.chat.settings import ENV
 from stacks.functions import SPECS
-from tests.infra.infra_helpers import function_id, ref_id, resources_of
+from tests.infra.infra_helpers import api_logical_id, function_id, ref_id, resources_of
 
 NAMES = [spec.name for spec in SPECS]
 
@@ -45,6 +45,7 @@ def test_every_function_runs_python_3_14_on_arm64_with_xray_and_powertools(
         ("fanout", 15, 1024),
         ("janitor", 300, 512),
         ("redriver", 30, 256),
+        ("operator", 10, 512),
     ],
 )
 def test_timeouts_and_memory(default_json: dict[str, Any], name: str, timeout: int, memory: int) -> None:
@@ -95,17 +96,17 @@ def test_functions_get_the_resource_variables_they_read(default_json: dict[str, 
     assert ENV.JWT_SECRET_ARN in env["authorizer"]
     assert all(ENV.JWT_SECRET_ARN not in env[name] for name in NAMES if name != "authorizer")
     assert all(ENV.JWT_SECRET not in env[name] for name in NAMES), "the secret itself never goes in env"
-    assert ENV.MESSAGES_TABLE in env["ingress"]
+    assert ENV.MESSAGES_TABLE in env["ingress"] and ENV.MESSAGES_TABLE in env["operator"]
     assert ENV.FANOUT_DLQ_URL in env["fanout"]
     assert {ENV.FANOUT_QUEUE_URL, ENV.FANOUT_PARKED_URL} <= set(env["redriver"])
-    for name in ("ingress", "fanout", "janitor"):
+    for name in ("ingress", "fanout", "janitor", "operator"):
         assert {ENV.CONNECTIONS_TABLE, ENV.ROOMS_TABLE, ENV.FANOUT_QUEUE_URL} <= set(env[name])
         endpoint = env[name][ENV.MANAGEMENT_API_ENDPOINT]["Fn::Join"][1]
         assert endpoint[0] == "https://"
         assert endpoint[2] == ".execute-api.us-east-1."
         assert endpoint[3] == {"Ref": "AWS::URLSuffix"}
         assert endpoint[4] == "/dev"
-        assert resources_of(default_json, "AWS::ApiGatewayV2::Api").keys() == {ref_id(endpoint[1])}
+        assert api_logical_id(default_json, "WEBSOCKET") == ref_id(endpoint[1])
 
 
 def test_janitor_is_not_retried_into_its_next_run(default_json: dict[str, Any]) -> None:

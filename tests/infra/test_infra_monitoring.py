@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.infra.infra_helpers import function_id, ref_id, resources_of
+from tests.infra.infra_helpers import api_logical_id, function_id, ref_id, resources_of
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -126,8 +126,12 @@ def test_function_errors_and_throttles_alarm(default_json: dict[str, Any]) -> No
 
 
 def test_api_integration_and_execution_errors_alarm_per_api_and_stage(default_json: dict[str, Any]) -> None:
-    (api_id,) = resources_of(default_json, "AWS::ApiGatewayV2::Api")
-    api_alarms = {a["MetricName"]: a for a in _alarms(default_json) if a["Namespace"] == "AWS/ApiGateway"}
+    api_id = api_logical_id(default_json, "WEBSOCKET")
+    api_alarms = {
+        a["MetricName"]: a
+        for a in _alarms(default_json)
+        if a["Namespace"] == "AWS/ApiGateway" and ref_id(a["Dimensions"][0]["Value"]) == api_id
+    }
     assert set(api_alarms) == {"IntegrationError", "ExecutionError"}
     for alarm in api_alarms.values():
         dimensions = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
