@@ -13,13 +13,17 @@ on-demand rules (https://docs.aws.amazon.com/amazondynamodb/latest/developerguid
   write refused by its condition still costs its unit.
 
 Sizes of items the response does not show (filtered out, projected away, the old image of an
-update or delete) are the mean size of the items seen in that table so far (puts, full reads,
-and rows the benchmark seeds itself), which is what an item of that table weighs on average.
+update or delete) are the mean size of the items seen so far (puts, full reads, and rows the
+benchmark seeds itself) in the same partition when the meter knows the table's partition key
+(`use_partition_keys`), else in the whole table. Per partition matters in a single-table design:
+the rooms table holds small subscription items beside larger user memberships, and a projected
+Query of a membership shard weighs what the shard's items weigh, not the table's average.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -33,6 +37,7 @@ READ_UNIT_BYTES: Final = 4096
 WRITE_UNIT_BYTES: Final = 1024
 DEFAULT_ITEM_BYTES: Final = 200
 BUSIEST_ITEMS: Final = 5  # the most-written items a snapshot lists
+_EQUALITY = re.compile(r"(#?[A-Za-z0-9_]+)\s*=\s*(:[A-Za-z0-9_]+)")
 
 
 def attribute_value_size(value: Mapping[str, Any]) -> int:
@@ -106,6 +111,8 @@ class AwsMeter:
         self._lock = threading.Lock()
         self.usage = AwsUsage()
         self._sizes: dict[str, tuple[int, int]] = {}  # table -> (bytes seen, items seen)
+        self._partition_sizes: dict[tuple[str, str], tuple[int, int]] = {}  # (table, key value) -> same
+        self._partition_keys: dict[str, str] = {}  # table -> partition key attribute
 
     # -- wiring ----------------------------------------------------------------------------------
 
@@ -122,11 +129,17 @@ class AwsMeter:
         with self._lock:
             return self.usage.snapshot()
 
-    def observe_item(self, table: str, size: int, count: int = 1) -> None:
+    def use_partition_keys(self, partition_keys: Mapping[str, str]) -> None:
+        """Table name -> partition key attribute: sizes are then also learned per partition."""
+        with self._lock:
+            self._partition_keys.update(partition_keys)
+
+    def observe_item(self, table: str, size: int, count: int = 1, partition: str | None = None) -> None:
         """Teach the meter what a table's items weigh (the benchmark's own seeded rows)."""
         with self._lock:
-            total, seen = self._sizes.get(table, (0, 0))
-            self._sizes[table] = (total + size * count, seen + count)
+            _add(self._sizes, table, size, count)
+            if partition is not None:
+                _add(self._partition_sizes, (table, partition), size, count)
 
     def lambda_invocation(self, function: str, duration_ms: float, memory_mb: int) -> None:
         with self._lock:
@@ -154,15 +167,38 @@ class AwsMeter:
 
     # -- DynamoDB capacity -------------------------------------------------------------------------
 
-    def _mean(self, table: str) -> float:
+    def _mean(self, table: str, partition: str | None = None) -> float:
+        if partition is not None:
+            total, seen = self._partition_sizes.get((table, partition), (0, 0))
+            if seen:
+                return total / seen
         total, seen = self._sizes.get(table, (0, 0))
         return total / seen if seen else DEFAULT_ITEM_BYTES
 
     def _learn(self, table: str, item: Mapping[str, Any]) -> int:
         size = item_size(item)
-        total, seen = self._sizes.get(table, (0, 0))
-        self._sizes[table] = (total + size, seen + 1)
+        _add(self._sizes, table, size)
+        partition = self._partition_of_item(table, item)
+        if partition is not None:
+            _add(self._partition_sizes, (table, partition), size)
         return size
+
+    def _partition_of_item(self, table: str, item: Mapping[str, Any] | None) -> str | None:
+        name = self._partition_keys.get(table)
+        value = (item or {}).get(name) if name else None
+        return _scalar(value)
+
+    def _partition_of_query(self, table: str, params: Mapping[str, Any]) -> str | None:
+        """The partition a Query's key condition names (``pk = :pk``, aliases resolved)."""
+        name = self._partition_keys.get(table)
+        if name is None:
+            return None
+        aliases = params.get("ExpressionAttributeNames") or {}
+        values = params.get("ExpressionAttributeValues") or {}
+        for attribute, placeholder in _EQUALITY.findall(str(params.get("KeyConditionExpression", ""))):
+            if aliases.get(attribute, attribute) == name:
+                return _scalar(values.get(placeholder))
+        return None
 
     def _dynamodb(self, operation: str, params: dict[str, Any], parsed: dict[str, Any]) -> None:
         handler = _DYNAMODB_RULES.get(operation)
@@ -176,7 +212,9 @@ class AwsMeter:
         if item is None:
             size = 0.0
         elif params.get("ProjectionExpression"):
-            size = max(float(item_size(item)), self._mean(table))
+            size = max(
+                float(item_size(item)), self._mean(table, self._partition_of_item(table, params.get("Key")))
+            )
         else:
             size = float(self._learn(table, item))
         self.usage.dynamodb_rru += factor * max(1, math.ceil(size / READ_UNIT_BYTES))
@@ -193,7 +231,7 @@ class AwsMeter:
             sizes = [self._learn(table, item) for item in items]
             total = sum(sizes) / len(sizes) * evaluated
         else:
-            total = self._mean(table) * evaluated
+            total = self._mean(table, self._partition_of_query(table, params)) * evaluated
         self.usage.dynamodb_rru += factor * max(1, math.ceil(total / READ_UNIT_BYTES))
 
     def _write(self, params: dict[str, Any], parsed: dict[str, Any]) -> None:
@@ -219,10 +257,9 @@ class AwsMeter:
         table = str(request.get("TableName", ""))
         if "Item" in request:
             size = float(self._learn(table, request["Item"]))
-        elif returned:
-            size = max(float(item_size(returned)), self._mean(table))
         else:
-            size = self._mean(table)
+            mean = self._mean(table, self._partition_of_item(table, request.get("Key")))
+            size = max(float(item_size(returned)), mean) if returned else mean
         return max(1, math.ceil(size / WRITE_UNIT_BYTES))
 
     def _transact_write(self, params: dict[str, Any], parsed: dict[str, Any]) -> None:
@@ -245,9 +282,12 @@ class AwsMeter:
         for entry, response in zip(
             params.get("TransactItems") or [], parsed.get("Responses") or [], strict=False
         ):
-            table = str(entry.get("Get", {}).get("TableName", ""))
+            get = entry.get("Get", {})
+            table = str(get.get("TableName", ""))
             item = response.get("Item")
-            size = item_size(item) if item else self._mean(table)
+            size = (
+                item_size(item) if item else self._mean(table, self._partition_of_item(table, get.get("Key")))
+            )
             self.usage.dynamodb_rru += 2 * max(1, math.ceil(size / READ_UNIT_BYTES))
 
     def _batch_get(self, params: dict[str, Any], parsed: dict[str, Any]) -> None:
@@ -255,6 +295,19 @@ class AwsMeter:
             factor = 1.0 if (params.get("RequestItems") or {}).get(table, {}).get("ConsistentRead") else 0.5
             for item in items:
                 self.usage.dynamodb_rru += factor * max(1, math.ceil(item_size(item) / READ_UNIT_BYTES))
+
+
+def _add(sizes: dict[Any, tuple[int, int]], key: Any, size: int, count: int = 1) -> None:
+    total, seen = sizes.get(key, (0, 0))
+    sizes[key] = (total + size * count, seen + count)
+
+
+def _scalar(value: Mapping[str, Any] | None) -> str | None:
+    """A key attribute's value ({"S": ...} or {"N": ...}) as text, None if absent."""
+    if not value:
+        return None
+    raw = value.get("S", value.get("N"))
+    return None if raw is None else str(raw)
 
 
 _DYNAMODB_RULES: Final[dict[str, Callable[[AwsMeter, dict[str, Any], dict[str, Any]], None]]] = {

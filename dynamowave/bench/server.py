@@ -26,6 +26,8 @@ from typing import IO, Any, Final
 
 from dynamowave.bench import experiments
 from dynamowave.bench.meter import AwsMeter, item_size, meter_every_client
+from dynamowave.local.config import MAX_DURATION_SECONDS
+from functions.chat.schema import TABLES
 
 SYSTEMS: Final = ("dynamowave", "tutorial", "broadcast")
 TUTORIAL_HANDLER: Final = "dynamowave.bench.tutorial.handler"
@@ -118,6 +120,9 @@ class PipelineSystem:
             host="127.0.0.1",
             port=0,
             janitor_interval=0,
+            # Members sit idle while the rest connect: at 10,000 on a loaded machine that takes
+            # longer than API Gateway's 10-minute idle close, which would end the run mid-setup.
+            idle_timeout=MAX_DURATION_SECONDS,
             functions=functions,
             function_env=env,
             jwt_secret=secret,
@@ -128,6 +133,8 @@ class PipelineSystem:
         self.runtime = LocalRuntime(experiments.configure(chosen, config))
         self._meter_invocations()
         await self.runtime.start()
+        tables = self.runtime.resources.tables
+        self.meter.use_partition_keys({tables[t.logical_name]: t.partition_key.name for t in TABLES})
         return str(self.runtime.ws_url)
 
     def _meter_invocations(self) -> None:
@@ -163,9 +170,15 @@ class PipelineSystem:
             _write_all(dynamodb, tables["connections"], [connection for connection, _ in rows])
             _write_all(dynamodb, tables["rooms"], [membership for _, membership in rows])
         if idle:
-            connection, membership = idle_rows(0, now_ms)
+            connection, _ = idle_rows(0, now_ms)
             self.meter.observe_item(tables["connections"], item_size(connection), idle)
-            self.meter.observe_item(tables["rooms"], item_size(membership), idle)
+            # Each idle room's shard weighs what its subscriptions weigh (idle_rows: one shape).
+            for room_index in range(0, idle, IDLE_ROOM_SIZE):
+                _, first = idle_rows(room_index, now_ms)
+                members = min(IDLE_ROOM_SIZE, idle - room_index)
+                self.meter.observe_item(
+                    tables["rooms"], item_size(first), members, partition=first["pk"]["S"]
+                )
 
     def reset(self) -> None:
         self.meter.reset()

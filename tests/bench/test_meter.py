@@ -71,6 +71,50 @@ def test_a_filtered_scan_pays_for_every_item_it_reads(metered: tuple[AwsMeter, A
     assert meter.snapshot()["dynamodb_rru"] == 1.0 + 0.5
 
 
+def test_a_projected_query_weighs_its_own_partition_not_the_table(metered: tuple[AwsMeter, Any]) -> None:
+    # One table, two kinds of item: 200 small ones in partition "shard", 20 large ones elsewhere.
+    meter, client = metered
+    client.delete_table(TableName="t")
+    client.create_table(
+        TableName="t",
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+    )
+    for i in range(200):
+        client.put_item(
+            TableName="t", Item={"pk": {"S": "shard"}, "sk": {"S": f"{i:03d}"}, "u": {"S": "u" * 35}}
+        )
+    for i in range(20):
+        client.put_item(
+            TableName="t", Item={"pk": {"S": f"user{i}"}, "sk": {"S": "x"}, "pad": {"S": "p" * 2000}}
+        )
+
+    def projected_query() -> float:
+        meter.reset()
+        client.query(
+            TableName="t",
+            KeyConditionExpression="#p = :pk",
+            ExpressionAttributeNames={"#p": "pk"},
+            ExpressionAttributeValues={":pk": {"S": "shard"}},
+            ProjectionExpression="sk",
+            ConsistentRead=True,
+        )
+        return float(meter.snapshot()["dynamodb_rru"])
+
+    # The table's mean (~227 bytes x 200 = 45 KB -> 12 RRU) overstates a shard of 200 x 48 bytes.
+    assert projected_query() == 12.0
+    meter.use_partition_keys({"t": "pk"})
+    for i in range(200):  # learned again, now per partition
+        client.put_item(
+            TableName="t", Item={"pk": {"S": "shard"}, "sk": {"S": f"{i:03d}"}, "u": {"S": "u" * 35}}
+        )
+    assert projected_query() == 3.0  # 200 x 48 bytes = 9.4 KB -> 3 x 4 KB
+
+
 def test_cost_of_a_message_adds_every_service_at_list_price() -> None:
     usage = UsagePerMessage(
         apigw_messages=101,
