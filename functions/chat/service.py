@@ -481,6 +481,8 @@ class ChatService:
         but still answer. Raises `StoreBusy`."""
         room, user, op = request.room, request.user, request.op
         if op is protocol.ModerationOp.KICK:
+            if self._store.membership(user, room) is None:
+                return 0  # not a member: nothing to end, nobody to tell
             return self.end_membership(
                 user, room, protocol.kicked_frame(room, by, request.reason), correlation_id
             )
@@ -501,6 +503,10 @@ class ChatService:
         is stored, then stamped on the user's connections, then the kick runs: a join racing
         it is refused by the stamp or its subscription is found and ended by the kick."""
         self._restrict(Restriction.BAN, room, user_id, by, seconds, reason)
+        if self._store.membership(user_id, room) is None:
+            # Not a member: nothing to end and nobody to tell. (A join committed before the
+            # stamp made the membership this read sees; any later one is refused by the stamp.)
+            return 0
         frame = protocol.kicked_frame(room, by, reason, banned=True)
         return self.end_membership(user_id, room, frame, correlation_id)
 

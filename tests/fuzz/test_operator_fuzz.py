@@ -24,6 +24,8 @@ ROUTES = [
     ("DELETE", "/rooms/{a}/members/{b}"),
     ("PUT", "/rooms/{a}/bans/{b}"),
     ("DELETE", "/rooms/{a}/bans/{b}"),
+    ("PUT", "/rooms/{a}/mutes/{b}"),
+    ("DELETE", "/rooms/{a}/mutes/{b}"),
     ("POST", "/rooms/{a}/events"),
     ("POST", "/users/{a}/events"),
     ("DELETE", "/users/{a}/connections"),

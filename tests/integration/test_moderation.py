@@ -291,3 +291,14 @@ def test_refused_mute_routes_change_nothing(chat: Chat, method: str, path: str, 
     status, answer = call(method, path, body)
     assert (status, answer["code"]) == (400, "bad_request")
     assert {name: chat.table_items(name) for name in ("rooms", "connections")} == before
+
+
+def test_kicking_or_banning_a_non_member_tells_nobody_and_the_ban_still_holds(chat: Chat) -> None:
+    mod = moderator(chat)
+    eve_conn, eve = chat.connect("eve")  # connected, never joined the room
+    joined(chat, "carol")
+    chat.drain_jobs()
+    assert chat.frame(mod, MOD, action="kick", room="club", user="eve")["op"] == "kick"  # type: ignore[index]
+    assert chat.frame(mod, MOD, action="ban", room="club", user="eve")["op"] == "ban"  # type: ignore[index]
+    assert chat.drain_jobs() == []  # no `kicked` / `banned` for a room she was not in, no presence
+    assert chat.frame(eve_conn, eve, action="join", room="club")["code"] == "banned"  # type: ignore[index]
