@@ -37,6 +37,42 @@ def test_each_action_parses_into_its_request() -> None:
     assert parse({"action": "ping"}) == protocol.Ping()
 
 
+def test_moderation_frames_parse_with_their_target_and_bounds() -> None:
+    op = protocol.ModerationOp
+    assert parse({"action": "kick", "room": "r", "user": "eve", "reason": "spam"}) == protocol.Moderate(
+        op.KICK, "r", "eve", None, "spam"
+    )
+    # `seconds` only for ban and mute (3600.0 as JavaScript may send it), `reason` only for kick
+    # and ban; null is absent; other fields are ignored as unknown ones are.
+    assert parse({"action": "ban", "room": "r", "user": "e@x", "seconds": 3600.0, "reason": None}) == (
+        protocol.Moderate(op.BAN, "r", "e@x", 3600, "")
+    )
+    assert parse({"action": "mute", "room": "r", "user": "eve", "reason": "x"}) == protocol.Moderate(
+        op.MUTE, "r", "eve"
+    )
+    assert parse({"action": "unban", "room": "r", "user": "eve", "seconds": 5}) == protocol.Moderate(
+        op.UNBAN, "r", "eve"
+    )
+    assert parse({"action": "unmute", "room": "r", "user": "eve"}).op is op.UNMUTE  # type: ignore[union-attr]
+    longest = protocol.MAX_MODERATION_SECONDS
+    assert parse({"action": "mute", "room": "r", "user": "eve", "seconds": longest}).seconds == longest  # type: ignore[union-attr]
+    for bad in (
+        {"action": "mute", "room": "r", "user": "eve", "seconds": longest + 1},
+        {"action": "ban", "room": "r", "user": "eve", "seconds": True},
+        {"action": "kick", "room": "r", "user": "eve", "reason": "r" * 501},
+        {"action": "kick", "room": "r", "user": "eve", "reason": "\ud800"},
+        {"action": "kick", "room": "r", "user": "eve\n"},
+        {"action": "kick", "room": "r"},
+    ):
+        error = refused(bad)
+        assert (error.code, error.action) == (ErrorCode.BAD_REQUEST, bad["action"]), bad
+    assert parse({"action": "kick", "room": "r", "user": "eve", "reason": "r" * 500}).reason == "r" * 500  # type: ignore[union-attr]
+    # `user` is the target here; the caller's identity fields are still refused.
+    assert (
+        refused({"action": "ban", "room": "r", "user": "eve", "sub": "mallory"}).code is ErrorCode.FORBIDDEN
+    )
+
+
 @pytest.mark.parametrize("body", ["", "not json", "[1,2]", '"text"', "12", "null", '{"action": 5}', "{}"])
 def test_non_objects_and_missing_action_are_bad_requests(body: str) -> None:
     assert refused(body).code is ErrorCode.BAD_REQUEST
