@@ -87,6 +87,8 @@ def http_api_event(
                 "iam": {
                     "accessKey": verified.credentials.access_key,
                     "accountId": config.account_id,
+                    # AWS gives the principal's unique id (AIDA..., AROA...:session); locally
+                    # there is none, so its access key stands in.
                     "callerId": verified.credentials.access_key,
                     # Set by AWS for Cognito identity-pool credentials and AWS Organizations only.
                     "cognitoIdentity": None,
