@@ -70,7 +70,9 @@ class Room:
         self.room = room
         self.members: list[Member] = []
         self._pending: dict[str, Delivery] = {}
+        self._sent: dict[str, tuple[Member, str]] = {}  # clientMsgId -> (sender, frame) of a stream
         self.errors: list[dict[str, Any]] = []
+        self.resends = 0
 
     async def connect(self, count: int) -> list[Member]:
         """Connect `count` more members (they join with `join`); returns them."""
@@ -137,8 +139,12 @@ class Room:
             client_msg_id = f"{prefix}{index}"
             delivery = Delivery(time.perf_counter(), expected=expected)
             self._pending[client_msg_id] = delivery
-            frame = {"action": "sendmessage", "room": self.room, "text": text, "clientMsgId": client_msg_id}
-            await self.members[index % senders].ws.send(json.dumps(frame))
+            frame = json.dumps(
+                {"action": "sendmessage", "room": self.room, "text": text, "clientMsgId": client_msg_id}
+            )
+            sender = self.members[index % senders]
+            self._sent[client_msg_id] = (sender, frame)
+            await sender.ws.send(frame)
             deliveries.append(delivery)
         try:
             await asyncio.wait_for(asyncio.gather(*(d.done.wait() for d in deliveries)), timeout=timeout)
@@ -164,6 +170,17 @@ class Room:
                         member.joined.set()
                     elif kind == "error" or (kind is None and "message" in frame):
                         self.errors.append(frame)
+                        self._resend(frame)
+
+    def _resend(self, error: dict[str, Any]) -> None:
+        """A stream's send refused with `internal` (e.g. "the room is busy") is sent again, as a
+        client would (docs/protocol.md: idempotent on clientMsgId); `resends` counts them."""
+        sent = self._sent.get(str(error.get("clientMsgId")))
+        if sent is None or error.get("code") != "internal":
+            return
+        self.resends += 1
+        sender, frame = sent
+        asyncio.get_running_loop().call_later(0.5, lambda: asyncio.ensure_future(sender.ws.send(frame)))
 
     async def deliver(self, client_msg_id: str, text: str, timeout: float) -> Delivery:
         """Member 0 sends one message; returns once every member has it (or raises)."""

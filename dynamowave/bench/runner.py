@@ -311,6 +311,7 @@ async def run_system(system: str, config: BenchConfig, secret: str) -> SystemRes
         result.extra["senders"] = min(config.senders, config.members)
         result.extra["duration"] = config.duration
         result.extra["coalesce"] = config.coalesce
+        result.extra["resends"] = room.resends  # sends refused with `internal` and sent again
         # Achieved: messages that reached every member, over first send -> last arrival.
         result.extra["messages_per_s"] = round(messages / (last - first), 2) if last > first else 0.0
     if pipeline:

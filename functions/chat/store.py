@@ -123,6 +123,22 @@ def user_connection_sk(connection_id: str) -> str:
     return f"CONN#{connection_id}"
 
 
+# The member count of a room is spread over this many counter items (`ROOM#r` / `MEMBERS#k`,
+# k by a stable hash of the connection id): 100,000 joins a minute put ~104 writes a second on
+# each, against DynamoDB's 1,000 per item (docs/data-model.md, "Per-key budget").
+MEMBER_COUNTER_SHARDS: Final = 16
+MEMBER_COUNTER_PREFIX: Final = "MEMBERS#"
+
+
+def _stable_hash(value: str) -> int:
+    return int.from_bytes(hashlib.blake2b(value.encode(), digest_size=8).digest(), "big")
+
+
+def member_counter_sk(connection_id: str) -> str:
+    """The counter item a connection's join adds to (and its leave subtracts from)."""
+    return f"{MEMBER_COUNTER_PREFIX}{_stable_hash(connection_id) % MEMBER_COUNTER_SHARDS:02d}"
+
+
 def shard_for(connection_id: str, members_before: int, shard_size: int) -> str:
     """Membership shard for a new member, ``"<level>.<bucket>"``.
 
@@ -135,8 +151,7 @@ def shard_for(connection_id: str, members_before: int, shard_size: int) -> str:
     ratio = (members_before + 1) / shard_size
     level = 0 if ratio <= 1 else math.ceil(math.log2(ratio))
     buckets = 1 if level == 0 else 2 ** (level - 1)
-    digest = int.from_bytes(hashlib.blake2b(connection_id.encode(), digest_size=8).digest(), "big")
-    return f"{level}.{digest % buckets}"
+    return f"{level}.{_stable_hash(connection_id) % buckets}"
 
 
 def serialize(item: Mapping[str, Any]) -> dict[str, Any]:
@@ -427,15 +442,23 @@ class ChatStore:
     # -- rooms: membership ---------------------------------------------------------------------
 
     def room_counters(self, room: str, *, consistent: bool = False) -> tuple[int, int]:
-        """(latest seq, member count) of a room; (0, 0) for a room never joined."""
-        response = self._db.get_item(
+        """(latest seq, member count) of a room; (0, 0) for a room never joined.
+
+        One Query of the room's counter items: `META` (seq) and the `MEMBERS#k` shards a join
+        or leave adds to (docs/data-model.md, "Per-key budget"), summed; a `members` left on
+        META by an older version counts too."""
+        seq = members = 0
+        for item in self._query(
             TableName=self._rooms,
-            Key=serialize({"pk": room_pk(room), "sk": META}),
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :first AND :meta",
+            ExpressionAttributeValues=_values(pk=room_pk(room), first=MEMBER_COUNTER_PREFIX, meta=META),
+            ProjectionExpression="sk, seq, members",
             ConsistentRead=consistent,
-            ProjectionExpression="seq, members",
-        )
-        item = deserialize(response.get("Item") or {})
-        return int(item.get("seq", 0)), int(item.get("members", 0))
+        ):
+            members += int(item.get("members", 0))
+            if item.get("sk") == META:
+                seq = int(item.get("seq", 0))
+        return seq, members
 
     def room_epoch(self, room: str) -> str:
         """The room's history epoch (docs/protocol.md): set when its counter is created, so a
@@ -518,23 +541,18 @@ class ChatStore:
                 "ExpressionAttributeValues": _values(**stamp),
             }
         }
+        # Hot keys (docs/data-model.md, "Per-key budget"): the member count is spread over
+        # MEMBER_COUNTER_SHARDS items, and the shard directory is written only by the first
+        # joiners of a shard; META (the seq counter, the epoch) is not written by a join at all.
         counters = {
             "Update": {
                 "TableName": self._rooms,
-                "Key": serialize({"pk": room_pk(room), "sk": META}),
-                "UpdateExpression": "ADD members :one SET seq = if_not_exists(seq, :zero), "
-                "epoch = if_not_exists(epoch, :epoch)",
-                "ExpressionAttributeValues": _values(one=1, zero=0, epoch=new_epoch()),
-            }
-        }
-        directory = {
-            "Update": {
-                "TableName": self._rooms,
-                "Key": serialize({"pk": shard_directory_pk(room), "sk": shard}),
+                "Key": serialize({"pk": room_pk(room), "sk": member_counter_sk(connection.connection_id)}),
                 "UpdateExpression": "ADD members :one",
                 "ExpressionAttributeValues": _values(one=1),
             }
         }
+        directory = None if self._shard_listed(room, shard) else self._list_shard(room, shard, now_ms)
         presence_key = serialize({"pk": room_pk(room), "sk": presence_sk(connection.user_id)})
         first = {
             "Put": {
@@ -568,13 +586,13 @@ class ChatStore:
         # Which case holds is decided by the transaction's own condition, so racing joins agree.
         for attempt, presence in enumerate((first, another, first, another)):
             try:
-                items: list[Any] = [membership, on_connection, counters, directory, presence, user_membership]
-                self._db.transact_write_items(TransactItems=items)
+                items: list[Any] = [membership, on_connection, counters, presence, user_membership]
+                self._db.transact_write_items(TransactItems=items + ([directory] if directory else []))
                 return JoinResult(shard, presence is first)
             except ClientError as error:
                 if not _is(error, "TransactionCanceledException"):
                     raise
-                codes = _cancellation_codes(error) + ["None"] * 5
+                codes = _cancellation_codes(error) + ["None"] * 6
                 if "ConditionalCheckFailed" in codes[:2]:
                     current = self.get_connection(connection.connection_id)
                     if current is None:
@@ -606,15 +624,9 @@ class ChatStore:
             {
                 "Update": {
                     "TableName": self._rooms,
-                    "Key": serialize({"pk": room_pk(room), "sk": META}),
-                    "UpdateExpression": "ADD members :minus",
-                    "ExpressionAttributeValues": _values(minus=-1),
-                }
-            },
-            {
-                "Update": {
-                    "TableName": self._rooms,
-                    "Key": serialize({"pk": shard_directory_pk(room), "sk": shard}),
+                    "Key": serialize(
+                        {"pk": room_pk(room), "sk": member_counter_sk(connection.connection_id)}
+                    ),
                     "UpdateExpression": "ADD members :minus",
                     "ExpressionAttributeValues": _values(minus=-1),
                 }
@@ -688,18 +700,39 @@ class ChatStore:
         return results
 
     def list_shards(self, room: str) -> list[str]:
-        """The room's non-empty membership shards (strongly consistent: a member who joined
-        before a message was acked is in a listed shard)."""
-        shards: list[str] = []
-        for item in self._query(
+        """The room's membership shards (strongly consistent: a member who joined before a
+        message was acked is in a listed shard). A shard is listed by its first joiners and
+        stays listed when it empties: a job for an empty shard costs one Query and no post."""
+        return [
+            str(item["sk"])
+            for item in self._query(
+                TableName=self._rooms,
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues=_values(pk=shard_directory_pk(room)),
+                ProjectionExpression="sk",
+                ConsistentRead=CONSISTENT,
+            )
+        ]
+
+    def _shard_listed(self, room: str, shard: str) -> bool:
+        """Is the shard in the directory already? Eventually consistent: a miss only means one
+        more (idempotent) directory write; a hit is final, since entries are never deleted."""
+        response = self._db.get_item(
             TableName=self._rooms,
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues=_values(pk=shard_directory_pk(room)),
-            ConsistentRead=CONSISTENT,
-        ):
-            if int(item.get("members", 0)) > 0:
-                shards.append(str(item["sk"]))
-        return shards
+            Key=serialize({"pk": shard_directory_pk(room), "sk": shard}),
+            ProjectionExpression="sk",
+        )
+        return "Item" in response
+
+    def _list_shard(self, room: str, shard: str, now_ms: int) -> dict[str, Any]:
+        return {
+            "Update": {
+                "TableName": self._rooms,
+                "Key": serialize({"pk": shard_directory_pk(room), "sk": shard}),
+                "UpdateExpression": "SET listedAt = if_not_exists(listedAt, :now)",
+                "ExpressionAttributeValues": _values(now=now_ms),
+            }
+        }
 
     def shard_members(self, room: str, shard: str) -> Iterator[Member]:
         """Every connection in one shard, page by page (one Query per 1 MB page)."""
@@ -999,10 +1032,14 @@ class ChatStore:
     ) -> StoredMessage:
         """Store with the room's next seq, exactly once per (user, room, clientMsgId).
 
-        One transaction moves the counter from the seq it was read at (optimistic: another
-        sender's commit cancels it and it is retried), writes the message under that seq and
-        claims the idempotency key. So the counter is never ahead of the stored messages and
-        seqs have no gaps, and a resend finds the claim and gets the first store's ack.
+        One transaction writes the message under the next seq, on condition that no message
+        holds it yet, and claims the idempotency key: the message item itself is the lock, so
+        seqs have no gaps (seq n + 1 is only written by one who saw n) and a resend finds the
+        claim and gets the first store's ack. A racing sender's commit cancels it, returning the
+        message that took the seq, and it is retried on the next one. Then META's `seq` is moved
+        up to it (never down), before the caller acks: readers of the counter see every acked
+        message, and META takes one plain write per message, no transaction (docs/data-model.md,
+        "Per-key budget").
         """
         idem_key = {"pk": idempotency_pk(user_id, room, client_msg_id), "sk": "IDEM"}
         current: int | None = None
@@ -1011,7 +1048,7 @@ class ChatStore:
         while attempt < 3 or time.monotonic() < deadline:
             attempt += 1
             if current is None:
-                current, _ = self.room_counters(room, consistent=True)
+                current = self.latest_seq(room)
             seq = current + 1
             message = {
                 "room": room,
@@ -1030,25 +1067,12 @@ class ChatStore:
                 self._db.transact_write_items(
                     TransactItems=[
                         {
-                            "Update": {
-                                "TableName": self._rooms,
-                                "Key": serialize({"pk": room_pk(room), "sk": META}),
-                                "UpdateExpression": "SET seq = :seq",
-                                # A room nobody joined yet has no counter (the operator API
-                                # publishes into any room): its first message creates it.
-                                "ConditionExpression": "seq = :current"
-                                if current
-                                else "attribute_not_exists(seq) OR seq = :current",
-                                "ExpressionAttributeValues": _values(seq=seq, current=current),
-                                # A lost race returns the winner's seq: retry from it, no re-read.
-                                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                            }
-                        },
-                        {
                             "Put": {
                                 "TableName": self._messages,
                                 "Item": serialize(stored),
                                 "ConditionExpression": "attribute_not_exists(seq)",
+                                # A lost race returns the winner's message: retry after it, no re-read.
+                                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                             }
                         },
                         {
@@ -1069,21 +1093,59 @@ class ChatStore:
                         },
                     ]
                 )
+                self._raise_counter(room, seq)
                 return StoredMessage(message, duplicate=False, fanned_out=False)
             except ClientError as error:
                 if not _is(error, "TransactionCanceledException"):
                     raise
                 codes = _cancellation_codes(error)
-                if len(codes) == 3 and codes[2] == "ConditionalCheckFailed":
+                if len(codes) == 2 and codes[1] == "ConditionalCheckFailed":
                     existing = self._get_message_by_claim(idem_key, room)
                     if existing is not None:
+                        # A resend: the first store may have stopped before moving the counter.
+                        self._raise_counter(room, int(existing.item["seq"]))
                         return existing
-                current = _seq_of_lost_race(error)
-                if current is None or attempt >= 3:
+                taken = _seq_of_lost_race(error)
+                if taken is None or attempt >= 3:
                     # Unknown state, or a crowd of senders in this room: back off before retrying.
                     _backoff(attempt)
                     current = None
+                else:
+                    # The seq is taken, and others may be too: jump to the newest at once (the
+                    # winner's message names only the seq it took, not how far the room went).
+                    current = max(taken, self.latest_seq(room))
         raise StoreBusy(f"seq assignment in {room} kept conflicting")
+
+    def latest_seq(self, room: str) -> int:
+        """The highest seq taken in the room: the newest message, or META's counter if that is
+        higher (messages past their retention are gone, their seqs are not reused)."""
+        newest = self._db.query(
+            TableName=self._messages,
+            KeyConditionExpression="room = :room",
+            ExpressionAttributeValues=_values(room=room),
+            ProjectionExpression="seq",
+            ScanIndexForward=False,
+            Limit=1,
+            ConsistentRead=CONSISTENT,
+        ).get("Items", [])
+        latest = int(deserialize(newest[0])["seq"]) if newest else 0
+        if self._settings.message_retention_days:
+            latest = max(latest, self.room_counters(room, consistent=True)[0])
+        return latest
+
+    def _raise_counter(self, room: str, seq: int) -> None:
+        """META's `seq` up to `seq`, never down (a later message may have moved it further)."""
+        try:
+            self._db.update_item(
+                TableName=self._rooms,
+                Key=serialize({"pk": room_pk(room), "sk": META}),
+                UpdateExpression="SET seq = :seq",
+                ConditionExpression="attribute_not_exists(seq) OR seq < :seq",
+                ExpressionAttributeValues=_values(seq=seq),
+            )
+        except ClientError as error:
+            if not _is(error, "ConditionalCheckFailedException"):
+                raise
 
     def _get_message_by_claim(self, idem_key: dict[str, Any], room: str) -> StoredMessage | None:
         claim = self._db.get_item(TableName=self._rooms, Key=serialize(idem_key), ConsistentRead=CONSISTENT)

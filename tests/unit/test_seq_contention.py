@@ -18,15 +18,18 @@ from functions.chat.store import ChatStore, StoreBusy
 
 
 class CrowdedRoom:
-    """A DynamoDB client whose room counter moves before every attempt, `losses` times."""
+    """A DynamoDB client whose room's next seq is taken before every attempt, `losses` times."""
 
     def __init__(self, losses: int) -> None:
         self.losses = losses
         self.seq = 0
         self.attempts = 0
 
-    def get_item(self, **_: Any) -> dict[str, Any]:
-        return {"Item": {"seq": {"N": str(self.seq)}, "members": {"N": "1"}}}
+    def query(self, **_: Any) -> dict[str, Any]:  # the newest message
+        return {"Items": [{"seq": {"N": str(self.seq)}}] if self.seq else []}
+
+    def update_item(self, **_: Any) -> dict[str, Any]:  # META's counter, raised after the store
+        return {}
 
     def transact_write_items(self, TransactItems: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
         self.attempts += 1
@@ -37,7 +40,6 @@ class CrowdedRoom:
                     "Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
                     "CancellationReasons": [
                         {"Code": "ConditionalCheckFailed", "Item": {"seq": {"N": str(self.seq)}}},
-                        {"Code": "None"},
                         {"Code": "None"},
                     ],
                 },
