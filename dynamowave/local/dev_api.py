@@ -12,6 +12,10 @@ on purpose, which no deployed stack offers.
   connection without running ``$disconnect`` (its DynamoDB records go stale)
 * ``POST /dev/janitor`` -> runs the janitor now, returns ``{"ok", "result", "error"}``
 * ``GET  /dev/info`` -> endpoints, table names, queue URLs, counters
+* ``GET  /dev/iam`` -> ``{"enforced", "granted", "revoked", "denials"}`` under ``serve --iam``
+  (each a list of ``{"function", "action", "resource"}``; 404 without --iam)
+* ``PUT  /dev/iam`` ``{"revoked": [{"function", "action", "resource"}]}`` -> takes those grants
+  away (``resource``: an ARN pattern, ``*`` by default) until the next PUT (``[]`` restores)
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from aiohttp import web
 
 from dynamowave.local.faults import FaultConfig, FaultConfigError, FaultInjector
 from dynamowave.local.gateway import WebSocketGateway, unsent_bytes
+from dynamowave.local.iam import Call, Policies
 from dynamowave.local.tokens import TokenRequestError, mint, parse_mod, parse_rooms
 
 
@@ -40,6 +45,7 @@ class DevApi:
         ws_url: Callable[[], str],
         run_janitor: Callable[[], Awaitable[Any]],
         info: Callable[[], dict[str, Any]],
+        policies: Callable[[], Policies | None] = lambda: None,
     ) -> None:
         self._gateway = gateway
         self._faults = faults
@@ -48,6 +54,7 @@ class DevApi:
         self._ws_url = ws_url
         self._run_janitor = run_janitor
         self._info = info
+        self._policies = policies  # set once the functions are configured (serve --iam)
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/healthz", self.healthz)
@@ -59,6 +66,8 @@ class DevApi:
         app.router.add_post("/dev/connections/{connection_id}/drop", self.drop)
         app.router.add_post("/dev/janitor", self.janitor)
         app.router.add_get("/dev/info", self.info)
+        app.router.add_get("/dev/iam", self.get_iam)
+        app.router.add_put("/dev/iam", self.put_iam)
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
@@ -131,6 +140,48 @@ class DevApi:
 
     async def info(self, request: web.Request) -> web.Response:
         return web.json_response(self._info())
+
+    def _iam_state(self, policies: Policies) -> web.Response:
+        return web.json_response(
+            {
+                "enforced": True,
+                "granted": [call.to_json() for call in policies.granted()],
+                "revoked": [call.to_json() for call in policies.revoked],
+                "denials": [call.to_json() for call in policies.denials()],
+            }
+        )
+
+    async def get_iam(self, request: web.Request) -> web.Response:
+        policies = self._policies()
+        if policies is None:
+            return web.json_response({"message": "IAM is not enforced (dynamowave serve --iam)"}, status=404)
+        return self._iam_state(policies)
+
+    async def put_iam(self, request: web.Request) -> web.Response:
+        policies = self._policies()
+        if policies is None:
+            return web.json_response({"message": "IAM is not enforced (dynamowave serve --iam)"}, status=404)
+        try:
+            revoked = _calls(json.loads(await request.text()))
+        except ValueError as exc:
+            return web.json_response({"message": f"invalid IAM revocation: {exc}"}, status=400)
+        policies.revoke(revoked)
+        return self._iam_state(policies)
+
+
+def _calls(body: Any) -> list[Call]:
+    """``{"revoked": [{"function", "action", "resource"?}, ...]}`` -> the calls to deny."""
+    if not isinstance(body, dict) or not isinstance(body.get("revoked"), list):
+        raise ValueError('expected {"revoked": [{"function", "action", "resource"}]}')
+    calls = []
+    for entry in body["revoked"]:
+        if not isinstance(entry, dict):
+            raise ValueError("each revoked grant is an object")
+        function, action, resource = entry.get("function"), entry.get("action"), entry.get("resource", "*")
+        if not all(isinstance(v, str) and v for v in (function, action, resource)):
+            raise ValueError("function, action and resource must be non-empty strings")
+        calls.append(Call(str(function), str(action), str(resource)))
+    return calls
 
 
 def _jsonable(value: Any) -> Any:

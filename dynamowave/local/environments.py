@@ -19,16 +19,11 @@ from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
-from functions.chat.settings import ENV, ENV_NAMES, FUNCTION_RESOURCES
+from functions.chat.settings import ENV_NAMES, FUNCTION_RESOURCES
 
 # A function's own: its settings, and the credentials of its role (`serve --iam` gives each its own).
 CREDENTIAL_NAMES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
 _FUNCTION_NAMES = frozenset(ENV_NAMES) | frozenset(CREDENTIAL_NAMES)
-
-
-# Variables the runtime gives in place of the stack's: the authorizer gets the secret itself,
-# not a Secrets Manager ARN.
-LOCAL_SUBSTITUTES: Mapping[str, str] = {ENV.JWT_SECRET_ARN: ENV.JWT_SECRET}
 
 
 def function_environments(
@@ -36,10 +31,9 @@ def function_environments(
 ) -> dict[str, dict[str, str]]:
     """Each function's variables from the one definition (`FUNCTION_RESOURCES`), as the stack
     builds them: of ``variables`` (everything the runtime gives), one that the definition names
-    for some function goes only to the functions naming it (after `LOCAL_SUBSTITUTES`); every
-    other one goes to all. A function the definition does not name (one the stack does not
+    for some function goes only to the functions naming it; every other one goes to all. A function the definition does not name (one the stack does not
     deploy: the reviewer) gets every variable."""
-    own = {name: {LOCAL_SUBSTITUTES.get(v, v) for v in names} for name, names in FUNCTION_RESOURCES.items()}
+    own = {name: set(names) for name, names in FUNCTION_RESOURCES.items()}
     someones = set().union(*own.values())
     common = {key: value for key, value in variables.items() if key not in someones}
     return {

@@ -39,14 +39,33 @@ class Statement:
     resources: tuple[str, ...]  # ARN patterns (``*`` wildcards, as IAM matches them)
 
 
+@dataclass(frozen=True)
+class Call:
+    """One authorisation decision's subject: who asked to do what to which resource."""
+
+    function: str
+    action: str
+    resource: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"function": self.function, "action": self.action, "resource": self.resource}
+
+
 class Policies:
-    """Each principal's Allow statements; anything not allowed is denied (IAM's default)."""
+    """Each principal's Allow statements; anything not allowed is denied (IAM's default).
+
+    `revoke` takes grants away while the runtime runs (``PUT /dev/iam``), so a test can prove a
+    grant is needed by watching the real code fail without it; every denial is kept (`denials`)."""
+
+    MAX_DENIALS: Final = 1000
 
     def __init__(self, statements: Mapping[str, list[Statement]], region: str, account_id: str) -> None:
         self._statements = {name: tuple(s) for name, s in statements.items()}
         self.region = region
         self.account_id = account_id
         self._lock = threading.Lock()
+        self._revoked: tuple[Call, ...] = ()  # resource: an ARN pattern
+        self._denials: list[Call] = []
         self._decide = lru_cache(maxsize=4096)(self._evaluate)
 
     def governs(self, principal: str) -> bool:
@@ -56,12 +75,45 @@ class Policies:
         return self._decide(principal, action, resource)
 
     def _evaluate(self, principal: str, action: str, resource: str) -> bool:
+        if any(
+            r.function == principal and r.action == action and fnmatchcase(resource, r.resource)
+            for r in self._revoked
+        ):
+            return False
         return any(
             action in statement.actions and any(fnmatchcase(resource, p) for p in statement.resources)
             for statement in self._statements.get(principal, ())
         )
 
-    def denial(self, principal: str, action: str, resource: str) -> str:
+    def granted(self) -> list[Call]:
+        """Every (function, action, resource pattern) the statements allow."""
+        return [
+            Call(name, action, resource)
+            for name, statements in self._statements.items()
+            for statement in statements
+            for action in sorted(statement.actions)
+            for resource in statement.resources
+        ]
+
+    @property
+    def revoked(self) -> tuple[Call, ...]:
+        return self._revoked
+
+    def revoke(self, calls: Iterable[Call]) -> None:
+        """Deny these from now on, on top of the statements (replaces any earlier revocation)."""
+        with self._lock:
+            self._revoked = tuple(calls)
+            self._decide.cache_clear()
+
+    def denials(self) -> list[Call]:
+        with self._lock:
+            return list(self._denials)
+
+    def deny(self, principal: str, action: str, resource: str) -> str:
+        """Records a refused call; returns AWS's AccessDeniedException message for it."""
+        with self._lock:
+            if len(self._denials) < self.MAX_DENIALS:
+                self._denials.append(Call(principal, action, resource))
         return (
             f"User: arn:aws:sts::{self.account_id}:assumed-role/dynamowave-{principal}/{principal} is not "
             f"authorized to perform: {action} on resource: {resource} because no identity-based policy "
@@ -231,21 +283,19 @@ class IamEnforcer:
     EVENT: Final = "before-send"
 
     def __init__(self, policies: Policies, principals: Mapping[str, str]) -> None:
-        self._policies = policies
+        self.policies = policies
         self._principals = dict(principals)  # access key -> function
-        self.denials: list[tuple[str, str, str]] = []
         self._remove: Callable[[], None] | None = None
 
     def __call__(self, request: AWSPreparedRequest, **_: Any) -> AWSResponse | None:
         principal = self._principals.get(principal_of(request.headers))
-        if principal is None or not self._policies.governs(principal):
+        if principal is None or not self.policies.governs(principal):
             return None
         for action, resource in requested(
-            request, region=self._policies.region, account_id=self._policies.account_id
+            request, region=self.policies.region, account_id=self.policies.account_id
         ):
-            if not self._policies.allows(principal, action, resource):
-                self.denials.append((principal, action, resource))
-                return denied_response(request, self._policies.denial(principal, action, resource))
+            if not self.policies.allows(principal, action, resource):
+                return denied_response(request, self.policies.deny(principal, action, resource))
         return None
 
     def install(self) -> None:

@@ -143,7 +143,7 @@ class ManagementApi:
         if policies is None or not policies.governs(principal):
             return None
         config = self._gateway.config
-        connection_id = urlsplit(url).path.rsplit("/", 1)[-1]
+        connection_id = unquote(urlsplit(url).path.rsplit("/", 1)[-1])  # the ID, not its URL form
         resource = (
             f"arn:aws:execute-api:{config.region}:{config.account_id}:{config.api_id}/{config.stage}"
             f"/{method.upper()}/@connections/{connection_id}"
@@ -153,7 +153,7 @@ class ManagementApi:
         return Answer(
             403,
             "AccessDeniedException",
-            policies.denial(principal, "execute-api:ManageConnections", resource),
+            policies.deny(principal, "execute-api:ManageConnections", resource),
         )
 
     async def _refusal(self, request: web.Request) -> tuple[Answer | None, bytes]:

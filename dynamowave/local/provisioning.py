@@ -1,4 +1,5 @@
-"""Creates the tables and queues from functions.chat.schema: the definitions the CDK stack reads."""
+"""Creates the tables and queues from functions.chat.schema (the definitions the CDK stack
+reads) and the JWT signing secret in Secrets Manager, where the stack keeps it too."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from functions.chat.settings import ENV
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
 
 
@@ -30,9 +32,14 @@ class Resources:
     fanout_dlq_arn: str
     fanout_parked_url: str = ""
     fanout_parked_arn: str = ""
+    jwt_secret_arn: str = ""
 
-    def function_environment(self, *, management_endpoint: str, jwt_secret: str) -> dict[str, str]:
-        """Where the functions find these resources, in the variables the stack sets on Lambda."""
+    def function_environment(self, *, management_endpoint: str, jwt_secret: str = "") -> dict[str, str]:
+        """Where the functions find these resources, in the variables the stack sets on Lambda
+        (without a provisioned secret, ``jwt_secret`` is given directly: the tests' harnesses)."""
+        secret = (
+            {ENV.JWT_SECRET_ARN: self.jwt_secret_arn} if self.jwt_secret_arn else {ENV.JWT_SECRET: jwt_secret}
+        )
         return {
             ENV.CONNECTIONS_TABLE: self.tables["connections"],
             ENV.ROOMS_TABLE: self.tables["rooms"],
@@ -41,7 +48,7 @@ class Resources:
             ENV.FANOUT_DLQ_URL: self.fanout_dlq_url,
             ENV.FANOUT_PARKED_URL: self.fanout_parked_url,
             ENV.MANAGEMENT_API_ENDPOINT: management_endpoint,
-            ENV.JWT_SECRET: jwt_secret,
+            **secret,
         }
 
 
@@ -79,8 +86,23 @@ def _queue(client: SQSClient, name: str, attributes: dict[str, str]) -> tuple[st
     return url, arn
 
 
+def _secret(client: SecretsManagerClient, name: str, value: str) -> str:
+    """The secret's ARN, holding ``value`` (created, or updated where an earlier run left it)."""
+    try:
+        return client.create_secret(Name=name, SecretString=value)["ARN"]
+    except client.exceptions.ResourceExistsException:
+        client.put_secret_value(SecretId=name, SecretString=value)
+        return client.describe_secret(SecretId=name)["ARN"]
+
+
 def provision(
-    *, prefix: str, region: str, visibility_timeout: int, max_receive_count: int, session: Any = None
+    *,
+    prefix: str,
+    region: str,
+    visibility_timeout: int,
+    max_receive_count: int,
+    jwt_secret: str = "",
+    session: Any = None,
 ) -> Resources:
     import boto3
 
@@ -115,4 +137,6 @@ def provision(
             ),
         },
     )
-    return Resources(tables, queue_url, queue_arn, dlq_url, dlq_arn, parked_url, parked_arn)
+    # The authorizer reads it as on AWS (functions/chat/secrets.py), under its own grant.
+    secret_arn = _secret(session.client("secretsmanager"), f"{prefix}-jwt", jwt_secret) if jwt_secret else ""
+    return Resources(tables, queue_url, queue_arn, dlq_url, dlq_arn, parked_url, parked_arn, secret_arn)

@@ -66,11 +66,16 @@ class LocalRuntime:
 
     @property
     def http_url(self) -> str:
-        return f"http://{self._public_host()}:{self.port}/"
+        return self._local_url() + "/"
 
     @property
     def management_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}/{self.config.stage}"
+        # The functions call it over HTTP (GET/DELETE, the janitor): wherever the runtime listens.
+        return f"{self._local_url()}/{self.config.stage}"
+
+    def _local_url(self) -> str:
+        """``http://host:port`` where this process reaches its own listener."""
+        return f"http://{self._public_host()}:{self.port}"
 
     def _public_host(self) -> str:
         host = self.config.host
@@ -128,6 +133,7 @@ class LocalRuntime:
             region=config.region,
             visibility_timeout=visibility,
             max_receive_count=config.max_receive_count,
+            jwt_secret=self.secret,
         )
         await self._start_http()
         self._configure_functions()
@@ -164,6 +170,7 @@ class LocalRuntime:
             ws_url=lambda: self.ws_url + "/",
             run_janitor=self.run_janitor,
             info=self.info,
+            policies=lambda: self._iam.policies if self._iam is not None else None,
         )
 
         async def root(request: web.Request) -> web.StreamResponse:
@@ -220,11 +227,7 @@ class LocalRuntime:
         config = self.config
         assert self.resources is not None
         env = {key: os.environ.get(key, value) for key, value in QUIET_FUNCTION_ENV.items()}
-        env.update(
-            self.resources.function_environment(
-                management_endpoint=self.management_endpoint, jwt_secret=self.secret
-            )
-        )
+        env.update(self.resources.function_environment(management_endpoint=self.management_endpoint))
         env.update(
             {
                 # The janitor prunes by the same limits the gateway enforces.
@@ -239,7 +242,7 @@ class LocalRuntime:
             from dynamowave.local.config import REVIEW_FUNCTION
 
             # boto3's lambda client in the functions calls this runtime's Invoke API.
-            env["AWS_ENDPOINT_URL_LAMBDA"] = f"http://127.0.0.1:{self.port}"
+            env["AWS_ENDPOINT_URL_LAMBDA"] = self._local_url()
             env[ENV.REVIEW_FUNCTION_ARN] = config.function_arn(REVIEW_FUNCTION)
         env.update(config.function_env)
         return env
@@ -294,7 +297,6 @@ class LocalRuntime:
         from dynamowave.local import environments
         from dynamowave.local.management_api import InProcessPosts
 
-        os.environ.pop("JWT_SECRET_ARN", None)  # locally the secret is given directly
         os.environ.update(self.function_environment())
         # Each invocation sees its own function's variables only (dynamowave/local/environments.py).
         environments.install()
@@ -318,14 +320,25 @@ class LocalRuntime:
 
         config = self.config
         assert self.resources is not None
-        sqs = boto3.session.Session().client(
-            "sqs",
-            region_name=config.region,
-            endpoint_url=self.aws_endpoint,
-            config=Config(
-                max_pool_connections=config.pollers + 8, read_timeout=config.poll_wait_seconds + 10
-            ),
-        )
+
+        def sqs_for(function: str) -> Any:
+            """An event source mapping reads its queue with the function's role (--iam: its
+            own credentials, so the grant table decides whether it may)."""
+            from dynamowave.local.iam import function_credentials
+
+            own = function_credentials(function) if self._iam is not None else None
+            return boto3.session.Session().client(
+                "sqs",
+                region_name=config.region,
+                endpoint_url=self.aws_endpoint,
+                aws_access_key_id=own.access_key if own else None,
+                aws_secret_access_key=own.secret_key if own else None,
+                aws_session_token=own.token if own else None,
+                config=Config(
+                    max_pool_connections=config.pollers + 8, read_timeout=config.poll_wait_seconds + 10
+                ),
+            )
+
         mapping = SqsMapping(
             function="fanout",
             queue_url=self.resources.fanout_queue_url,
@@ -336,7 +349,7 @@ class LocalRuntime:
             pollers=config.pollers,
             wait_seconds=config.poll_wait_seconds,
         )
-        self._sqs_source = SqsEventSource(mapping, self.runner, self.faults, sqs)
+        self._sqs_source = SqsEventSource(mapping, self.runner, self.faults, sqs_for("fanout"))
         self._sqs_source.start()
         # Auto-redrive: the DLQ is the redriver's event source (faults are the fan-out's only).
         redrive = SqsMapping(
@@ -348,7 +361,7 @@ class LocalRuntime:
             pollers=1,
             wait_seconds=config.poll_wait_seconds,
         )
-        self._redrive_source = SqsEventSource(redrive, self.runner, FaultInjector(), sqs)
+        self._redrive_source = SqsEventSource(redrive, self.runner, FaultInjector(), sqs_for("redriver"))
         if config.auto_redrive:
             self._redrive_source.start()
         self._janitor = Schedule(

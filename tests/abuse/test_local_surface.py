@@ -165,6 +165,7 @@ def test_a_foreign_host_gets_no_websocket(runtime: LocalRuntime) -> None:
         ("GET", "/dev/token?user=mallory"),
         ("POST", "/dev/janitor"),
         ("PUT", "/dev/faults"),
+        ("PUT", "/dev/iam"),  # a page revoking the functions' grants
         ("POST", "/local/@connections/abc"),
         ("DELETE", "/local/@connections/abc"),
         ("POST", "/admin/rooms/general/messages"),

@@ -48,7 +48,20 @@ class LocalRuntime:
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_file.read_text(encoding="utf-8", errors="replace")[-chars:]
 
+    def denials(self) -> list[dict[str, str]]:
+        """Every call `serve --iam` refused so far (a grant missing from stacks/grants.py)."""
+        with urllib.request.urlopen(f"{self.http_url}dev/iam", timeout=10) as response:
+            return list(json.loads(response.read())["denials"])
+
     def stop(self) -> None:
+        """Stops the server; fails if `serve --iam` refused any call the functions made."""
+        try:
+            denials = self.denials() if self.process.poll() is None else []
+        finally:
+            self._terminate()
+        assert not denials, f"serve --iam refused calls the functions made: {denials}"
+
+    def _terminate(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -74,7 +87,10 @@ def start_local_runtime(workdir: Path, *args: str, ephemeral: bool = True) -> Lo
         "AWS_DEFAULT_REGION": "us-east-1",
     }
     state = ("--ephemeral",) if ephemeral else ()
-    command = [sys.executable, "-m", "dynamowave.cli", "serve", "--port", "0", *FAST_SENDS, *state, *args]
+    # --iam: each function's calls are checked against the stack's grants (dynamowave/local/iam.py).
+    command = [
+        sys.executable, "-m", "dynamowave.cli", "serve", "--port", "0", "--iam", *FAST_SENDS, *state, *args
+    ]  # fmt: skip
     with open(log_file, "ab") as out:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60

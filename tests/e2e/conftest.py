@@ -44,6 +44,10 @@ class Server:
     events_file: Path
     log_file: Path
     _seen: int = field(default=0)
+    # --iam: stop() fails if any function call was refused (a grant missing from stacks/grants.py);
+    # the IAM suite, which revokes grants on purpose, turns it off.
+    iam: bool = True
+    expect_no_denials: bool = True
 
     @property
     def port(self) -> int:
@@ -51,7 +55,7 @@ class Server:
 
     @property
     def management_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}/local"
+        return f"{self.http_url}local"
 
     def url(self, token: str | None = None, **query: str) -> str:
         params = dict(query)
@@ -76,7 +80,7 @@ class Server:
     def http(self, method: str, path: str, body: Any = None, *, signed: bool = False) -> tuple[int, Any]:
         """One HTTP call; `signed` signs it (SigV4, execute-api) with the local credentials."""
         data = None if body is None else json.dumps(body).encode()
-        url = f"http://127.0.0.1:{self.port}{path}"
+        url = self.http_url.rstrip("/") + path
         request = urllib.request.Request(url, data=data, method=method)
         if signed:
             from dynamowave.local.sigv4 import LOCAL_CREDENTIALS, sign
@@ -122,7 +126,22 @@ class Server:
             )
         return session.client(service, endpoint_url=self.info()["aws_endpoint"], region_name="us-east-1")
 
+    def denials(self) -> list[dict[str, str]]:
+        """Every call `serve --iam` refused so far (GET /dev/iam)."""
+        status, body = self.http("GET", "/dev/iam")
+        assert status == 200, body
+        return list(body["denials"])
+
     def stop(self) -> int:
+        try:
+            denials = self.denials() if self.iam and self.process.poll() is None else []
+        finally:
+            self._terminate()
+        if denials and self.expect_no_denials:
+            raise AssertionError(f"serve --iam refused calls the functions made: {denials}")
+        return self.process.returncode
+
+    def _terminate(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -130,7 +149,6 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        return self.process.returncode
 
 
 T = TypeVar("T")
@@ -182,11 +200,14 @@ def start_server(workdir: Path, *args: str, env: dict[str, str] | None = None, i
     ]
     with open(out_file, "wb") as out, open(log_file, "wb") as err:
         process = subprocess.Popen(command, cwd=REPO, env=process_env, stdout=out, stderr=err)
-    deadline = time.monotonic() + 30
+    # A start takes a few seconds; far longer on a loaded machine (tests run side by side).
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         lines = out_file.read_text(encoding="utf-8").splitlines()
         if len(lines) >= 2 and lines[0].startswith("ws://"):
-            return Server(process, lines[0].strip(), lines[1].strip(), workdir, events_file, log_file)
+            return Server(
+                process, lines[0].strip(), lines[1].strip(), workdir, events_file, log_file, iam=iam
+            )
         if process.poll() is not None:
             break
         time.sleep(0.05)

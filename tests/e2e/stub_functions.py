@@ -13,7 +13,13 @@ import time
 from typing import Any
 
 _lock = threading.Lock()
-_RESOURCE_VARIABLES = ("CONNECTIONS_TABLE", "MESSAGES_TABLE", "FANOUT_DLQ_URL", "DYNAMOWAVE_JWT_SECRET")
+_RESOURCE_VARIABLES = (
+    "CONNECTIONS_TABLE",
+    "MESSAGES_TABLE",
+    "FANOUT_DLQ_URL",
+    "JWT_SECRET_ARN",
+    "DYNAMOWAVE_JWT_SECRET",
+)
 
 
 def _record(function: str, event: Any, context: Any) -> None:

@@ -192,9 +192,12 @@ def test_each_function_sees_only_the_variables_the_stack_gives_it(stub_server: S
     run(scenario())
     authorizer = stub_server.events("authorizer")[-1]["env"]
     ingress = stub_server.events("ingress")[-1]["env"]
-    assert authorizer["DYNAMOWAVE_JWT_SECRET"] and authorizer["CONNECTIONS_TABLE"] is None
+    # The authorizer reads the secret from Secrets Manager by ARN, as on AWS; the secret itself
+    # (the process's DYNAMOWAVE_JWT_SECRET, which picks it) is no function's variable.
+    assert ":secretsmanager:" in authorizer["JWT_SECRET_ARN"] and authorizer["CONNECTIONS_TABLE"] is None
+    assert authorizer["DYNAMOWAVE_JWT_SECRET"] is None
     assert ingress["CONNECTIONS_TABLE"] == "dynamowave-connections" and ingress["MESSAGES_TABLE"]
-    assert ingress["FANOUT_DLQ_URL"] is None and ingress["DYNAMOWAVE_JWT_SECRET"] is None
+    assert ingress["FANOUT_DLQ_URL"] is None and ingress["JWT_SECRET_ARN"] is None
 
 
 def test_lambda_context_looks_real(stub_server: Server) -> None:

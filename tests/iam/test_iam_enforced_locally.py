@@ -15,7 +15,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from dynamowave.local.iam import IamEnforcer, function_credentials, local_policies
+from dynamowave.local.iam import Call, IamEnforcer, function_credentials, local_policies
 from tests.ports import closed_port
 
 TABLES = {
@@ -78,10 +78,8 @@ def test_a_call_outside_the_functions_grants_is_access_denied(enforcer: IamEnfor
         ingress.put_item(TableName="dynamowave-messages", Item={"pk": {"S": "x"}})
     fanout = client("fanout", "dynamodb")
     denied(fanout.put_item, TableName="dynamowave-messages", Item={"pk": {"S": "x"}})
-    assert enforcer.denials[-1] == (
-        "fanout",
-        "dynamodb:PutItem",
-        "arn:aws:dynamodb:us-east-1:123456789012:table/dynamowave-messages",
+    assert enforcer.policies.denials()[-1] == Call(
+        "fanout", "dynamodb:PutItem", "arn:aws:dynamodb:us-east-1:123456789012:table/dynamowave-messages"
     )
 
 

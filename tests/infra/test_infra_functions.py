@@ -149,7 +149,7 @@ def test_each_function_has_exactly_the_environment_the_local_runtime_gives_it(
 ) -> None:
     """One definition (functions.chat.settings.FUNCTION_RESOURCES) builds both: the functions'
     own variables (ENV names) in the template and in `dynamowave serve` are the same set per
-    function, but for the two documented local differences."""
+    function, but for the documented local differences (the gateway's limits, the redrive values)."""
     from dynamowave.local.config import RuntimeConfig
     from dynamowave.local.provisioning import Resources
     from dynamowave.local.runtime import LocalRuntime
@@ -162,6 +162,8 @@ def test_each_function_has_exactly_the_environment_the_local_runtime_gives_it(
         "dlq-url",
         "dlq-arn",
         "parked-url",
+        "parked-arn",
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:dynamowave-jwt",
     )
     runtime.port, runtime.secret = 8765, "local-secret"
     local = runtime.function_environments()
@@ -169,10 +171,8 @@ def test_each_function_has_exactly_the_environment_the_local_runtime_gives_it(
     for name in NAMES:
         deployed = set(_props(default_json, name)["Environment"]["Variables"]) & own
         mine = set(local[name]) & own
-        # Locally the authorizer gets the secret itself in place of its Secrets Manager ARN, and
-        # every function gets the gateway's idle/maximum limits from --idle-timeout/--max-duration
-        # (on AWS the settings' defaults are those limits).
-        mine = {ENV.JWT_SECRET_ARN if v == ENV.JWT_SECRET else v for v in mine}
+        # Locally every function gets the gateway's idle/maximum limits from --idle-timeout and
+        # --max-duration (on AWS the settings' defaults are those limits).
         mine -= {ENV.IDLE_TIMEOUT_SECONDS, ENV.MAX_CONNECTION_SECONDS}
         # The stack writes its redrive context values; locally the redriver reads the settings'
         # defaults (the same numbers) unless `--env` gives them.

@@ -21,6 +21,7 @@ def test_smoke_load_run_has_no_failures_and_delivers(tmp_path: Path) -> None:
         sys.executable, "-m", "loadtests.run",
         "--users", "10", "--spawn-rate", "10", "--run-time", "20s",
         "--rooms", "2", "--send-interval", "4", "--results", str(tmp_path),
+        "--serve-arg=--iam",  # the functions run within the stack's grants (docs/local-runtime.md)
     ]  # fmt: skip
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=240, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

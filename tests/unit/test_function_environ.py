@@ -51,14 +51,14 @@ def test_function_environments_follow_the_one_definition() -> None:
         ENV.FANOUT_QUEUE_URL: "q",
         ENV.FANOUT_DLQ_URL: "d",
         ENV.MANAGEMENT_API_ENDPOINT: "e",
-        ENV.JWT_SECRET: "s",
+        ENV.JWT_SECRET_ARN: "s",
     }
     envs = function_environments(
         ["authorizer", "ingress", "fanout", "janitor", "redriver", "review"],
         {**resources, ENV.SHARD_SIZE: "2", ENV.FANOUT_VISIBILITY_SECONDS: "15"},
     )
-    assert envs["authorizer"] == {ENV.JWT_SECRET: "s", ENV.SHARD_SIZE: "2"}
-    assert ENV.FANOUT_DLQ_URL not in envs["ingress"] and ENV.JWT_SECRET not in envs["ingress"]
+    assert envs["authorizer"] == {ENV.JWT_SECRET_ARN: "s", ENV.SHARD_SIZE: "2"}
+    assert ENV.FANOUT_DLQ_URL not in envs["ingress"] and ENV.JWT_SECRET_ARN not in envs["ingress"]
     assert envs["fanout"][ENV.FANOUT_DLQ_URL] == "d" and ENV.MESSAGES_TABLE not in envs["fanout"]
     # A setting only one function is given reaches that function only.
     assert envs["fanout"][ENV.FANOUT_VISIBILITY_SECONDS] == "15"
