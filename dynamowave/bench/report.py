@@ -16,7 +16,8 @@ def table(results: list[SystemResult], config: BenchConfig) -> str:
         f"{'RRU/msg':>8} {'WRU/msg':>8} {'SQS/msg':>8} {'posts/msg':>9} {'λ/msg':>6} {'$/M msgs':>9} {'floor':>8}"
     )
     lines = [
-        f"dynamowave bench: {config.members} members, {config.idle:,} idle, {config.messages} messages, "
+        f"dynamowave bench: {config.members} members, {config.idle:,} idle, "
+        f"{results[0].messages if results else config.messages} messages, "
         f"post latency {config.post_latency_ms:g} ms (prices {REGION}, {PRICES_AS_OF})",
         header,
         "-" * len(header),
