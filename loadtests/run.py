@@ -15,16 +15,14 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from dynamowave.testing.serve import REPO, ServeProcess, start_serve
+
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 # Per-connection limits far above the load (the test measures the pipeline, not the limiter).
 SERVE_ARGS = (
@@ -62,40 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@dataclass
-class Runtime:
-    process: subprocess.Popen[bytes]
-    ws_url: str
-    log_file: Path
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def start_runtime(folder: Path, env: dict[str, str], extra: Sequence[str]) -> Runtime:
+def start_runtime(folder: Path, env: dict[str, str], extra: Sequence[str]) -> ServeProcess:
     """`dynamowave serve --port 0`; ready when it prints its ws:// URL (output goes to a file)."""
-    log_file = folder / "serve.log"
-    command = [sys.executable, "-m", "dynamowave.cli", "serve", "--port", "0", *SERVE_ARGS, *extra]
-    with open(log_file, "wb") as out:
-        # Our own interpreter and module, arguments from this command line: nothing untrusted.
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        for line in log_file.read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("ws://"):
-                return Runtime(process, line.strip().rstrip("/"), log_file)
-        if process.poll() is not None:
-            break
-        time.sleep(0.1)
-    process.kill()
-    process.wait()
-    raise RuntimeError(f"dynamowave serve did not start; see {log_file}")
+    return start_serve(
+        [*SERVE_ARGS, *extra],
+        env=env,
+        log_file=folder / "serve.log",
+        ready_timeout=READY_TIMEOUT_SECONDS,
+        need_http=False,
+    )
 
 
 def locust_command(args: argparse.Namespace, host: str, folder: Path) -> list[str]:
@@ -139,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     env.setdefault("DYNAMOWAVE_JWT_SECRET", secrets.token_urlsafe(48))
     env.setdefault("DYNAMOWAVE_STATE_DIR", str(folder / "state"))
     env.setdefault("DYNAMOWAVE_LOAD_ROOM_PREFIX", f"load{stamp[-7:-1]}")
-    runtime: Runtime | None = None
+    runtime: ServeProcess | None = None
     host = args.host
     if host is None:
         runtime = start_runtime(folder, env, args.serve_arg)
@@ -151,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = subprocess.call(command, cwd=REPO, env=env)  # noqa: S603 - our locust, our arguments
     finally:
         if runtime is not None:
-            runtime.stop()
+            runtime.stop(timeout=30)
     print(f"loadtest: reports in {folder} (locust_stats.csv, report.html); exit {status}", flush=True)
     return status
 

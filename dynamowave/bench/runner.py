@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import secrets
 import statistics
 import sys
@@ -112,13 +111,9 @@ class ServerProcess:
     async def start(
         cls, system: str, config: BenchConfig, secret: str, log_file: Path | None
     ) -> ServerProcess:
-        env = {
-            **os.environ,
-            "DYNAMOWAVE_JWT_SECRET": secret,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }
+        from dynamowave.testing.serve import child_environment
+
+        env = child_environment(secret)
         args = [sys.executable, "-m", "dynamowave.bench.server", system]
         args += ["--post-latency-ms", str(config.post_latency_ms)]
         if config.shard_size:

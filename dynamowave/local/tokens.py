@@ -6,12 +6,14 @@ import os
 import secrets
 from pathlib import Path
 
-from functions.chat.protocol import ROOM_PATTERN
-from functions.chat.protocol import USER_ID_PATTERN as USER_PATTERN
+from functions.chat import protocol
 
 JWT_SECRET_ENV = "DYNAMOWAVE_JWT_SECRET"
 STATE_DIR_ENV = "DYNAMOWAVE_STATE_DIR"
 SECRET_FILE = "jwt-secret"
+# The authorizer's own patterns (one source: functions.chat.protocol), named for this module's checks.
+USER_PATTERN = protocol.USER_ID_PATTERN
+ROOM_PATTERN = protocol.ROOM_PATTERN
 
 
 class TokenRequestError(ValueError):

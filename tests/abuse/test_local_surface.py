@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
+from websockets.typing import Origin
 
 from dynamowave.local.guard import AccessPolicy
 from tests.browser.chat_page import CHROMIUM, CHROMIUM_ARGS
@@ -219,15 +220,15 @@ def test_same_origin_or_absent_origin_is_served(runtime: LocalRuntime) -> None:
 )
 def test_websocket_upgrade_origin_policy(runtime: LocalRuntime, origin: str | None, opens: bool) -> None:
     token = runtime.token("origin-check")
-    sent = f"http://{own_host(runtime)}" if origin == "own" else origin
+    sent = None if origin is None else Origin(f"http://{own_host(runtime)}" if origin == "own" else origin)
     if opens:
-        with connect(runtime.socket_url(token), origin=sent, open_timeout=20) as ws:  # type: ignore[arg-type]
+        with connect(runtime.socket_url(token), origin=sent, open_timeout=20) as ws:
             ws.send(json.dumps({"action": "ping"}))
             assert json.loads(ws.recv(timeout=20))["type"] == "pong"
         return
     with (
         pytest.raises(InvalidStatus) as refused,
-        connect(runtime.socket_url(token), origin=sent, open_timeout=20),  # type: ignore[arg-type]
+        connect(runtime.socket_url(token), origin=sent, open_timeout=20),
     ):
         pass
     assert refused.value.response.status_code == 403

@@ -161,14 +161,16 @@ def test_writes_are_counted_per_item_and_cancelled_transactions_by_reason() -> N
                     TableName="bench-rooms", Key=meta, UpdateExpression="ADD seq :one",
                     ExpressionAttributeValues={":one": {"N": "1"}},
                 )  # fmt: skip
-            stale = {
+            stale: Any = {
                 "Update": {
                     "TableName": "bench-rooms", "Key": meta, "UpdateExpression": "SET seq = :n",
                     "ConditionExpression": "seq = :old",
                     "ExpressionAttributeValues": {":n": {"N": "9"}, ":old": {"N": "0"}},
                 }
             }  # fmt: skip
-            other = {"Put": {"TableName": "bench-rooms", "Item": {"pk": {"S": "ROOM#r"}, "sk": {"S": "X"}}}}
+            other: Any = {
+                "Put": {"TableName": "bench-rooms", "Item": {"pk": {"S": "ROOM#r"}, "sk": {"S": "X"}}}
+            }
             with pytest.raises(client.exceptions.TransactionCanceledException):
                 client.transact_write_items(TransactItems=[stale, other])
             usage = meter.snapshot()

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect, sync_playwright
 
+from dynamowave.testing.serve import REPO
 from tests.browser.chat_page import CHROMIUM, CHROMIUM_ARGS
-from tests.clients.local_runtime import REPO, start_local_runtime
+from tests.clients.local_runtime import start_local_runtime
 
 CONVERSATION = [
     ("alice", "Morning! The new fan-out stage is deployed to dev."),

@@ -21,14 +21,14 @@ from typing import Any
 from urllib.parse import quote
 
 from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
-from moto.core import DEFAULT_ACCOUNT_ID  # type: ignore[attr-defined]
+from moto.core.models import DEFAULT_ACCOUNT_ID
 
+from dynamowave.testing.aws import LambdaContext
 from functions.chat.auth import Identity
 from functions.fanout.handler import handler as fanout_handler
 from functions.janitor.handler import handler as janitor_handler
 from tests.chaos.botofaults import BotoFaults
 from tests.fuzz.support import IngressHarness
-from tests.integration.events import FakeContext
 from tests.queues import peek_jobs
 
 
@@ -123,7 +123,7 @@ class Pipeline:
         )
         batch = records if crash_after is None else records[:crash_after]
         self.stats["fan-out invocations"] += 1
-        response = fanout_handler({"Records": batch}, FakeContext(remaining_ms=60_000)) if batch else {}
+        response = fanout_handler({"Records": batch}, LambdaContext(remaining_ms=60_000)) if batch else {}
         failed = {item["itemIdentifier"] for item in (response or {}).get("batchItemFailures", [])}
         self.stats["failed records (redelivered)"] += len(failed)
         if crash_after is not None:
@@ -148,7 +148,7 @@ class Pipeline:
 
     def run_janitor(self) -> Any:
         return janitor_handler(
-            {"source": "aws.events", "detail-type": "Scheduled Event"}, FakeContext(remaining_ms=60_000)
+            {"source": "aws.events", "detail-type": "Scheduled Event"}, LambdaContext(remaining_ms=60_000)
         )
 
 

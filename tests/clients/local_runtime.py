@@ -7,33 +7,26 @@ Output goes to a file (a pipe nobody reads would fill up and block the server).
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from websockets.sync.client import connect
 
-REPO = Path(__file__).resolve().parents[2]
+from dynamowave.testing.frames import reply_to
+from dynamowave.testing.serve import REPO, ServeProcess, child_environment, start_serve, stop_process
+from dynamowave.testing.waits import wait_for_frame
+
 SECRET = "client-tests-secret-0123456789abcdef0123456789"
 # The clients' tests send bursts (60 messages of history): lift the per-connection send rate.
 FAST_SENDS = ("--rate-limit", "1000", "--rate-burst", "1000", "--janitor-interval", "0")
 
 
 @dataclass
-class LocalRuntime:
-    process: subprocess.Popen[bytes]
-    ws_url: str  # ws://127.0.0.1:PORT
-    http_url: str  # http://127.0.0.1:PORT/
-    log_file: Path
-
+class LocalRuntime(ServeProcess):
     def token(self, user: str, name: str | None = None, *, mod: str | None = None) -> str:
         """A dev token; `mod` ("*" or "a,b") makes the user a moderator of those rooms."""
         extra = {**({"name": name} if name else {}), **({"mod": mod} if mod else {})}
@@ -45,67 +38,31 @@ class LocalRuntime:
     def socket_url(self, token: str) -> str:
         return f"{self.ws_url}/?{urllib.parse.urlencode({'token': token})}"
 
-    def log_tail(self, chars: int = 4000) -> str:
-        return self.log_file.read_text(encoding="utf-8", errors="replace")[-chars:]
-
     def denials(self) -> list[dict[str, str]]:
         """Every call `serve --iam` refused so far (a grant missing from stacks/grants.py)."""
         with urllib.request.urlopen(f"{self.http_url}dev/iam", timeout=10) as response:
             return list(json.loads(response.read())["denials"])
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 20.0) -> int:
         """Stops the server; fails if `serve --iam` refused any call the functions made."""
         try:
             denials = self.denials() if self.process.poll() is None else []
         finally:
-            self._terminate()
+            code = stop_process(self.process, timeout)
         assert not denials, f"serve --iam refused calls the functions made: {denials}"
-
-    def _terminate(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        return code
 
 
 def start_local_runtime(workdir: Path, *args: str, ephemeral: bool = True) -> LocalRuntime:
     """`ephemeral=False` keeps the state in `workdir`/state across restarts (docs/local-runtime.md)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    log_file = workdir / "serve.log"
-    skip = (
-        len(log_file.read_text(encoding="utf-8", errors="replace").splitlines()) if log_file.exists() else 0
-    )
-    env = {
-        **os.environ,
-        "DYNAMOWAVE_JWT_SECRET": SECRET,
-        "DYNAMOWAVE_STATE_DIR": str(workdir / "state"),
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
     state = ("--ephemeral",) if ephemeral else ()
     # --iam: each function's calls are checked against the stack's grants (dynamowave/local/iam.py).
-    command = [
-        sys.executable, "-m", "dynamowave.cli", "serve", "--port", "0", "--iam", *FAST_SENDS, *state, *args
-    ]  # fmt: skip
-    with open(log_file, "ab") as out:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        lines = log_file.read_text(encoding="utf-8", errors="replace").splitlines()[skip:]
-        http = next((line.strip() for line in lines if line.startswith("http://")), None)
-        ws = next((line.strip() for line in lines if line.startswith("ws://")), None)
-        if http and ws:
-            return LocalRuntime(process, ws.rstrip("/"), http if http.endswith("/") else http + "/", log_file)
-        if process.poll() is not None:
-            break
-        time.sleep(0.05)
-    process.kill()
-    process.wait()
-    raise RuntimeError(f"dynamowave serve did not start:\n{log_file.read_text(errors='replace')[-4000:]}")
+    started = start_serve(
+        ["--iam", *FAST_SENDS, *state, *args],
+        env=child_environment(SECRET, DYNAMOWAVE_STATE_DIR=str(workdir / "state")),
+        log_file=workdir / "serve.log",
+    )
+    return LocalRuntime(started.process, started.ws_url, started.http_url, started.log_file)
 
 
 def runtime_available() -> str | None:
@@ -135,7 +92,7 @@ def post_messages(runtime: LocalRuntime, user: str, room: str, texts: list[str])
                 # The own copy (from the fan-out) may overtake the ack (the route response).
                 reply = wait_for_frame(
                     ws,
-                    lambda f, c=client_msg_id: f.get("clientMsgId") == c and f.get("type") != "message",
+                    reply_to(client_msg_id),
                     timeout=30,
                 )
                 if reply.get("code") != "rate_limited":
@@ -144,15 +101,3 @@ def post_messages(runtime: LocalRuntime, user: str, room: str, texts: list[str])
             assert reply["type"] == "ack", reply
             seqs.append(int(reply["seq"]))
     return seqs
-
-
-def wait_for_frame(ws: Any, match: Any, timeout: float = 15.0) -> dict[str, Any]:
-    """The next frame `match` accepts, skipping others (e.g. presence events)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError("no matching frame")
-        frame = json.loads(ws.recv(timeout=remaining))
-        if match(frame):
-            return frame  # type: ignore[no-any-return]

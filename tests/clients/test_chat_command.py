@@ -9,7 +9,9 @@ import uuid
 
 from websockets.sync.client import connect
 
-from tests.clients.local_runtime import REPO, LocalRuntime, wait_for_frame
+from dynamowave.testing.serve import REPO
+from dynamowave.testing.waits import wait_for_frame
+from tests.clients.local_runtime import LocalRuntime
 from tests.ports import closed_port
 
 # `python -m dynamowave.cli` would load cli.py twice (as __main__ and as dynamowave.cli);

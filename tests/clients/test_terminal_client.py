@@ -10,7 +10,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
@@ -28,7 +28,9 @@ from dynamowave.terminal_client import (
     printable,
     with_token,
 )
-from tests.clients.local_runtime import LocalRuntime, post_messages, wait_for_frame
+from dynamowave.testing.frames import replied
+from dynamowave.testing.waits import wait_for_frame
+from tests.clients.local_runtime import LocalRuntime, post_messages
 
 WAIT = 15.0
 
@@ -102,7 +104,7 @@ async def next_frame(ws: ClientConnection, kind: str, **fields: Any) -> dict[str
         while True:
             frame = json.loads(await ws.recv())
             if frame.get("type") == kind and all(frame.get(k) == v for k, v in fields.items()):
-                return frame  # type: ignore[no-any-return]
+                return cast("dict[str, Any]", frame)
 
 
 async def start(
@@ -531,14 +533,14 @@ def test_moderation_command_arguments() -> None:
         "reason": "spam and more",
     }
     assert moderation_frame("ban", "r", "eve") == {"action": "ban", "room": "r", "user": "eve"}
-    assert moderation_frame("ban", "r", "eve 90 x")["seconds"] == 90  # type: ignore[index]
+    assert replied(moderation_frame("ban", "r", "eve 90 x"))["seconds"] == 90
     assert moderation_frame("mute", "r", "eve 2h") == {
         "action": "mute",
         "room": "r",
         "user": "eve",
         "seconds": 7200,
     }
-    assert moderation_frame("mute", "r", "eve 1d")["seconds"] == 86400  # type: ignore[index]
+    assert replied(moderation_frame("mute", "r", "eve 1d"))["seconds"] == 86400
     assert moderation_frame("kick", "r", "eve 10m late") == {
         "action": "kick",
         "room": "r",

@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, cast
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from dynamowave.testing.serve import REPO, child_environment, start_serve, stop_process
+
 E2E_DIR = Path(__file__).resolve().parent
 SECRET = "e2e-test-secret-0123456789abcdef0123456789"
 STUBS = [
@@ -101,7 +99,7 @@ class Server:
     def info(self) -> dict[str, Any]:
         status, body = self.http("GET", "/dev/info")
         assert status == 200
-        return body  # type: ignore[no-any-return]
+        return cast("dict[str, Any]", body)
 
     def events(self, function: str | None = None) -> list[dict[str, Any]]:
         """Every invocation the stub handlers recorded so far."""
@@ -136,83 +134,40 @@ class Server:
         try:
             denials = self.denials() if self.iam and self.process.poll() is None else []
         finally:
-            self._terminate()
+            stop_process(self.process)
         if denials and self.expect_no_denials:
             raise AssertionError(f"serve --iam refused calls the functions made: {denials}")
         return self.process.returncode
 
-    def _terminate(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-T = TypeVar("T")
-
-
-def wait_until(predicate: Callable[[], T | None], timeout: float) -> T:
-    """Poll `predicate` every 50 ms until it returns something truthy, or fail after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
 
 def start_server(workdir: Path, *args: str, env: dict[str, str] | None = None, iam: bool = True) -> Server:
-    workdir.mkdir(parents=True, exist_ok=True)
-    events_file = workdir / "events.jsonl"
-    out_file = workdir / "stdout.txt"
-    log_file = workdir / "stderr.txt"
-    process_env = dict(os.environ)
-    process_env.update(
-        {
-            "DYNAMOWAVE_JWT_SECRET": SECRET,
-            "DYNAMOWAVE_STATE_DIR": str(workdir / "state"),
-            "STUB_EVENTS_FILE": str(events_file),
-            "PYTHONPATH": os.pathsep.join([str(E2E_DIR), str(REPO)]),
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }
+    serve_env = child_environment(
+        SECRET,
+        DYNAMOWAVE_STATE_DIR=str(workdir / "state"),
+        STUB_EVENTS_FILE=str(workdir / "events.jsonl"),
+        PYTHONPATH=os.pathsep.join([str(E2E_DIR), str(REPO)]),
     )
-    process_env.update(env or {})
+    serve_env.update(env or {})
     # --iam: every function's AWS calls are checked against the stack's grants, so the suite
     # proves by running the real code that least privilege is enough (dynamowave/local/iam.py).
     flags = ["--iam"] if iam else []
-    command = [
-        sys.executable,
-        "-m",
-        "dynamowave.cli",
-        "serve",
-        "--port",
-        "0",
-        "--quiet",
-        "--ephemeral",
-        *flags,
-        *args,
-    ]
-    with open(out_file, "wb") as out, open(log_file, "wb") as err:
-        process = subprocess.Popen(command, cwd=REPO, env=process_env, stdout=out, stderr=err)
     # A start takes a few seconds; far longer on a loaded machine (tests run side by side).
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        lines = out_file.read_text(encoding="utf-8").splitlines()
-        if len(lines) >= 2 and lines[0].startswith("ws://"):
-            return Server(
-                process, lines[0].strip(), lines[1].strip(), workdir, events_file, log_file, iam=iam
-            )
-        if process.poll() is not None:
-            break
-        time.sleep(0.05)
-    process.kill()
-    raise RuntimeError(f"serve did not start:\n{log_file.read_text(encoding='utf-8')[-4000:]}")
+    started = start_serve(
+        ["--quiet", "--ephemeral", *flags, *args],
+        env=serve_env,
+        log_file=workdir / "stderr.txt",
+        stdout_file=workdir / "stdout.txt",
+        ready_timeout=90,
+    )
+    return Server(
+        started.process,
+        started.ws_url,
+        started.http_url,
+        workdir,
+        workdir / "events.jsonl",
+        started.log_file,
+        iam=iam,
+    )
 
 
 @pytest.fixture(scope="module")

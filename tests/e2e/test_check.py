@@ -18,7 +18,8 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from dynamowave.check.runner import all_rows
 from dynamowave.cli import main
-from tests.e2e.conftest import REPO, SECRET, Server, start_server
+from dynamowave.testing.serve import REPO
+from tests.e2e.conftest import SECRET, Server, start_server
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,13 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from dynamowave.testing.waits import wait_until as shared_wait_until
 from tests.e2e.conftest import Server, start_server
 
 T = TypeVar("T")
@@ -59,10 +60,10 @@ class Client:
                 raw = await asyncio.wait_for(self.ws.recv(), remaining)
             except TimeoutError:
                 continue
-            frame = json.loads(raw)
-            if matches(frame):
-                return frame  # type: ignore[no-any-return]
-            self.buffer.append(frame)
+            received: Frame = json.loads(raw)
+            if matches(received):
+                return received
+            self.buffer.append(received)
 
     async def drain(self, seconds: float) -> list[Frame]:
         """Every frame that arrives within `seconds` (for 'must not receive' checks)."""
@@ -113,17 +114,11 @@ def connection_record(server: Server, connection: str) -> dict[str, Any] | None:
     dynamodb = server.boto3_client("dynamodb")
     table = server.info()["tables"]["connections"]
     item = dynamodb.get_item(TableName=table, Key={"connectionId": {"S": connection}}, ConsistentRead=True)
-    return item.get("Item")  # type: ignore[no-any-return]
+    return cast("dict[str, Any] | None", item.get("Item"))
 
 
 def wait_until(predicate: Callable[[], T | None], timeout: float = 20.0) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
+    return shared_wait_until(predicate, timeout, interval=0.1)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import websockets
@@ -36,7 +36,8 @@ from botocore.credentials import Credentials
 from websockets.exceptions import ConnectionClosed
 
 from dynamowave.admin import AdminClient
-from tests.e2e.conftest import STUBS, Server, start_server, wait_until
+from dynamowave.testing.waits import wait_until
+from tests.e2e.conftest import STUBS, Server, start_server
 
 SAMPLES = Path(__file__).resolve().parents[1] / "contract" / "events"
 # Maps whose keys are the caller's (headers, query strings, context values): compared as maps.
@@ -56,7 +57,7 @@ FREE_FORM = frozenset(
 
 
 def sample(name: str) -> dict[str, Any]:
-    return json.loads((SAMPLES / name).read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+    return cast("dict[str, Any]", json.loads((SAMPLES / name).read_text(encoding="utf-8")))
 
 
 def shape(value: Any, path: str = "") -> Any:

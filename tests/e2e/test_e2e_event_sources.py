@@ -11,8 +11,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from dynamowave.testing.waits import wait_until as shared_wait_until
 from tests.e2e.conftest import Server
-from tests.e2e.conftest import wait_until as shared_wait_until
 
 T = TypeVar("T")
 

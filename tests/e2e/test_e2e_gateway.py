@@ -7,15 +7,16 @@ import json
 import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
 import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Subprotocol
 
+from dynamowave.testing.waits import wait_until as shared_wait_until
 from tests.e2e.conftest import STUBS, Server, start_server
-from tests.e2e.conftest import wait_until as shared_wait_until
 
 T = TypeVar("T")
 CONNECTION_ID = re.compile(r"^[A-Za-z0-9_-]{15}=$")
@@ -26,7 +27,7 @@ def run(coro: Awaitable[T]) -> T:
 
 
 async def recv_json(ws: Any, timeout: float = 10) -> dict[str, Any]:
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))  # type: ignore[no-any-return]
+    return cast("dict[str, Any]", json.loads(await asyncio.wait_for(ws.recv(), timeout)))
 
 
 async def echo(ws: Any, payload: Any) -> dict[str, Any]:
@@ -175,9 +176,13 @@ def test_identity_has_no_user_agent_when_the_client_sends_none(stub_server: Serv
 def test_connect_integration_chooses_the_subprotocol(stub_server: Server) -> None:
     async def scenario() -> tuple[str | None, str | None]:
         url = stub_server.url("allow-amy", subprotocol="chat.v2")
-        async with websockets.connect(url, subprotocols=["chat.v1", "chat.v2"]) as chosen:  # type: ignore[list-item]
+        async with websockets.connect(
+            url, subprotocols=[Subprotocol("chat.v1"), Subprotocol("chat.v2")]
+        ) as chosen:
             with_choice = chosen.subprotocol
-        async with websockets.connect(stub_server.url("allow-amy"), subprotocols=["chat.v1"]) as plain:  # type: ignore[list-item]
+        async with websockets.connect(
+            stub_server.url("allow-amy"), subprotocols=[Subprotocol("chat.v1")]
+        ) as plain:
             without = plain.subprotocol
         return with_choice, without
 

@@ -16,7 +16,8 @@ import pytest
 from botocore.credentials import Credentials
 
 from dynamowave.admin import AdminClient, AdminError
-from tests.e2e.conftest import REPO, Server, start_server
+from dynamowave.testing.serve import REPO
+from tests.e2e.conftest import Server, start_server
 from tests.e2e.test_e2e_chat import chat, run, unique
 
 KEY, SECRET_KEY, TOKEN = "testing", "testing", "testing"  # the runtime's printed local credentials

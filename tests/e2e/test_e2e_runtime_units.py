@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -186,11 +186,11 @@ def test_integration_timeout_frame_says_endpoint_request_timed_out() -> None:
     async def frame_after(error: BaseException) -> dict[str, Any]:
         import json
 
-        gateway = WebSocketGateway(RuntimeConfig(), Runner(error), routes=("ping",), two_way=())  # type: ignore[arg-type]
+        gateway = WebSocketGateway(RuntimeConfig(), cast(Any, Runner(error)), routes=("ping",), two_way=())
         socket = Socket()
-        connection = Connection("c=", socket, None, 0, "127.0.0.1", None, {})  # type: ignore[arg-type]
+        connection = Connection("c=", cast(Any, socket), cast(Any, None), 0, "127.0.0.1", None, {})
         await gateway._route(connection, '{"action": "ping"}')
-        return json.loads(socket.sent[0])  # type: ignore[no-any-return]
+        return cast("dict[str, Any]", json.loads(socket.sent[0]))
 
     timed_out = asyncio.run(frame_after(InvocationTimeout("ingress", 29)))
     assert timed_out["message"] == "Endpoint request timed out"

@@ -6,7 +6,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import pytest
@@ -77,7 +77,7 @@ def shortcut(loop: asyncio.AbstractEventLoop, endpoint: str) -> Iterator[tuple[I
     api = RecordingApi()
 
     async def build() -> InProcessPosts:  # on the loop's thread, as the runtime builds it
-        return InProcessPosts(api, endpoint, loop)  # type: ignore[arg-type]
+        return InProcessPosts(cast(Any, api), endpoint, loop)
 
     posts = asyncio.run_coroutine_threadsafe(build(), loop).result(timeout=5)
     posts.install()

@@ -5,19 +5,19 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import pytest
 
 from dynamowave.local.provisioning import Resources
+from dynamowave.testing.aws import LambdaContext
 from functions.chat import deps
 from functions.chat.auth import Identity
 from functions.chat.jobs import FanoutJob
 from functions.chat.service import ChatService
 from functions.fanout.handler import handler
 from tests.fanout.support import (  # noqa: F401  (fixtures)
-    FakeContext,
     FakeManagementApi,
     aws,
     configure,
@@ -74,9 +74,9 @@ class Deployment:
     def dead_letters(self) -> list[FanoutJob]:
         return [FanoutJob.from_json(body) for body in drain(self.resources.fanout_dlq_url)]
 
-    def fanout(self, bodies: list[str], context: FakeContext | None = None) -> dict[str, Any]:
+    def fanout(self, bodies: list[str], context: LambdaContext | None = None) -> dict[str, Any]:
         event = sqs_event(bodies, self.resources.fanout_queue_arn)
-        response: dict[str, Any] = handler(event, context or FakeContext())
+        response: dict[str, Any] = handler(event, context or LambdaContext())
         return response
 
     def pump(self, rounds: int = 10) -> int:
@@ -114,4 +114,4 @@ def deployment_factory(
 
 @pytest.fixture
 def deployment(deployment_factory: Any) -> Deployment:
-    return deployment_factory()  # type: ignore[no-any-return]
+    return cast("Deployment", deployment_factory())

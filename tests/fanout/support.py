@@ -22,11 +22,9 @@ from urllib.parse import unquote
 
 import boto3
 import pytest
-from moto import mock_aws
 
-from dynamowave.compat.moto_patches import serialize_dynamodb
-from dynamowave.local.provisioning import Resources, provision
-from functions.chat import deps
+from dynamowave.local.provisioning import Resources
+from dynamowave.testing.aws import configure_functions, moto_resources
 from functions.chat.settings import ENV
 
 STAGE = "test"
@@ -192,25 +190,6 @@ def _iso(epoch_ms: int) -> str:
     return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat().replace("+00:00", "Z")
 
 
-class FakeContext:
-    """Lambda's context. `remaining_ms` is what get_remaining_time_in_millis answers; tests lower
-    it (e.g. from FakeManagementApi.on_request) to make a budget run out at a chosen point."""
-
-    function_name = "test-function"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
-    memory_limit_in_mb = 1024
-    aws_request_id = "11111111-2222-3333-4444-555555555555"
-    log_group_name = "/aws/lambda/test-function"
-    log_stream_name = "2026/11/21/[$LATEST]abcdef"
-
-    def __init__(self, remaining_ms: int = 60_000) -> None:
-        self.remaining_ms = remaining_ms
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
-
-
 def sqs_event(bodies: Iterable[str], queue_arn: str) -> dict[str, Any]:
     """An SQS event as Lambda's event source mapping builds it."""
     records = []
@@ -264,28 +243,26 @@ def management_api() -> Iterator[FakeManagementApi]:
 @pytest.fixture
 def aws() -> Iterator[Resources]:
     """moto in-process, with the tables and queues the stack creates (from functions.chat.schema)."""
-    serialize_dynamodb()  # the fan-out and the janitor prune from several threads at once
-    with mock_aws():
-        yield provision(prefix="fo", region="us-east-1", visibility_timeout=30, max_receive_count=3)
-    deps.reset()
+    with moto_resources("fo") as resources:
+        yield resources
 
 
 def configure(
     monkeypatch: pytest.MonkeyPatch, resources: Resources, endpoint: str, **overrides: str | int
 ) -> None:
     """The functions' environment, as the stack sets it, then a fresh set of cached clients."""
-    values: dict[str, str | int] = {
-        **resources.function_environment(
-            management_endpoint=endpoint, jwt_secret="fanout-test-secret-0123456789abcdef"
-        ),
+    fast: dict[str, str | int] = {
         # Fast, deterministic tests: tiny backoffs, no SQS delay between attempts.
         ENV.POST_BACKOFF_BASE_MS: 1,
         ENV.POST_BACKOFF_CAP_MS: 5,
         ENV.FANOUT_RETRY_DELAY_SECONDS: 0,
         ENV.FANOUT_DEADLINE_SAFETY_MS: 1000,
         ENV.JANITOR_BUDGET_SAFETY_MS: 1000,
-        **overrides,
     }
-    for key, value in values.items():
-        monkeypatch.setenv(key, str(value))
-    deps.reset()
+    configure_functions(
+        monkeypatch,
+        resources,
+        management_endpoint=endpoint,
+        jwt_secret="fanout-test-secret-0123456789abcdef",
+        overrides={**fast, **overrides},
+    )

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from dynamowave.testing.aws import LambdaContext
 from functions.chat import deps
 from functions.chat.auth import Identity
 from functions.chat.jobs import FanoutJob
@@ -24,7 +25,7 @@ from functions.chat.store import room_pk, serialize, shard_directory_pk, shard_f
 from functions.fanout.handler import handler
 from functions.fanout.handler import logger as fanout_logger
 from tests.fanout.conftest import Deployment
-from tests.fanout.support import FakeContext, drain, sqs_event
+from tests.fanout.support import drain, sqs_event
 
 
 def identity(user: str) -> Identity:
@@ -32,7 +33,7 @@ def identity(user: str) -> Identity:
 
 
 def test_warmup_returns_at_once() -> None:
-    assert handler({"warmup": True}, FakeContext()) == {"warmup": True}
+    assert handler({"warmup": True}, LambdaContext()) == {"warmup": True}
 
 
 def test_every_member_gets_the_message_once(deployment: Deployment) -> None:
@@ -210,7 +211,7 @@ def test_out_of_time_recipients_are_requeued_untried_without_using_an_attempt(de
     bodies = deployment.queued()
 
     # Remaining time below the safety margin (FANOUT_DEADLINE_SAFETY_MS=1000 in these tests).
-    assert deployment.fanout(bodies, FakeContext(remaining_ms=900)) == {"batchItemFailures": []}
+    assert deployment.fanout(bodies, LambdaContext(remaining_ms=900)) == {"batchItemFailures": []}
 
     assert deployment.api.attempts("POST", bob) == []
     (retry,) = [FanoutJob.from_json(b) for b in deployment.queued()]
@@ -231,7 +232,7 @@ def test_backoff_never_sleeps_past_the_deadline(deployment_factory: Any) -> None
     deployment.send(alice, "hurry")
 
     # 100 ms left beyond the margin: a backoff draw over 100 ms ends bob's retries.
-    deployment.fanout(deployment.queued(), FakeContext(remaining_ms=1100))
+    deployment.fanout(deployment.queued(), LambdaContext(remaining_ms=1100))
 
     (retry,) = [FanoutJob.from_json(b) for b in deployment.queued()]
     assert retry.connections == (bob,) and retry.attempt == 1
@@ -260,7 +261,7 @@ def test_partial_batch_response_lists_exactly_the_failed_records(deployment: Dep
     event = sqs_event([good, "not json at all", broken, wrong_version], deployment.resources.fanout_queue_arn)
     ids = [record["messageId"] for record in event["Records"]]
 
-    response = handler(event, FakeContext())
+    response = handler(event, LambdaContext())
 
     assert sorted(f["itemIdentifier"] for f in response["batchItemFailures"]) == sorted(ids[1:])
     assert len(deployment.messages_to(alice)) == 1 and len(deployment.messages_to(bob)) == 1
@@ -289,7 +290,7 @@ def test_a_batchs_records_are_delivered_side_by_side(deployment: Deployment) -> 
 
     deps.dynamodb_client().meta.events.register("before-parameter-build.dynamodb.Query", wait_for_the_other)
     try:
-        response = handler(sqs_event(jobs, deployment.resources.fanout_queue_arn), FakeContext())
+        response = handler(sqs_event(jobs, deployment.resources.fanout_queue_arn), LambdaContext())
     finally:
         deps.dynamodb_client().meta.events.unregister(
             "before-parameter-build.dynamodb.Query", wait_for_the_other
@@ -300,7 +301,7 @@ def test_a_batchs_records_are_delivered_side_by_side(deployment: Deployment) -> 
 
 def test_an_all_failed_batch_is_reported_item_by_item(deployment: Deployment) -> None:
     event = sqs_event(["{}", "[]"], deployment.resources.fanout_queue_arn)
-    response = handler(event, FakeContext())
+    response = handler(event, LambdaContext())
     assert [f["itemIdentifier"] for f in response["batchItemFailures"]] == [
         r["messageId"] for r in event["Records"]
     ]
@@ -319,7 +320,7 @@ def test_poison_record_reaches_the_dlq_after_max_receive_count(deployment: Deplo
         if not messages:
             break
         event = sqs_event([m["Body"] for m in messages], deployment.resources.fanout_queue_arn)
-        failed = {f["itemIdentifier"] for f in handler(event, FakeContext())["batchItemFailures"]}
+        failed = {f["itemIdentifier"] for f in handler(event, LambdaContext())["batchItemFailures"]}
         assert failed == {r["messageId"] for r in event["Records"]}
         for message in messages:  # a failed record becomes visible again (timeout elapsed)
             sqs.change_message_visibility(

@@ -19,18 +19,17 @@ from typing import Any
 import boto3
 import pytest
 from hypothesis import HealthCheck, settings
-from moto import mock_aws
-from moto.core import DEFAULT_ACCOUNT_ID  # type: ignore[attr-defined]
+from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.dynamodb.models import dynamodb_backends
 from moto.sqs.models import sqs_backends
 
-from dynamowave.compat.moto_patches import serialize_dynamodb
-from dynamowave.local.provisioning import Resources, provision
-from functions.chat import deps
+from dynamowave.local.provisioning import Resources
+from dynamowave.testing.aws import LambdaContext, configure_functions, moto_resources
+from dynamowave.testing.serve import LOCAL_CREDENTIALS_ENV
 from functions.chat.auth import Identity
 from functions.chat.schema import ACTION_ROUTES
 from functions.ingress.handler import handler
-from tests.integration.events import FakeContext, route_event
+from tests.integration.events import route_event
 
 _BASE = settings(
     deadline=None,
@@ -93,12 +92,12 @@ class IngressHarness:
 
     def connect(self, identity: Identity) -> str:
         connection_id = f"{uuid.uuid4().hex[:14]}A="  # base64-ish, as API Gateway's ids are
-        response = handler(route_event("$connect", connection_id, identity), FakeContext())
+        response = handler(route_event("$connect", connection_id, identity), LambdaContext())
         assert response == {"statusCode": 200}, response
         return connection_id
 
     def disconnect(self, connection_id: str) -> None:
-        response = handler(route_event("$disconnect", connection_id, None), FakeContext())
+        response = handler(route_event("$disconnect", connection_id, None), LambdaContext())
         assert response == {"statusCode": 200}, response
 
     def send(
@@ -107,7 +106,7 @@ class IngressHarness:
         event = route_event(route or api_gateway_route(body), connection_id, identity, body)
         if body is None:
             event.pop("body", None)
-        response = handler(event, FakeContext())
+        response = handler(event, LambdaContext())
         raw = response.get("body")
         return Reply(int(response["statusCode"]), None if raw is None else json.loads(raw), raw)
 
@@ -157,22 +156,13 @@ class IngressHarness:
 @contextmanager
 def ingress_harness(**overrides: str) -> Iterator[IngressHarness]:
     """moto for the duration, the functions configured for it (module-scoped: hypothesis reuses it)."""
-    serialize_dynamodb()
-    with mock_aws(), pytest.MonkeyPatch.context() as patch:
-        resources = provision(prefix="fuzz", region="us-east-1", visibility_timeout=30, max_receive_count=3)
-        values = {
-            **resources.function_environment(management_endpoint=ENDPOINT, jwt_secret=SECRET),
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "POWERTOOLS_METRICS_DISABLED": "true",
-            "LOG_LEVEL": "ERROR",
-            **overrides,
-        }
-        for key, value in values.items():
-            patch.setenv(key, value)
-        deps.reset()
-        try:
-            yield IngressHarness(resources)
-        finally:
-            deps.reset()
+    with moto_resources("fuzz") as resources, pytest.MonkeyPatch.context() as patch:
+        quiet = {"POWERTOOLS_METRICS_DISABLED": "true", "LOG_LEVEL": "ERROR"}
+        configure_functions(
+            patch,
+            resources,
+            management_endpoint=ENDPOINT,
+            jwt_secret=SECRET,
+            overrides={**LOCAL_CREDENTIALS_ENV, **quiet, **overrides},
+        )
+        yield IngressHarness(resources)

@@ -12,9 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dynamowave.testing.aws import LambdaContext
 from functions.operator.handler import handler
 from tests.fuzz.support import IngressHarness, fuzz_settings, ingress_harness
-from tests.integration.events import FakeContext, http_api_event
+from tests.integration.events import http_api_event
 
 ROUTES = [
     ("POST", "/rooms/{a}/messages"),
@@ -73,7 +74,7 @@ def test_operator_routes_answer_json_and_refusals_change_nothing(
 ) -> None:
     method, template = route
     before = harness.snapshot()
-    response = handler(http_api_event(method, template.format(a=a, b=b), body, query), FakeContext())
+    response = handler(http_api_event(method, template.format(a=a, b=b), body, query), LambdaContext())
     status = response["statusCode"]
     answer = json.loads(response["body"])
     assert status != 500, answer

@@ -52,7 +52,7 @@ def client(function: str, service: str) -> Any:
     """A client signing as `function` (its role), aimed where nothing listens: a call that is
     allowed fails to connect, one that is denied never leaves the process."""
     credentials = function_credentials(function)
-    session = boto3.session.Session(
+    session: Any = boto3.session.Session(
         aws_access_key_id=credentials.access_key,
         aws_secret_access_key=credentials.secret_key,
         aws_session_token=credentials.token,

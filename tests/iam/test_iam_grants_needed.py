@@ -18,7 +18,8 @@ import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
 
-from tests.e2e.conftest import Server, start_server, wait_until
+from dynamowave.testing.waits import wait_until
+from tests.e2e.conftest import Server, start_server
 from tests.e2e.test_e2e_chat import chat, connect_with_id, run, unique
 
 ANY = "*"

@@ -189,7 +189,7 @@ def _targets(template: dict[str, Any]) -> dict[str, str]:
 
 def _websocket_api(template: dict[str, Any]) -> str:
     (api_id,) = [
-        k
+        str(k)
         for k, v in template["Resources"].items()
         if v["Type"] == "AWS::ApiGatewayV2::Api" and v["Properties"]["ProtocolType"] == "WEBSOCKET"
     ]

@@ -66,7 +66,8 @@ def _emitted_metric(environment: dict[str, Any]) -> dict[str, Any]:
         cwd=REPO,
     )
     (line,) = [json.loads(line) for line in run.stdout.splitlines() if '"_aws"' in line]
-    return line
+    metrics: dict[str, Any] = line
+    return metrics
 
 
 def test_parked_deliveries_alarm_reads_what_the_redriver_emits(default_json: dict[str, Any]) -> None:

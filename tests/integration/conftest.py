@@ -7,14 +7,14 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import pytest
-from moto import mock_aws
 
-from dynamowave.compat.moto_patches import serialize_dynamodb
-from dynamowave.local.provisioning import Resources, provision
+from dynamowave.local.provisioning import Resources
+from dynamowave.testing.aws import configure_functions, moto_resources
+from dynamowave.testing.frames import replied
 from functions.chat import deps
 from functions.chat.auth import Identity
 from functions.chat.jobs import FanoutJob
@@ -64,8 +64,12 @@ class Chat:
     def frame(self, connection_id: str, identity: Identity, **frame: Any) -> dict[str, Any] | None:
         return self.service.handle(connection_id, identity, json.dumps(frame), "req-1").reply
 
+    def ask(self, connection_id: str, identity: Identity, **frame: Any) -> dict[str, Any]:
+        """`frame` for an action that replies."""
+        return replied(self.frame(connection_id, identity, **frame))
+
     def drain_jobs(self) -> list[FanoutJob]:
-        jobs = []
+        jobs: list[FanoutJob] = []
         while True:
             response = self.sqs.receive_message(
                 QueueUrl=self.resources.fanout_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
@@ -103,18 +107,15 @@ class Chat:
 
 
 def configure_env(monkeypatch: pytest.MonkeyPatch, resources: Resources, **overrides: str) -> None:
-    values = {**resources.function_environment(management_endpoint=ENDPOINT, jwt_secret=SECRET), **overrides}
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
-    deps.reset()
+    configure_functions(
+        monkeypatch, resources, management_endpoint=ENDPOINT, jwt_secret=SECRET, overrides=overrides
+    )
 
 
 @pytest.fixture
 def aws() -> Iterator[Resources]:
-    serialize_dynamodb()
-    with mock_aws():
-        yield provision(prefix="it", region="us-east-1", visibility_timeout=30, max_receive_count=3)
-    deps.reset()
+    with moto_resources("it") as resources:
+        yield resources
 
 
 @pytest.fixture
@@ -131,4 +132,4 @@ def chat_factory(aws: Resources, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 @pytest.fixture
 def chat(chat_factory: Any) -> Chat:
-    return chat_factory()  # type: ignore[no-any-return]
+    return cast("Chat", chat_factory())

@@ -6,27 +6,10 @@ import time
 import uuid
 from typing import Any
 
+from dynamowave.testing.aws import LambdaContext
 from functions.chat.auth import Identity
 
 METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123/test/$connect"
-
-
-class FakeContext:
-    """What Lambda passes as `context` (the attributes powertools and the functions read)."""
-
-    function_name = "test-function"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
-    memory_limit_in_mb = 256
-    aws_request_id = "00000000-0000-0000-0000-000000000000"
-    log_group_name = "/aws/lambda/test-function"
-    log_stream_name = "2026/11/21/[$LATEST]abcdef"
-
-    def __init__(self, remaining_ms: int = 30_000) -> None:
-        self._deadline = time.monotonic() + remaining_ms / 1000
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 def authorizer_event(token: str | None) -> dict[str, Any]:
@@ -44,7 +27,7 @@ def authorize(token: str | None) -> dict[str, Any]:
     """The authorizer's answer to a $connect carrying `token`, called as API Gateway calls it."""
     from functions.authorizer.handler import handler
 
-    result: dict[str, Any] = handler(authorizer_event(token), FakeContext())
+    result: dict[str, Any] = handler(authorizer_event(token), LambdaContext())
     return result
 
 

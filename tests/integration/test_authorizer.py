@@ -5,18 +5,19 @@ from __future__ import annotations
 import base64
 import json
 import time
-from typing import Any
+from typing import Any, cast
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from dynamowave.testing.aws import LambdaContext
 from functions.authorizer.handler import handler
 from functions.chat import deps
 from functions.chat.auth import Identity, mint_token
 from functions.chat.settings import ENV
-from tests.integration.events import METHOD_ARN, FakeContext, authorize, authorizer_event
+from tests.integration.events import METHOD_ARN, authorize, authorizer_event
 
 SECRET = "authorizer-test-secret-0123456789abcdef"
 
@@ -155,7 +156,7 @@ def test_bad_tokens_are_denied_403(case: str) -> None:
 
 
 def test_warmup_ping_does_nothing() -> None:
-    assert handler({"warmup": True}, FakeContext()) == {"warmup": True}
+    assert handler({"warmup": True}, LambdaContext()) == {"warmup": True}
 
 
 def test_secret_from_secrets_manager(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -181,7 +182,7 @@ def authorize_from(origin: str | None, header: str = "Origin") -> dict[str, Any]
     event = authorizer_event(mint_token(SECRET, "alice"))
     if origin is not None:
         event["headers"][header] = origin
-    result: dict[str, Any] = handler(event, FakeContext())
+    result: dict[str, Any] = handler(event, LambdaContext())
     return result
 
 
@@ -220,7 +221,7 @@ def _via(headers: dict[str, str], token: str) -> dict[str, Any]:
 
     event = authorizer_event(token)
     event["headers"] = {"Host": "d111.cloudfront.net", **headers}
-    return handler(event, FakeContext())  # type: ignore[no-any-return]
+    return cast("dict[str, Any]", handler(event, LambdaContext()))
 
 
 def test_behind_the_edge_a_handshake_without_the_origin_header_is_denied(

@@ -34,7 +34,7 @@ def test_membership_outlives_the_connection_and_rooms_lists_it_on_a_new_one(chat
         "more": False,
     }
     # Not subscribed: a room action on the new connection still needs a join (v1 semantics).
-    assert second.send(action="history", room="kitchen")["code"] == "not_member"  # type: ignore[index]
+    assert second.ask(action="history", room="kitchen")["code"] == "not_member"
 
 
 def test_user_connection_entries_follow_connect_disconnect_and_prune(chat: Chat) -> None:
@@ -69,11 +69,11 @@ def test_leave_ends_membership_on_every_connection_and_each_gets_left(chat: Chat
         record = chat.service._store.get_connection(client.connection_id)
         assert record is not None and "yard" not in record.joined
         assert (
-            client.send(action="sendmessage", room="yard", text="x", clientMsgId="c")["code"] == "not_member"
-        )  # type: ignore[index]
+            client.ask(action="sendmessage", room="yard", text="x", clientMsgId="c")["code"] == "not_member"
+        )
     assert chat.service._store.membership("alice", "yard") is None
-    assert [r["room"] for r in bob.send(action="rooms")["rooms"]] == ["yard"]  # type: ignore[index]
-    assert laptop.send(action="rooms")["rooms"] == []  # type: ignore[index]
+    assert [r["room"] for r in bob.ask(action="rooms")["rooms"]] == ["yard"]
+    assert laptop.ask(action="rooms")["rooms"] == []
     assert phone.send(action="leave", room="yard") == {"type": "left", "room": "yard"}  # idempotent
     assert [j for j in chat.drain_jobs() if j.shard is not None] == []
 
@@ -114,7 +114,7 @@ def test_read_moves_forward_only_capped_and_syncs_the_users_other_connections(ch
     stored = chat.service._store.membership("alice", "news")
     assert stored is not None and stored.read == 3
     # Not a DM: no receipt to anyone.
-    [entry] = bob.send(action="rooms")["rooms"]  # type: ignore[index]
+    [entry] = bob.ask(action="rooms")["rooms"]
     assert (entry["seq"], entry["read"], entry["unread"]) == (3, 0, 3)
     assert entry["last"]["text"] == "n2" and entry["last"]["seq"] == 3
 
@@ -147,7 +147,7 @@ def test_new_member_starts_read_at_the_latest_seq(chat: Chat) -> None:
     joined = carol.send(action="join", room="old")
     assert joined is not None and (joined["seq"], joined["read"]) == (4, 4)
     send(bob, "old", "new one")
-    [entry] = carol.send(action="rooms")["rooms"]  # type: ignore[index]
+    [entry] = carol.ask(action="rooms")["rooms"]
     assert (entry["seq"], entry["read"], entry["unread"]) == (5, 4, 1)
 
 
@@ -178,7 +178,7 @@ def test_dm_opens_the_pairs_room_invites_the_other_user_and_refuses_a_third(chat
         {"type": "invited", "room": room, "kind": "dm", "from": "alice"},
     ) in (user_jobs(jobs))
     # Bob never joined anything, yet the DM is in his rooms and he may join it.
-    [entry] = bob.send(action="rooms")["rooms"]  # type: ignore[index]
+    [entry] = bob.ask(action="rooms")["rooms"]
     assert (entry["room"], entry["kind"], entry["with"]) == (room, "dm", "alice")
     joined = bob.send(action="join", room=room)
     assert joined is not None and (joined["type"], joined["kind"], joined["with"]) == (
@@ -190,12 +190,12 @@ def test_dm_opens_the_pairs_room_invites_the_other_user_and_refuses_a_third(chat
     before = snapshot(chat)
     refused = carol.send(action="join", room=room)
     assert refused is not None and (refused["code"], refused["room"]) == ("forbidden", room)
-    assert carol.send(action="join", room="dm.made-up")["code"] == "forbidden"  # type: ignore[index]
+    assert carol.ask(action="join", room="dm.made-up")["code"] == "forbidden"
     assert snapshot(chat) == before
     # Reopening sends no second invite; the other side opening it gets the same room.
     chat.drain_jobs()
-    assert alice.send(action="dm", user="bob@example.com")["room"] == room  # type: ignore[index]
-    assert bob.send(action="dm", user="alice")["room"] == room  # type: ignore[index]
+    assert alice.ask(action="dm", user="bob@example.com")["room"] == room
+    assert bob.ask(action="dm", user="alice")["room"] == room
     assert not [f for _, f in user_jobs(chat.drain_jobs()) if f["type"] == "invited"]
 
 
@@ -211,15 +211,15 @@ def test_dm_false_claim_and_self_dm_are_refused_without_writes(chat: Chat) -> No
     for frame in ({"action": "dm", "user": "alice"}, {"action": "join", "room": room}):
         reply = dave.send(**frame)
         assert reply is not None and reply["code"] == "forbidden", reply
-    assert alice.send(action="dm", user="alice")["code"] == "bad_request"  # type: ignore[index]
-    assert alice.send(action="dm", user="not valid")["code"] == "bad_request"  # type: ignore[index]
-    assert alice.send(action="dm")["code"] == "bad_request"  # type: ignore[index]
+    assert alice.ask(action="dm", user="alice")["code"] == "bad_request"
+    assert alice.ask(action="dm", user="not valid")["code"] == "bad_request"
+    assert alice.ask(action="dm")["code"] == "bad_request"
     assert snapshot(chat) == before
 
 
 def test_reading_a_dm_sends_a_receipt_to_the_other_participant(chat: Chat) -> None:
     alice, bob = Client("alice"), Client("bob")
-    room = alice.send(action="dm", user="bob")["room"]  # type: ignore[index]
+    room = alice.ask(action="dm", user="bob")["room"]
     bob.send(action="join", room=room)
     send(alice, room, "hello bob")
     chat.drain_jobs()
@@ -231,7 +231,7 @@ def test_reading_a_dm_sends_a_receipt_to_the_other_participant(chat: Chat) -> No
 
 def test_reopening_a_dm_the_other_user_left_invites_again_from_the_latest_seq(chat: Chat) -> None:
     alice, bob = Client("alice"), Client("bob")
-    room = alice.send(action="dm", user="bob")["room"]  # type: ignore[index]
+    room = alice.ask(action="dm", user="bob")["room"]
     send(alice, room, "one")
     send(alice, room, "two")
     assert bob.send(action="leave", room=room) == {"type": "left", "room": room}
@@ -239,7 +239,7 @@ def test_reopening_a_dm_the_other_user_left_invites_again_from_the_latest_seq(ch
     alice.send(action="dm", user="bob")
     invites = [f for _, f in user_jobs(chat.drain_jobs()) if f["type"] == "invited"]
     assert invites == [{"type": "invited", "room": room, "kind": "dm", "from": "alice"}]
-    [entry] = bob.send(action="rooms")["rooms"]  # type: ignore[index]
+    [entry] = bob.ask(action="rooms")["rooms"]
     assert (entry["seq"], entry["read"], entry["unread"]) == (2, 2, 0)
 
 
@@ -271,7 +271,7 @@ def test_end_membership_is_the_kick_path_and_add_member_invites(chat: Chat) -> N
     carol = Client("carol")
     assert chat.service.add_member("carol", "club", "ops") is False  # already a member: no invite
     assert chat.drain_jobs() == []
-    assert [r["room"] for r in carol.send(action="rooms")["rooms"]] == ["club"]  # type: ignore[index]
+    assert [r["room"] for r in carol.ask(action="rooms")["rooms"]] == ["club"]
 
 
 def test_rejoin_on_a_subscribed_connection_restores_a_lost_membership(chat: Chat) -> None:

@@ -14,14 +14,16 @@ from urllib.parse import quote
 
 import pytest
 from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
-from moto.core import DEFAULT_ACCOUNT_ID
+from moto.core.models import DEFAULT_ACCOUNT_ID
 
+from dynamowave.testing.aws import LambdaContext
+from dynamowave.testing.frames import replied
 from functions.chat.auth import Identity
 from functions.chat.jobs import FanoutJob
 from functions.chat.schema import ACTION_ROUTES
 from functions.ingress.handler import handler
 from tests.integration.conftest import Chat
-from tests.integration.events import FakeContext, route_event
+from tests.integration.events import route_event
 
 
 class Client:
@@ -33,17 +35,24 @@ class Client:
         Client.counter += 1
         self.connection_id = f"conn{Client.counter:04d}="
         self.identity = Identity(user, name or user.title(), None if rooms is None else tuple(rooms))
-        response = handler(route_event("$connect", self.connection_id, self.identity), FakeContext())
+        response = handler(route_event("$connect", self.connection_id, self.identity), LambdaContext())
         assert response == {"statusCode": 200}
 
     def send_raw(self, body: str, route: str = "$default") -> dict[str, Any] | None:
-        response = handler(route_event(route, self.connection_id, self.identity, body), FakeContext())
+        response = handler(route_event(route, self.connection_id, self.identity, body), LambdaContext())
         assert response["statusCode"] == 200, response
         return json.loads(response["body"]) if "body" in response else None
 
     def send(self, **frame: Any) -> dict[str, Any] | None:
         action = frame.get("action")
         return self.send_raw(json.dumps(frame), route=action if action in ACTION_ROUTES else "$default")
+
+    def ask(self, **frame: Any) -> dict[str, Any]:
+        """`send` for an action that replies."""
+        return replied(self.send(**frame))
+
+    def ask_raw(self, body: str) -> dict[str, Any]:
+        return replied(self.send_raw(body))
 
     def posted(self) -> list[dict[str, Any]]:
         """Frames posted to this connection through the Management API (moto concatenates them)."""
@@ -57,7 +66,7 @@ class Client:
         return frames
 
     def disconnect(self) -> None:
-        response = handler(route_event("$disconnect", self.connection_id, None), FakeContext())
+        response = handler(route_event("$disconnect", self.connection_id, None), LambdaContext())
         assert response == {"statusCode": 200}
 
 
@@ -115,8 +124,8 @@ def test_join_replies_joined_and_announces_first_connection(env: Chat) -> None:
     ]
     # A second connection of the same user joins silently; a re-join of the same connection is a no-op.
     second = Client("alice")
-    assert second.send(action="join", room="general")["members"] == ["alice"]  # type: ignore[index]
-    assert alice.send(action="join", room="general")["type"] == "joined"  # type: ignore[index]
+    assert second.ask(action="join", room="general")["members"] == ["alice"]
+    assert alice.ask(action="join", room="general")["type"] == "joined"
     assert env.drain_jobs() == []
     from functions.chat.store import deserialize
 
@@ -141,7 +150,7 @@ def test_join_outside_the_tokens_rooms_is_forbidden_and_stores_nothing(env: Chat
         "join",
     )
     assert snapshot(env) == before
-    assert client.send(action="join", room="allowed")["type"] == "joined"  # type: ignore[index]
+    assert client.ask(action="join", room="allowed")["type"] == "joined"
 
 
 def test_sendmessage_stores_acks_then_enqueues_one_job_per_shard(env: Chat) -> None:
@@ -181,7 +190,7 @@ def test_resend_with_same_client_msg_id_is_idempotent(env: Chat) -> None:
     env.drain_jobs()
     acks = [alice.send(action="sendmessage", room="r", text="once", clientMsgId="same-id") for _ in range(3)]
     assert all(a is not None and a["type"] == "ack" for a in acks)
-    assert len(acks) == 3 and len({(a["id"], a["seq"]) for a in acks}) == 1
+    assert len(acks) == 3 and len({(replied(a)["id"], replied(a)["seq"]) for a in acks}) == 1
     assert len(stored_messages(env, "r")) == 1
     assert len(env.drain_jobs()) == 1  # fanned out once per successful store
     # Another user may use the same clientMsgId: idempotency is per (user, room, clientMsgId).
@@ -205,7 +214,7 @@ def test_not_member_for_room_scoped_actions_writes_nothing(env: Chat) -> None:
     assert snapshot(env) == before
     # Membership is per connection: the same user on another connection is not a member.
     other = Client("alice")
-    assert other.send(action="history", room="mine")["code"] == "not_member"  # type: ignore[index]
+    assert other.ask(action="history", room="mine")["code"] == "not_member"
 
 
 def test_history_pages_backwards_with_more(env: Chat) -> None:
@@ -213,13 +222,13 @@ def test_history_pages_backwards_with_more(env: Chat) -> None:
     alice.send(action="join", room="h")
     for i in range(1, 8):
         alice.send(action="sendmessage", room="h", text=f"t{i}", clientMsgId=f"c{i}")
-    page = alice.send(action="history", room="h", limit=3)
+    page = alice.ask(action="history", room="h", limit=3)
     assert page is not None and [m["seq"] for m in page["messages"]] == [5, 6, 7] and page["more"] is True
-    page = alice.send(action="history", room="h", before=5, limit=3)
-    assert [m["seq"] for m in page["messages"]] == [2, 3, 4] and page["more"] is True  # type: ignore[index]
-    page = alice.send(action="history", room="h", before=2, limit=3)
-    assert [m["seq"] for m in page["messages"]] == [1] and page["more"] is False  # type: ignore[index]
-    assert page["messages"][0]["text"] == "t1" and set(page["messages"][0]) == {  # type: ignore[index]
+    page = alice.ask(action="history", room="h", before=5, limit=3)
+    assert [m["seq"] for m in page["messages"]] == [2, 3, 4] and page["more"] is True
+    page = alice.ask(action="history", room="h", before=2, limit=3)
+    assert [m["seq"] for m in page["messages"]] == [1] and page["more"] is False
+    assert page["messages"][0]["text"] == "t1" and set(page["messages"][0]) == {
         "room",
         "seq",
         "id",
@@ -292,7 +301,7 @@ def test_leave_removes_membership_counters_and_announces_last_leave(env: Chat) -
     assert job.frame == {"type": "presence", "room": "l", "user": "bob", "event": "leave"}
     assert bob.send(action="leave", room="l") == {"type": "left", "room": "l"}  # idempotent
     assert env.drain_jobs() == []
-    assert bob.send(action="sendmessage", room="l", text="x", clientMsgId="c")["code"] == "not_member"  # type: ignore[index]
+    assert bob.ask(action="sendmessage", room="l", text="x", clientMsgId="c")["code"] == "not_member"
     from functions.chat.store import deserialize
 
     rooms = [deserialize(i) for i in env.table_items("rooms")]
@@ -325,9 +334,9 @@ def test_disconnect_removes_connection_memberships_and_announces(env: Chat) -> N
 
 def test_unknown_action_and_bad_json_on_default_route(env: Chat) -> None:
     alice = Client("alice")
-    assert alice.send_raw("hello there")["code"] == "bad_request"  # type: ignore[index]
-    assert alice.send_raw('{"action": "dance"}')["code"] == "unknown_action"  # type: ignore[index]
-    assert alice.send_raw('{"room": "x"}')["code"] == "bad_request"  # type: ignore[index]
+    assert alice.ask_raw("hello there")["code"] == "bad_request"
+    assert alice.ask_raw('{"action": "dance"}')["code"] == "unknown_action"
+    assert alice.ask_raw('{"room": "x"}')["code"] == "bad_request"
 
 
 def test_too_large_text_and_identity_fields(env: Chat) -> None:
@@ -344,14 +353,14 @@ def test_too_large_text_and_identity_fields(env: Chat) -> None:
 def test_rate_limit_refuses_past_the_burst_without_writing(chat_factory: Any) -> None:
     env = chat_factory(RATE_LIMIT_PER_SECOND="0.5", RATE_LIMIT_BURST="3")
     alice = Client("alice")
-    replies = [alice.send(action="ping") for _ in range(3)]
-    assert [r["type"] for r in replies] == ["pong"] * 3  # type: ignore[index]
+    replies = [alice.ask(action="ping") for _ in range(3)]
+    assert [r["type"] for r in replies] == ["pong"] * 3
     before = snapshot(env)
     limited = alice.send(action="ping")
     assert limited is not None and (limited["type"], limited["code"]) == ("error", "rate_limited")
     assert snapshot(env) == before
     # The limit is per connection: another connection of the same user is unaffected.
-    assert Client("alice").send(action="ping")["type"] == "pong"  # type: ignore[index]
+    assert Client("alice").ask(action="ping")["type"] == "pong"
 
 
 def test_seq_has_no_gaps_under_concurrent_senders(chat_factory: Any) -> None:
@@ -402,7 +411,7 @@ def test_jobs_are_one_per_non_empty_shard_in_batches(chat_factory: Any) -> None:
     members[0].send(action="sendmessage", room="s", text="hi", clientMsgId="c")
     jobs: list[FanoutJob] = env.drain_jobs()
     shards = env.service._store.list_shards("s")
-    assert len(shards) > 2 and sorted(j.shard for j in jobs) == sorted(shards)  # type: ignore[type-var]
+    assert len(shards) > 2 and sorted(str(j.shard) for j in jobs) == sorted(shards)
     recipients = [m.connection_id for shard in shards for m in env.service._store.shard_members("s", shard)]
     assert sorted(recipients) == sorted(m.connection_id for m in members)
 

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from dynamowave.local.provisioning import Resources
+from dynamowave.testing.aws import LambdaContext
 from functions.chat import deps
 from functions.chat.auth import Identity
 from functions.chat.jobs import FanoutJob
 from functions.janitor.handler import handler
 from tests.fanout.support import (  # noqa: F401  (fixtures)
-    FakeContext,
     FakeManagementApi,
     aws,
     configure,
@@ -53,9 +53,9 @@ class Site:
             store.touch_connection(connection_id, now - int(active_min_ago * MINUTE_MS))
         return connection_id
 
-    def run(self, context: FakeContext | None = None) -> dict[str, Any]:
+    def run(self, context: LambdaContext | None = None) -> dict[str, Any]:
         event = {"id": "evt-1", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}
-        result: dict[str, Any] = handler(event, context or FakeContext(remaining_ms=300_000))
+        result: dict[str, Any] = handler(event, context or LambdaContext(remaining_ms=300_000))
         return result
 
     def queued(self) -> list[FanoutJob]:
@@ -80,7 +80,7 @@ def site_factory(
 
 @pytest.fixture
 def site(site_factory: Any) -> Site:
-    return site_factory()  # type: ignore[no-any-return]
+    return cast("Site", site_factory())
 
 
 def identity(user: str) -> Identity:

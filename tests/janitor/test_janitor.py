@@ -7,14 +7,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from dynamowave.testing.aws import LambdaContext
 from functions.chat import deps
 from functions.janitor.handler import handler
-from tests.fanout.support import Call, FakeContext, now_ms
+from tests.fanout.support import Call, now_ms
 from tests.janitor.conftest import Site
 
 
 def test_warmup_returns_at_once() -> None:
-    assert handler({"warmup": True}, FakeContext()) == {"warmup": True}
+    assert handler({"warmup": True}, LambdaContext()) == {"warmup": True}
 
 
 def test_prunes_only_stale_connections_with_the_right_calls(site: Site) -> None:
@@ -68,7 +69,7 @@ def test_resumes_from_its_cursor_when_the_budget_runs_out(site_factory: Any) -> 
         site.connection(f"f{i:02d}-x=", connected_min_ago=1, active_min_ago=1, room=None) for i in range(5)
     ]
     site.api.gone.update(stale)
-    context = FakeContext(remaining_ms=300_000)
+    context = LambdaContext(remaining_ms=300_000)
 
     def budget_ends_after_seven_checks(call: Call) -> None:
         if len(site.api.calls) >= 7:

@@ -15,7 +15,9 @@ from typing import Any
 
 from websockets.sync.client import connect
 
-from tests.clients.local_runtime import LocalRuntime, start_local_runtime, wait_for_frame
+from dynamowave.testing.frames import reply_to
+from dynamowave.testing.waits import wait_for_frame
+from tests.clients.local_runtime import LocalRuntime, start_local_runtime
 
 ROOM = "kept"
 
@@ -42,7 +44,7 @@ def session(
             acks.append(
                 wait_for_frame(
                     ws,
-                    lambda f, c=client_msg_id: f.get("clientMsgId") == c and f.get("type") != "message",
+                    reply_to(client_msg_id),
                     timeout=30,
                 )
             )

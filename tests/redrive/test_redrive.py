@@ -12,12 +12,12 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
-from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
 from dynamowave.cli import main
-from dynamowave.local.provisioning import Resources, provision
+from dynamowave.local.provisioning import Resources
 from dynamowave.redrive import Redriver, native_move
+from dynamowave.testing.aws import moto_resources
 from functions.chat.jobs import FanoutJob
 
 FRAME = {"type": "message", "room": "general", "seq": 7, "text": "hello"}
@@ -56,8 +56,7 @@ def in_queue(sqs: Any, queue_url: str) -> int:
 
 @pytest.fixture
 def queues() -> Iterator[Resources]:
-    with mock_aws():
-        resources = provision(prefix="rd", region="us-east-1", visibility_timeout=30, max_receive_count=3)
+    with moto_resources("rd") as resources:
         sqs = boto3.client("sqs")
         for index in range(3):
             sqs.send_message(QueueUrl=resources.fanout_dlq_url, MessageBody=dead_job(index).to_json())

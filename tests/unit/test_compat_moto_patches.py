@@ -91,7 +91,10 @@ def test_a_cancelled_transaction_leaves_every_item_as_it_was(table: Any) -> None
             ]
         )
     assert refused.value.response["Error"]["Code"] == "TransactionCanceledException"
-    get = lambda pk, sk: table.get_item(TableName="t", Key={"pk": {"S": pk}, "sk": {"S": sk}}).get("Item")  # noqa: E731
+
+    def get(pk: str, sk: str) -> Any:
+        return table.get_item(TableName="t", Key={"pk": {"S": pk}, "sk": {"S": sk}}).get("Item")
+
     assert get("new", "x") is None
     assert get("c", "n")["v"] == {"N": "1"}
     assert get("p0", "s00") is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any, cast
 
 import pytest
 from botocore.auth import SigV4Auth
@@ -41,7 +42,7 @@ def signed(
 
 
 def verifier(**kwargs: object) -> SigV4Verifier:
-    return SigV4Verifier([LOCAL_CREDENTIALS], region=REGION, **kwargs)  # type: ignore[arg-type]
+    return SigV4Verifier([LOCAL_CREDENTIALS], region=REGION, **cast(Any, kwargs))
 
 
 def rejection(
