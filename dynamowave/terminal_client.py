@@ -43,9 +43,9 @@ EOF_GRACE_SECONDS: Final = 10.0  # after end of input, wait this long for outsta
 TYPING_REPEAT_SECONDS: Final = 3.0  # print "X is typing" at most this often per user
 HISTORY_DEFAULT: Final = 20
 OPEN_TIMEOUT_SECONDS: Final = 10.0
-# docs/protocol.md's room names and user ids, whole string (`\Z`: `$` would accept "general\n").
-ROOM_PATTERN: Final = re.compile(r"\A[A-Za-z0-9_.-]{1,64}\Z")
-USER_PATTERN: Final = re.compile(r"\A[A-Za-z0-9_.@-]{1,64}\Z")
+# docs/protocol.md's room names and user ids: the server's own patterns (one source).
+ROOM_PATTERN: Final = protocol.ROOM_PATTERN
+USER_PATTERN: Final = protocol.USER_ID_PATTERN
 HELP: Final = """\
 commands:
   /history [N]   N older messages of the current room (default 20)

@@ -49,7 +49,7 @@ from locust.exception import StopUser
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `loadtests` and `functions`
 
 from functions.chat.protocol import unbatch
-from loadtests.tokens import TokenSource, token_source
+from loadtests.token_source import TokenSource, token_source
 from loadtests.tracking import PendingSends, RoomTracker
 
 log = logging.getLogger("dynamowave.loadtest")

@@ -30,7 +30,7 @@ DATA_KEY_ACTIONS = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:De
 
 
 @dataclass(frozen=True)
-class Resources:
+class StackResources:
     tables: dict[str, dynamodb.TableV2]
     data_key: kms.IKey
     queue: sqs.IQueue
@@ -55,7 +55,7 @@ def _statement(
     )
 
 
-def grant_least_privilege(scope: Construct, functions: Functions, resources: Resources) -> None:
+def grant_least_privilege(scope: Construct, functions: Functions, resources: StackResources) -> None:
     """Attach each function's statements (`stacks.grants`) to its own role (nothing else is ever
     granted)."""
     region = Stack.of(scope).region

@@ -7,7 +7,7 @@ from constructs import Construct
 
 from functions.chat.schema import CONNECTIONS, FANOUT_VISIBILITY_TIMEOUT_SECONDS, MESSAGES, ROOMS
 from functions.chat.settings import ENV, FUNCTION_RESOURCES
-from stacks.access import Resources, grant_least_privilege
+from stacks.access import StackResources, grant_least_privilege
 from stacks.api import WebSocketApi
 from stacks.config import DeploymentConfig
 from stacks.edge import Edge
@@ -97,7 +97,7 @@ class DynamoWaveStack(Stack):
         grant_least_privilege(
             self,
             self.functions,
-            Resources(
+            StackResources(
                 tables=self.storage.tables,
                 data_key=self.storage.key,
                 queue=self.messaging.queue,

@@ -27,6 +27,7 @@ from typing import IO, Any, Final
 from dynamowave.bench import experiments
 from dynamowave.bench.meter import AwsMeter, item_size, meter_every_client
 from dynamowave.local.config import MAX_DURATION_SECONDS
+from functions.chat.clock import now_ms
 from functions.chat.schema import TABLES
 
 SYSTEMS: Final = ("dynamowave", "tutorial", "broadcast")
@@ -45,7 +46,7 @@ def _protocol_stream() -> IO[str]:
     return protocol
 
 
-def idle_rows(index: int, now_ms: int) -> tuple[dict[str, Any], dict[str, Any]]:
+def idle_rows(index: int, at_ms: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """One idle connection in its room, shaped exactly as ChatStore writes them (wire format)."""
     connection_id = f"idle{index:07d}AAAAAA="
     room = f"idle-{index // IDLE_ROOM_SIZE}"
@@ -55,16 +56,16 @@ def idle_rows(index: int, now_ms: int) -> tuple[dict[str, Any], dict[str, Any]]:
         "name": {"S": f"idle-user-{index}"},
         "allowedRooms": {"S": "*"},
         "joined": {"M": {room: {"S": "0.0"}}},
-        "connectedAt": {"N": str(now_ms)},
-        "lastSeen": {"N": str(now_ms)},
-        "ttl": {"N": str(now_ms // 1000 + 10800)},
-        "tat": {"N": str(now_ms)},
+        "connectedAt": {"N": str(at_ms)},
+        "lastSeen": {"N": str(at_ms)},
+        "ttl": {"N": str(at_ms // 1000 + 10800)},
+        "tat": {"N": str(at_ms)},
     }
     membership = {
         "pk": {"S": f"ROOM#{room}#S#0.0"},
         "sk": {"S": connection_id},
         "userId": {"S": f"idle-user-{index}"},
-        "joinedAt": {"N": str(now_ms)},
+        "joinedAt": {"N": str(at_ms)},
     }
     return connection, membership
 
@@ -164,17 +165,17 @@ class PipelineSystem:
         dynamodb = boto3.session.Session().client(
             "dynamodb", endpoint_url=self.runtime.aws_endpoint, region_name=self.runtime.config.region
         )
-        now_ms = int(time.time() * 1000)
+        seeded_at = now_ms()
         for start in range(0, idle, SEED_BATCH):
-            rows = [idle_rows(index, now_ms) for index in range(start, min(idle, start + SEED_BATCH))]
+            rows = [idle_rows(index, seeded_at) for index in range(start, min(idle, start + SEED_BATCH))]
             _write_all(dynamodb, tables["connections"], [connection for connection, _ in rows])
             _write_all(dynamodb, tables["rooms"], [membership for _, membership in rows])
         if idle:
-            connection, _ = idle_rows(0, now_ms)
+            connection, _ = idle_rows(0, seeded_at)
             self.meter.observe_item(tables["connections"], item_size(connection), idle)
             # Each idle room's shard weighs what its subscriptions weigh (idle_rows: one shape).
             for room_index in range(0, idle, IDLE_ROOM_SIZE):
-                _, first = idle_rows(room_index, now_ms)
+                _, first = idle_rows(room_index, seeded_at)
                 members = min(IDLE_ROOM_SIZE, idle - room_index)
                 self.meter.observe_item(
                     tables["rooms"], item_size(first), members, partition=first["pk"]["S"]
@@ -239,7 +240,7 @@ class BroadcastSystem:
                             "user": "bench",
                             "name": "bench",
                             "text": frame.get("text", ""),
-                            "ts": int(time.time() * 1000),
+                            "ts": now_ms(),
                             "clientMsgId": frame.get("clientMsgId"),
                         }
                     )

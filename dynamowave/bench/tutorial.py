@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
@@ -27,6 +26,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from functions.chat.clock import now_ms
 from functions.chat.settings import ENV
 from functions.ingress.handler import handler as ingress_handler
 
@@ -94,7 +94,7 @@ def send_message(event: dict[str, Any]) -> dict[str, Any]:
         "user": authorizer.get("userId", ""),
         "name": authorizer.get("name", ""),
         "text": body.get("text", ""),
-        "ts": int(time.time() * 1000),
+        "ts": now_ms(),
         "clientMsgId": body.get("clientMsgId"),
     }
     data = json.dumps(frame, separators=(",", ":")).encode("utf-8")

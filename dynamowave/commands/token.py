@@ -56,7 +56,7 @@ def secret_from_aws(arn: str, region: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dynamowave.local.tokens import (
+    from dynamowave.local.dev_tokens import (
         TokenRequestError,
         local_secret,
         mint,

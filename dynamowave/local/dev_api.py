@@ -28,10 +28,10 @@ from typing import Any
 
 from aiohttp import web
 
+from dynamowave.local.dev_tokens import TokenRequestError, mint, parse_mod, parse_rooms
 from dynamowave.local.faults import FaultConfig, FaultConfigError, FaultInjector
 from dynamowave.local.gateway import WebSocketGateway, unsent_bytes
 from dynamowave.local.iam import Call, Policies
-from dynamowave.local.tokens import TokenRequestError, mint, parse_mod, parse_rooms
 
 
 class DevApi:

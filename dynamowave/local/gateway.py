@@ -42,6 +42,7 @@ from dynamowave.local.lambda_runner import (
     LambdaRunner,
     api_gateway_id,
 )
+from functions.chat.clock import now_ms
 
 log = logging.getLogger("dynamowave.gateway")
 
@@ -94,10 +95,6 @@ def request_time(epoch_ms: int) -> str:
 
 def iso_time(epoch_ms: int) -> str:
     return datetime.fromtimestamp(epoch_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass

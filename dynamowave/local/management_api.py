@@ -94,7 +94,7 @@ def respond(answer: Answer) -> web.Response:
     return web.Response(status=answer.status, body=answer.body(), headers=answer.headers())
 
 
-class ManagementApi:
+class ManagementApiEmulator:
     def __init__(
         self, gateway: WebSocketGateway, faults: FaultInjector, verifier: SigV4Verifier | None = None
     ) -> None:
@@ -331,13 +331,13 @@ class InProcessPosts:
     runtime runs (the way moto installs its own): the functions still build, sign and send the
     real request; only parsing it again as HTTP on the event loop is skipped, which was about
     40 % of the runtime's CPU under fan-out (docs/benchmarks.md). The answer is the endpoint's
-    own (`ManagementApi.deliver`: faults, 413, 410). Other processes (redrive, curl, tests)
+    own (`ManagementApiEmulator.deliver`: faults, 413, 410). Other processes (redrive, curl, tests)
     reach the same logic over HTTP.
     """
 
     EVENT: Final = "before-send.apigatewaymanagementapi"
 
-    def __init__(self, api: ManagementApi, endpoint: str, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, api: ManagementApiEmulator, endpoint: str, loop: asyncio.AbstractEventLoop) -> None:
         self._api = api
         self._prefix = endpoint.rstrip("/") + "/@connections/"
         self._loop = loop

@@ -98,9 +98,9 @@ class LocalRuntime:
         # Loudly, before anything binds: the runtime's patches fit only the pinned libraries.
         check_versions()
 
+        from dynamowave.local.dev_tokens import local_secret, state_dir
         from dynamowave.local.journal import JOURNAL_FILE
         from dynamowave.local.moto_backend import MotoBackend, point_boto3_at
-        from dynamowave.local.tokens import local_secret, state_dir
 
         config = self.config
         if config.aws_endpoint:
@@ -156,7 +156,7 @@ class LocalRuntime:
         from dynamowave.local.gateway import WebSocketGateway
         from dynamowave.local.guard import AccessPolicy, guard_middleware
         from dynamowave.local.lambda_api import LambdaInvokeApi
-        from dynamowave.local.management_api import ManagementApi
+        from dynamowave.local.management_api import ManagementApiEmulator
         from functions.chat.schema import ACTION_ROUTES, TWO_WAY_ROUTES
 
         config = self.config
@@ -193,7 +193,7 @@ class LocalRuntime:
         app.router.add_get(f"/{config.stage}", root)
         app.router.add_get(f"/{config.stage}/", root)
         dev.add_routes(app)
-        self.management = ManagementApi(gateway, self.faults, self._verifier)
+        self.management = ManagementApiEmulator(gateway, self.faults, self._verifier)
         self.management.add_routes(app, config.stage)
         LambdaInvokeApi(self.runner, self._invocable_functions()).add_routes(app)
         OperatorApi(self.runner, self.verifier(), config).add_routes(app)

@@ -24,9 +24,11 @@ from enum import StrEnum
 from typing import Any, Final
 
 from functions.chat import protocol
-from functions.chat.gateway import ConnectionInfo, Gone, ManagementApi, PostError, Refused, backoff_seconds
+from functions.chat.clock import now_ms
 from functions.chat.jobs import FanoutJob
+from functions.chat.management_client import ConnectionInfo, Gone, ManagementClient, PostError, Refused
 from functions.chat.queue import MAX_DELAY_SECONDS, JobQueue
+from functions.chat.retry import Backoff
 from functions.chat.settings import Settings
 from functions.chat.store import ChatStore, ConnectionRecord, Member
 
@@ -38,10 +40,6 @@ Pruner = Callable[[str, str], int]
 Sleeper = Callable[[float], None]
 Clock = Callable[[], int]
 DEADLINE_REASON: Final = "deadline: the invocation ran out of time before this recipient was tried"
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass(frozen=True)
@@ -72,7 +70,7 @@ def retry_delay_seconds(attempt: int, base_seconds: int) -> int:
 # Fan-out
 
 
-class Outcome(StrEnum):
+class PostOutcome(StrEnum):
     DELIVERED = "delivered"
     GONE = "gone"  # 410: pruned, never retried
     REFUSED = "refused"  # 403 / 413 / other 4xx: logged and skipped
@@ -83,7 +81,7 @@ class Outcome(StrEnum):
 @dataclass(frozen=True)
 class PostResult:
     connection_id: str
-    outcome: Outcome
+    outcome: PostOutcome
     retries: int = 0
     detail: str = ""
 
@@ -115,7 +113,7 @@ class Fanout:
         *,
         store: ChatStore,
         queue: JobQueue,
-        api: ManagementApi,
+        api: ManagementClient,
         prune: Pruner,
         settings: Settings,
         executor: Executor,
@@ -200,35 +198,34 @@ class Fanout:
         settings = self._settings
         retries = 0
         if deadline.expired():
-            return PostResult(connection_id, Outcome.UNTRIED, detail=DEADLINE_REASON)
+            return PostResult(connection_id, PostOutcome.UNTRIED, detail=DEADLINE_REASON)
         while True:
             try:
                 self._api.post(connection_id, data)
-                return PostResult(connection_id, Outcome.DELIVERED, retries)
+                return PostResult(connection_id, PostOutcome.DELIVERED, retries)
             except Gone:
                 # The connection is gone for good: its records go, with presence `leave`s.
                 self._prune(connection_id, correlation_id)
-                return PostResult(connection_id, Outcome.GONE, retries)
+                return PostResult(connection_id, PostOutcome.GONE, retries)
             except Refused as refused:
-                return PostResult(connection_id, Outcome.REFUSED, retries, refused.detail)
+                return PostResult(connection_id, PostOutcome.REFUSED, retries, refused.detail)
             except PostError as error:  # Throttled or Transient: back off and try again
                 if retries >= settings.post_max_retries:
-                    return PostResult(connection_id, Outcome.FAILED, retries, error.detail)
-                pause = backoff_seconds(
-                    retries,
-                    base_ms=settings.post_backoff_base_ms,
-                    cap_ms=settings.post_backoff_cap_ms,
-                    draw=self._draw,
+                    return PostResult(connection_id, PostOutcome.FAILED, retries, error.detail)
+                pause = Backoff(settings.post_backoff_base_ms, settings.post_backoff_cap_ms).delay_seconds(
+                    retries, self._draw
                 )
                 if not deadline.allows_sleep(pause):
-                    return PostResult(connection_id, Outcome.FAILED, retries, f"{error.detail} (deadline)")
+                    return PostResult(
+                        connection_id, PostOutcome.FAILED, retries, f"{error.detail} (deadline)"
+                    )
                 self._sleep(pause)
                 retries += 1
 
     def _requeue(self, job: FanoutJob, results: list[PostResult], report: DeliveryReport) -> None:
         """One new job for the recipients still failing; past the attempt limit, the DLQ."""
-        failed = [r for r in results if r.outcome is Outcome.FAILED]
-        untried = [r for r in results if r.outcome is Outcome.UNTRIED]
+        failed = [r for r in results if r.outcome is PostOutcome.FAILED]
+        untried = [r for r in results if r.outcome is PostOutcome.UNTRIED]
         if not failed and not untried:
             return
         connections = [r.connection_id for r in failed + untried]
@@ -273,11 +270,11 @@ def _summarise(results: list[PostResult]) -> DeliveryReport:
     counts = Counter(r.outcome for r in results)
     return DeliveryReport(
         recipients=len(results),
-        delivered=counts[Outcome.DELIVERED],
-        gone=counts[Outcome.GONE],
-        refused=counts[Outcome.REFUSED],
+        delivered=counts[PostOutcome.DELIVERED],
+        gone=counts[PostOutcome.GONE],
+        refused=counts[PostOutcome.REFUSED],
         retries=sum(r.retries for r in results),
-        refusals=[f"{r.connection_id}: {r.detail}" for r in results if r.outcome is Outcome.REFUSED],
+        refusals=[f"{r.connection_id}: {r.detail}" for r in results if r.outcome is PostOutcome.REFUSED],
     )
 
 
@@ -320,7 +317,7 @@ class Janitor:
         self,
         *,
         store: ChatStore,
-        api: ManagementApi,
+        api: ManagementClient,
         prune: Pruner,
         settings: Settings,
         executor: Executor,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import boto3
 from botocore.config import Config
 
-from functions.chat.gateway import ManagementApi, SignedPoster
+from functions.chat.management_client import ManagementClient, SignedPoster
 from functions.chat.queue import JobQueue
 from functions.chat.review import LambdaReviewer, NoReview, Result, Reviewer
 from functions.chat.service import ChatService
@@ -92,7 +92,7 @@ def job_queue() -> JobQueue:
 
 
 @per_environment
-def management_api(endpoint: str) -> ManagementApi:
+def management_api(endpoint: str) -> ManagementClient:
     """One client and one poster per endpoint, each with a connection pool as large as the
     fan-out's thread pool."""
     settings: Settings = get_settings()
@@ -113,7 +113,7 @@ def management_api(endpoint: str) -> ManagementApi:
         connect_timeout=POST_CONNECT_TIMEOUT,
         read_timeout=POST_READ_TIMEOUT,
     )
-    return ManagementApi(client, poster)
+    return ManagementClient(client, poster)
 
 
 def management_endpoint(domain_name: str | None = None, stage: str | None = None) -> str:

@@ -16,7 +16,7 @@ from urllib.parse import unquote
 
 from functions.chat import protocol
 from functions.chat.auth import MAX_NAME_LENGTH, Identity
-from functions.chat.gateway import Gone, PostError
+from functions.chat.management_client import Gone, PostError
 from functions.chat.protocol import (
     CLIENT_MSG_ID_PATTERN,
     HISTORY_DEFAULT_LIMIT,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from functions.chat.jobs import FanoutJob
+from functions.chat.retry import QUEUE_BACKOFF
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -69,7 +69,7 @@ class JobQueue:
                 if not pending:
                     break
                 if attempt < BATCH_RETRIES:
-                    time.sleep(0.05 * 2**attempt)
+                    QUEUE_BACKOFF.sleep(attempt)
             if pending:
                 raise EnqueueFailed(f"{len(pending)} job(s) not accepted by {queue_url}")
         return requests

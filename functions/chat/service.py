@@ -17,6 +17,7 @@ from typing import Any
 from functions.chat import conversations, protocol
 from functions.chat.auth import Identity
 from functions.chat.changes import ChangeStore
+from functions.chat.clock import Clock, now_ms
 from functions.chat.jobs import FanoutJob
 from functions.chat.lifecycle_service import ChangeOutcome, LifecycleService
 from functions.chat.protocol import ErrorCode, ProtocolError
@@ -39,12 +40,7 @@ from functions.chat.user_delivery import UserDelivery
 
 logger = logging.getLogger(__name__)
 
-Clock = Callable[[], int]
 Poster = Callable[[str, bytes], None]
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _until(until: int, lifted: str) -> str:
@@ -53,7 +49,7 @@ def _until(until: int, lifted: str) -> str:
 
 
 @dataclass
-class Outcome:
+class FrameOutcome:
     """What one frame did: the route response (if any) and figures for logs and metrics."""
 
     reply: dict[str, Any] | None
@@ -145,7 +141,7 @@ class ChatService:
         body: str | None,
         correlation_id: str,
         received_ms: int | None = None,
-    ) -> Outcome:
+    ) -> FrameOutcome:
         """Run one client frame; every refusal becomes the protocol's error frame.
 
         Every frame spends one token of the connection's rate limit, valid or not (a flood of
@@ -167,15 +163,15 @@ class ChatService:
                 except ProtocolError as limited:
                     if limited.code is ErrorCode.RATE_LIMITED:
                         error = limited
-            return Outcome(error.frame(), action=error.action or action, error=error.code)
+            return FrameOutcome(error.frame(), action=error.action or action, error=error.code)
 
     def _dispatch(
         self, connection_id: str, identity: Identity, request: protocol.Request, correlation_id: str
-    ) -> Outcome:
+    ) -> FrameOutcome:
         match request:
             case protocol.Ping():
                 self._touch(connection_id, "ping", None)
-                return Outcome(protocol.pong_frame(self._clock()), action="ping")
+                return FrameOutcome(protocol.pong_frame(self._clock()), action="ping")
             case protocol.Join():
                 return self._join(connection_id, identity, request, correlation_id)
             case protocol.Leave():
@@ -188,7 +184,7 @@ class ChatService:
                 return self._typing(connection_id, identity, request, correlation_id)
             case protocol.Rooms():
                 self._touch(connection_id, "rooms", None)
-                return Outcome(self.rooms_of(identity.user_id), action="rooms")
+                return FrameOutcome(self.rooms_of(identity.user_id), action="rooms")
             case protocol.Read():
                 return self._read(connection_id, identity, request, correlation_id)
             case protocol.Dm():
@@ -251,7 +247,7 @@ class ChatService:
 
     def _join(
         self, connection_id: str, identity: Identity, request: protocol.Join, correlation_id: str
-    ) -> Outcome:
+    ) -> FrameOutcome:
         kind, peer = self._room_access(identity, request.room)
         restrictions = self.refuse_if_banned(request.room, identity.user_id, action="join")
         connection = self._touch(connection_id, "join", None)
@@ -299,7 +295,7 @@ class ChatService:
         correlation_id: str,
         since_rev: int | None = None,
         mute_until: int | None = None,
-    ) -> Outcome:
+    ) -> FrameOutcome:
         """Subscribe the connection (the user becomes a member) and build the `joined` reply;
         with `since` and `since_rev`, it carries the `updates` since that rev too. A user muted
         in the room (`mute_until`) has the mute stamped on this connection by the same write."""
@@ -358,7 +354,7 @@ class ChatService:
         reply = {**envelope, "messages": fitted, "more": more}
         if since is not None and since_rev is not None:
             reply = self._with_updates(reply, room, since, since_rev)
-        return Outcome(reply, action=action, jobs=jobs)
+        return FrameOutcome(reply, action=action, jobs=jobs)
 
     def _with_updates(self, reply: dict[str, Any], room: str, since: int, rev: int) -> dict[str, Any]:
         """Recovery of changes: `updates` for messages up to `since` changed after `rev`. When
@@ -382,7 +378,7 @@ class ChatService:
 
     def _leave(
         self, connection_id: str, identity: Identity, request: protocol.Leave, correlation_id: str
-    ) -> Outcome:
+    ) -> FrameOutcome:
         connection = self._touch(connection_id, "leave", None)
         frame = protocol.left_frame(request.room)
         try:
@@ -393,7 +389,7 @@ class ChatService:
             raise ProtocolError(
                 ErrorCode.INTERNAL, "the room is busy; retry", action="leave", room=request.room
             ) from None
-        return Outcome(frame, action="leave", jobs=jobs)
+        return FrameOutcome(frame, action="leave", jobs=jobs)
 
     # -- users and conversations (also the moderation and operator API's entry points) -------
 
@@ -460,7 +456,7 @@ class ChatService:
 
     def _moderate(
         self, connection_id: str, identity: Identity, request: protocol.Moderate, correlation_id: str
-    ) -> Outcome:
+    ) -> FrameOutcome:
         op, room, user = request.op, request.room, request.user
         if conversations.is_dm_room(room) or not identity.may_moderate(room):
             raise ProtocolError(
@@ -473,7 +469,7 @@ class ChatService:
             jobs = self.moderate(request, identity.user_id, correlation_id)
         except StoreBusy:
             raise ProtocolError(ErrorCode.INTERNAL, "the room is busy; retry", action=op, room=room) from None
-        return Outcome(protocol.moderated_frame(room, user, op), action=op, jobs=jobs)
+        return FrameOutcome(protocol.moderated_frame(room, user, op), action=op, jobs=jobs)
 
     def moderate(self, request: protocol.Moderate, by: str, correlation_id: str = "") -> int:
         """Run one moderation op as `by` (a moderator's user id, or the operator); the fan-out
@@ -548,7 +544,7 @@ class ChatService:
 
     def _read(
         self, connection_id: str, identity: Identity, request: protocol.Read, correlation_id: str
-    ) -> Outcome:
+    ) -> FrameOutcome:
         room, user_id = request.room, identity.user_id
         not_member = ProtocolError(
             ErrorCode.NOT_MEMBER, f"you are not a member of {room!r}; join it first", action="read", room=room
@@ -570,11 +566,11 @@ class ChatService:
             if membership.kind == DM_KIND and membership.peer:
                 receipt = protocol.receipt_frame(room, user_id, read)
                 jobs += self.users.deliver(membership.peer, receipt, correlation_id=correlation_id)
-        return Outcome(frame, action="read", jobs=jobs)
+        return FrameOutcome(frame, action="read", jobs=jobs)
 
     def _dm(
         self, connection_id: str, identity: Identity, request: protocol.Dm, correlation_id: str
-    ) -> Outcome:
+    ) -> FrameOutcome:
         if not identity.dm:
             raise ProtocolError(ErrorCode.FORBIDDEN, "your token does not allow direct messages", action="dm")
         peer = request.user
@@ -590,7 +586,7 @@ class ChatService:
             outcome.jobs += self.users.deliver(peer, frame, correlation_id=correlation_id)
         return outcome
 
-    def _send(self, connection_id: str, identity: Identity, request: protocol.SendMessage) -> Outcome:
+    def _send(self, connection_id: str, identity: Identity, request: protocol.SendMessage) -> FrameOutcome:
         ids = {"client_msg_id": request.client_msg_id}
         self._touch(connection_id, "sendmessage", request.room, unless_muted=True, **ids)
         verdict = self.review(
@@ -607,7 +603,7 @@ class ChatService:
             refusal = protocol.error_frame(
                 ErrorCode.REJECTED, verdict.reason, action="sendmessage", room=request.room, **ids
             )
-            return Outcome(refusal, action="sendmessage", error=ErrorCode.REJECTED, review=verdict)
+            return FrameOutcome(refusal, action="sendmessage", error=ErrorCode.REJECTED, review=verdict)
         try:
             stored = self._store.store_message(
                 request.room,
@@ -649,7 +645,7 @@ class ChatService:
         # The ack is the route response, not a PostToConnection: API Gateway sends it back on the
         # caller's connection itself, so the Management API's throttle cannot eat it.
         ack = protocol.ack_frame(request.room, request.client_msg_id, message["id"], int(message["seq"]))
-        return Outcome(
+        return FrameOutcome(
             ack,
             action="sendmessage",
             jobs=jobs,
@@ -672,7 +668,7 @@ class ChatService:
         connection_id: str,
         identity: Identity,
         request: protocol.Edit | protocol.Delete | protocol.React,
-    ) -> Outcome:
+    ) -> FrameOutcome:
         action = type(request).__name__.lower()
         # A muted user may still delete their own messages; edits and reactions are refused.
         self._touch(
@@ -686,7 +682,7 @@ class ChatService:
                 outcome = self.lifecycle.delete(identity, request)
             case protocol.React():
                 outcome = self.lifecycle.react(identity, request)
-        return Outcome(
+        return FrameOutcome(
             outcome.reply,
             action=action,
             jobs=outcome.jobs,
@@ -696,9 +692,9 @@ class ChatService:
             rev=outcome.rev if outcome.changed else None,
         )
 
-    def _history(self, connection_id: str, request: protocol.History) -> Outcome:
+    def _history(self, connection_id: str, request: protocol.History) -> FrameOutcome:
         self._touch(connection_id, "history", request.room)
-        return Outcome(self.history_frame(request.room, request.before, request.limit), action="history")
+        return FrameOutcome(self.history_frame(request.room, request.before, request.limit), action="history")
 
     def history_frame(self, room: str, before: int | None, limit: int) -> dict[str, Any]:
         """The `history` reply: `limit` messages below `before` (or the latest), ascending."""
@@ -733,11 +729,11 @@ class ChatService:
 
     def _typing(
         self, connection_id: str, identity: Identity, request: protocol.Typing, correlation_id: str
-    ) -> Outcome:
+    ) -> FrameOutcome:
         self._touch(connection_id, "typing", request.room, unless_muted=True)
         frame = protocol.typing_frame(request.room, identity.user_id)
         jobs = self._queue_jobs(self._room_jobs(request.room, frame, correlation_id, exclude=connection_id))
-        return Outcome(None, action="typing", jobs=jobs)
+        return FrameOutcome(None, action="typing", jobs=jobs)
 
     # -- helpers ---------------------------------------------------------------------------------
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import random
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from functions.chat.retry import CONFLICT_BACKOFF
 from functions.chat.settings import Settings
 
 if TYPE_CHECKING:
@@ -1261,5 +1261,5 @@ def _seq_of_lost_race(error: ClientError) -> int | None:
 
 
 def _backoff(attempt: int) -> None:
-    """Full jitter, capped at 200 ms: transaction conflicts clear in milliseconds."""
-    time.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** min(attempt, 10))))
+    """A transaction conflict's pause (functions/chat/retry.py)."""
+    CONFLICT_BACKOFF.sleep(attempt)

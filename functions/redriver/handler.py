@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.chat import deps
-from functions.chat.delivery import now_ms
+from functions.chat.clock import now_ms
 from functions.chat.observability import is_warmup, observability
 from functions.chat.redrive import Redriver, Verdict
 from functions.chat.settings import get_settings

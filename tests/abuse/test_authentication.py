@@ -2,7 +2,7 @@
 
 API Gateway turns the authorizer's answers into the handshake's status: an exception
 "Unauthorized" -> 401, a Deny policy -> 403, Allow -> the connection proceeds. The same
-catalogue (tests/abuse/tokens.py) is thrown at a real WebSocket handshake in test_handshake.py.
+catalogue (tests/abuse/hostile_tokens.py) is thrown at a real WebSocket handshake in test_handshake.py.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 
 from functions.chat import deps
 from functions.chat.settings import ENV
-from tests.abuse.tokens import KINDS, REFUSED, valid_token
+from tests.abuse.hostile_tokens import KINDS, REFUSED, valid_token
 from tests.integration.events import authorize
 
 SECRET = "abuse-test-secret-0123456789abcdef0123"

@@ -1,6 +1,6 @@
 """Abuse at the WebSocket handshake and frame level, against a real `dynamowave serve`.
 
-- every hostile token of tests/abuse/tokens.py is refused with 403 (401 without a token), and
+- every hostile token of tests/abuse/hostile_tokens.py is refused with 403 (401 without a token), and
   no connection record is written;
 - frames API Gateway would not pass: over 32 KB in one frame, over 128 KB in all, text that is
   not UTF-8 (the socket is closed; the server carries on and keeps no record of the socket);
@@ -22,8 +22,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Frame, Opcode
 from websockets.sync.client import connect
 
+from tests.abuse.hostile_tokens import KINDS, REFUSED, valid_token
 from tests.abuse.live import SECRET, Client, DevApi
-from tests.abuse.tokens import KINDS, REFUSED, valid_token
 from tests.clients.local_runtime import LocalRuntime, runtime_available, start_local_runtime
 
 pytestmark = pytest.mark.skipif(

@@ -25,6 +25,7 @@ from moto.core.models import DEFAULT_ACCOUNT_ID
 
 from dynamowave.testing.aws import LambdaContext
 from functions.chat.auth import Identity
+from functions.chat.clock import now_ms
 from functions.fanout.handler import handler as fanout_handler
 from functions.janitor.handler import handler as janitor_handler
 from tests.chaos.botofaults import BotoFaults
@@ -160,7 +161,7 @@ def _record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
         "body": message["Body"],
         "attributes": {
             "ApproximateReceiveCount": attributes.get("ApproximateReceiveCount", "1"),
-            "SentTimestamp": attributes.get("SentTimestamp", str(int(time.time() * 1000))),
+            "SentTimestamp": attributes.get("SentTimestamp", str(now_ms())),
             "SenderId": "AIDAEXAMPLE",
             "ApproximateFirstReceiveTimestamp": attributes.get("ApproximateFirstReceiveTimestamp", "0"),
         },

@@ -15,12 +15,12 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 
 from dynamowave.local.management_api import GONE, OK, Answer, InProcessPosts, authenticate
 from dynamowave.local.sigv4 import LocalCredentials, SigV4Verifier
-from functions.chat.gateway import Gone, Refused, SignedPoster
+from functions.chat.management_client import Gone, Refused, SignedPoster
 from tests.ports import closed_port
 
 
 class RecordingApi:
-    """Stands in for `ManagementApi`: answers every post with `answer`, records what it sends.
+    """Stands in for `ManagementApiEmulator`: answers every post with `answer`, records what it sends.
     Without faults (`faultless`) posts are accepted on the caller's thread and sent on the loop;
     with faults the loop decides the answer (`deliver`), as over HTTP."""
 

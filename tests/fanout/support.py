@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -25,6 +24,7 @@ import pytest
 
 from dynamowave.local.provisioning import Resources
 from dynamowave.testing.aws import configure_functions, moto_resources
+from functions.chat.clock import now_ms
 from functions.chat.settings import ENV
 
 STAGE = "test"
@@ -180,10 +180,6 @@ class FakeManagementApi:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _iso(epoch_ms: int) -> str:

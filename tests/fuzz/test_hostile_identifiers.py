@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dynamowave.local.dev_tokens import TokenRequestError, mint
 from dynamowave.local.gateway import select_route
-from dynamowave.local.tokens import TokenRequestError, mint
 from dynamowave.terminal_client import ROOM_PATTERN as TERMINAL_ROOM_PATTERN
 from functions.chat.auth import Identity, TokenRefused, identity_from_claims, verify_token
 from functions.chat.protocol import ErrorCode

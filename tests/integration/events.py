@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
 from dynamowave.testing.aws import LambdaContext
 from functions.chat.auth import Identity
+from functions.chat.clock import now_ms
 
 METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123/test/$connect"
 
@@ -40,8 +40,8 @@ def route_event(
         "eventType": event_type,
         "messageDirection": "IN",
         "stage": "test",
-        "connectedAt": int(time.time() * 1000),
-        "requestTimeEpoch": int(time.time() * 1000),
+        "connectedAt": now_ms(),
+        "requestTimeEpoch": now_ms(),
         "identity": {"sourceIp": "127.0.0.1"},
         "requestId": uuid.uuid4().hex,
         "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
@@ -89,7 +89,7 @@ def http_api_event(method: str, path: str, body: Any = None, query: str = "") ->
             "routeKey": "$default",
             "stage": "$default",
             "time": "01/Dec/2026:00:00:00 +0000",
-            "timeEpoch": int(time.time() * 1000),
+            "timeEpoch": now_ms(),
         },
         "isBase64Encoded": False,
     }

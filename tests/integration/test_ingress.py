@@ -417,7 +417,7 @@ def test_jobs_are_one_per_non_empty_shard_in_batches(chat_factory: Any) -> None:
 
 
 def test_ack_is_the_route_response_so_a_throttled_management_api_cannot_lose_it(chat: Chat) -> None:
-    from functions.chat.gateway import Throttled
+    from functions.chat.management_client import Throttled
     from functions.chat.service import ChatService
 
     attempts: list[str] = []

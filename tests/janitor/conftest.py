@@ -11,6 +11,7 @@ from dynamowave.local.provisioning import Resources
 from dynamowave.testing.aws import LambdaContext
 from functions.chat import deps
 from functions.chat.auth import Identity
+from functions.chat.clock import now_ms
 from functions.chat.jobs import FanoutJob
 from functions.janitor.handler import handler
 from tests.fanout.support import (  # noqa: F401  (fixtures)
@@ -19,7 +20,6 @@ from tests.fanout.support import (  # noqa: F401  (fixtures)
     configure,
     drain,
     management_api,
-    now_ms,
 )
 
 MINUTE_MS = 60_000

@@ -9,8 +9,9 @@ from typing import Any
 
 from dynamowave.testing.aws import LambdaContext
 from functions.chat import deps
+from functions.chat.clock import now_ms
 from functions.janitor.handler import handler
-from tests.fanout.support import Call, now_ms
+from tests.fanout.support import Call
 from tests.janitor.conftest import Site
 
 

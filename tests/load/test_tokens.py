@@ -7,7 +7,7 @@ from pathlib import Path
 import jwt
 import pytest
 
-from loadtests.tokens import NoTokenSource, token_source
+from loadtests.token_source import NoTokenSource, token_source
 
 ENV = ("DYNAMOWAVE_TOKEN_FILE", "DYNAMOWAVE_JWT_SECRET", "DYNAMOWAVE_SECRET_ARN", "DYNAMOWAVE_STATE_DIR")
 

@@ -66,7 +66,7 @@ def test_why_dollar_is_not_enough(pattern: str, valid: str) -> None:
 
 
 def test_every_identifier_pattern_refuses_a_trailing_newline() -> None:
-    from dynamowave.local import tokens
+    from dynamowave.local import dev_tokens as tokens
     from dynamowave.terminal_client import ROOM_PATTERN as TERMINAL_ROOM
     from functions.chat import protocol, settings
     from stacks import config
@@ -87,3 +87,18 @@ def test_every_identifier_pattern_refuses_a_trailing_newline() -> None:
     for pattern, valid in cases:
         assert pattern.match(valid) and pattern.fullmatch(valid), pattern.pattern
         assert not pattern.match(valid + "\n") and not pattern.fullmatch(valid + "\n"), pattern.pattern
+
+
+def test_the_web_clients_patterns_are_the_protocols() -> None:
+    """app.js cannot import Python: its room and user patterns are checked against the source."""
+    import re as regex
+    from pathlib import Path
+
+    from functions.chat import protocol
+
+    script = (Path(__file__).resolve().parents[2] / "dynamowave" / "web" / "app.js").read_text()
+    for name, pattern in (("ROOM_RE", protocol.ROOM_PATTERN), ("USER_RE", protocol.USER_ID_PATTERN)):
+        found = regex.search(rf"const {name} = /\^(.*?)\$/;", script)
+        assert found, name
+        # JavaScript's `$` (no `m` flag) ends the string, as Python's `\Z` does.
+        assert found[1] == pattern.pattern.removeprefix("\\A").removesuffix("\\Z"), name

@@ -23,7 +23,7 @@ TOKEN_FILE_ENV = "DYNAMOWAVE_TOKEN_FILE"
 JWT_SECRET_ENV = "DYNAMOWAVE_JWT_SECRET"
 SECRET_ARN_ENV = "DYNAMOWAVE_SECRET_ARN"
 STATE_DIR_ENV = "DYNAMOWAVE_STATE_DIR"
-LOCAL_SECRET_FILE = "jwt-secret"  # the runtime's dev secret (dynamowave.local.tokens)
+LOCAL_SECRET_FILE = "jwt-secret"  # the runtime's dev secret (dynamowave.local.dev_tokens)
 TOKEN_TTL_SECONDS = 4 * 3600
 
 

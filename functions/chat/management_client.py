@@ -13,7 +13,7 @@ DeleteConnection, rare, stay on the client.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 from urllib.parse import quote, urlsplit
@@ -63,11 +63,6 @@ class Refused(PostError):
 RETRYABLE_CODES: Final = frozenset(
     {"LimitExceededException", "ThrottlingException", "TooManyRequestsException"}
 )
-
-
-def backoff_seconds(retry: int, *, base_ms: int, cap_ms: int, draw: Callable[[float, float], float]) -> float:
-    """Full jitter: uniform in [0, min(cap, base * 2**retry)] (AWS's recommended backoff)."""
-    return draw(0.0, min(cap_ms, base_ms * 2**retry)) / 1000.0
 
 
 @dataclass(frozen=True)
@@ -170,7 +165,7 @@ class SignedPoster:
             raise classify_status(connection_id, status, error_code(headers, body))
 
 
-class ManagementApi:
+class ManagementClient:
     def __init__(self, client: ApiGatewayManagementApiClient, poster: SignedPoster) -> None:
         self._client = client
         self._poster = poster
