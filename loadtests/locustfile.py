@@ -23,7 +23,7 @@ missing delivery    a seq gap after de-duplication, checked when the test stops,
 Local runtime: ``locust -f loadtests/locustfile.py --host ws://127.0.0.1:8765`` (tokens minted
 from ``DYNAMOWAVE_JWT_SECRET`` or the runtime's dev secret). Deployed stack: ``--host
 wss://{api}.execute-api.{region}.amazonaws.com/{stage}`` with ``DYNAMOWAVE_SECRET_ARN`` or
-``DYNAMOWAVE_TOKEN_FILE`` (see loadtests/tokens.py). ``make loadtest`` runs it headless.
+``DYNAMOWAVE_TOKEN_FILE`` (see loadtests/token_source.py). ``make loadtest`` runs it headless.
 """
 
 from __future__ import annotations
