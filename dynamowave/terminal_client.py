@@ -18,7 +18,6 @@ import base64
 import contextlib
 import ipaddress
 import json
-import random
 import re
 import secrets
 import sys
@@ -34,11 +33,10 @@ from typing import Any, Final
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
+from dynamowave.client_core import Outbox, Outgoing, RoomLog, reconnect_delay
 from functions.chat import protocol
 
 PING_EVERY_SECONDS: Final = 240.0  # API Gateway closes connections idle for 10 minutes
-BACKOFF_BASE_SECONDS: Final = 0.5
-BACKOFF_CAP_SECONDS: Final = 30.0
 EOF_GRACE_SECONDS: Final = 10.0  # after end of input, wait this long for outstanding acks
 TYPING_REPEAT_SECONDS: Final = 3.0  # print "X is typing" at most this often per user
 HISTORY_DEFAULT: Final = 20
@@ -226,84 +224,22 @@ def format_error(frame: dict[str, Any]) -> str:
 
 
 @dataclass
-class RoomState:
-    name: str
-    since: int | None = None  # --since for the first join; afterwards the recovery mark
-    seen: set[int] = field(default_factory=set)
+class RoomState(RoomLog):
+    """The core's room log (dynamowave/client_core.py) plus what this terminal prints."""
+
     members: set[str] = field(default_factory=set)
-    latest: int = 0
-    joined: bool = False  # joined on the current connection
-    ever_joined: bool = False
-    history_exhausted: bool = False
     settled: asyncio.Event = field(default_factory=asyncio.Event)  # first join answered
     typing_printed: dict[str, float] = field(default_factory=dict)
     peer: str | None = None  # a DM's other user (v2)
-    rev: int = 0  # the room's last change seen (v2 lifecycle): `join` recovers changes after it
     authors: dict[int, str] = field(default_factory=dict)  # seq -> user, to print updates
-    versions: dict[int, dict[str, Any]] = field(default_factory=dict)  # seq -> newest state seen
 
-    def apply(self, state: dict[str, Any]) -> bool:
-        """Keep a message's state if its rev is newer than the one held (updates arrive in any
-        order, possibly twice); True if it was."""
-        seq, rev = state.get("seq"), state.get("rev")
-        if not isinstance(seq, int) or not isinstance(rev, int):
-            return False
-        held = self.versions.get(seq)
-        if held is not None and int(held.get("rev", 0)) >= rev:
-            return False
-        self.versions[seq] = state
-        return True
-
-    epoch: str | None = None  # the room's history epoch (docs/protocol.md)
-
-    def new_epoch(self, epoch: object) -> bool:
-        """Record the room's epoch; True if it changed (its history was reset: drop the cache)."""
-        if not isinstance(epoch, str) or not epoch:
-            return False
-        changed = self.epoch is not None and epoch != self.epoch
-        self.epoch = epoch
-        if changed:
-            self.seen.clear()
-            self.latest = 0
-            self.since = None
-            self.history_exhausted = False
-            self.rev = 0
-            self.authors.clear()
-            self.versions.clear()
-        return changed
+    def forget(self) -> None:
+        super().forget()
+        self.authors.clear()
 
     @property
     def label(self) -> str:
         return f"@{self.peer}" if self.peer else f"#{self.name}"
-
-    def lowest(self) -> int:
-        return min(self.seen) if self.seen else 0
-
-    def recovery_mark(self) -> int:
-        """Highest seq up to which every message since the lowest seen is held (no hole)."""
-        if not self.seen:
-            return self.latest
-        seq = self.lowest()
-        while seq + 1 in self.seen:
-            seq += 1
-        return seq
-
-    def join_frame(self) -> dict[str, Any]:
-        frame: dict[str, Any] = {"action": "join", "room": self.name}
-        if self.ever_joined:
-            frame["since"] = self.recovery_mark()
-            frame["rev"] = self.rev
-        elif self.since is not None:
-            frame["since"] = self.since
-        return frame
-
-
-@dataclass
-class Outgoing:
-    room: str
-    text: str
-    client_msg_id: str
-    sent_on: int = 0  # connection number it was last sent on (0: not yet)
 
 
 @dataclass
@@ -329,7 +265,8 @@ class ChatClient:
         self.me = (token_subject(options.token) if options.token else None) or options.user or ""
         self.rooms: dict[str, RoomState] = {options.room: RoomState(options.room, since=options.since)}
         self.current: str | None = options.room
-        self.outbox: dict[str, Outgoing] = {}
+        self._outbox = Outbox()
+        self.outbox: dict[str, Outgoing] = self._outbox.pending  # clientMsgId -> unacknowledged send
         self.connection: ClientConnection | None = None
         self.connection_number = 0
         self.stop = asyncio.Event()
@@ -406,8 +343,7 @@ class ChatClient:
 
     async def _backoff(self, attempt: int, why: str) -> None:
         # Exponential backoff with full jitter: a restarted server is not hit by every client at once.
-        ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
-        delay = random.uniform(ceiling / 2, ceiling)
+        delay = reconnect_delay(attempt)
         self.out(f"* {why}; reconnecting in {delay:.1f}s")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stop.wait(), delay)
@@ -494,21 +430,16 @@ class ChatClient:
         if self.current is None:
             self.out("! not in a room: /join ROOM first")
             return
-        outgoing = Outgoing(self.current, text, new_client_msg_id())
-        self.outbox[outgoing.client_msg_id] = outgoing
+        outgoing = self._outbox.add(self.current, text, new_client_msg_id())
         await self._transmit(outgoing)
 
     async def _transmit(self, outgoing: Outgoing) -> None:
         room = self.rooms.get(outgoing.room)
-        if room is None or not room.joined or outgoing.sent_on == self.connection_number:
+        if room is None or not self._outbox.due(
+            outgoing, room_joined=room.joined, connection=self.connection_number
+        ):
             return
-        frame = {
-            "action": "sendmessage",
-            "room": outgoing.room,
-            "text": outgoing.text,
-            "clientMsgId": outgoing.client_msg_id,  # the same id on every retry: sends are idempotent
-        }
-        if await self._send(frame):
+        if await self._send(outgoing.frame()):
             outgoing.sent_on = self.connection_number
 
     async def _command(self, line: str) -> None:
@@ -716,7 +647,7 @@ class ChatClient:
             self.out(printable(f"! gateway: {frame['message']}"))
 
     def _acknowledged(self, client_msg_id: str) -> None:
-        self.outbox.pop(client_msg_id, None)
+        self._outbox.acknowledged(client_msg_id)
         if self._input_ended and not self.outbox:
             self.stop.set()
 
@@ -739,7 +670,7 @@ class ChatClient:
             online = f"; online: {', '.join(others)}" if others else ""
             self.out(printable(f"* joined {room.label} (latest seq {room.latest}{online})"))
         if recovering:
-            missed = len(self._unseen(room, messages))
+            missed = len(room.unseen(messages))
             self.out(f"* rejoined #{room.name}: {missed} missed message(s)")
         shown = self._print_new(room, messages)
         for update in frame.get("updates") or []:
@@ -750,9 +681,8 @@ class ChatClient:
         # Recovery replies are capped (100 messages or 128 KB): ask again from where this one ended.
         if recovering and frame.get("more") is True and (shown or frame.get("updates")):
             await self._send(room.join_frame())
-        for outgoing in list(self.outbox.values()):
-            if outgoing.room == room.name:
-                await self._transmit(outgoing)
+        for outgoing in self._outbox.for_room(room.name):
+            await self._transmit(outgoing)
 
     def _on_rooms(self, entries: list[Any], *, more: bool) -> None:
         if not entries:
@@ -783,26 +713,16 @@ class ChatClient:
 
     def _print_new(self, room: RoomState, messages: list[Any], header: str | None = None) -> int:
         """Print the messages not seen yet in `room`, in seq order; return how many."""
-        fresh = self._unseen(room, messages)
+        fresh = room.unseen(messages)
         if fresh and header:
             self.out(header)
         for message in fresh:
-            room.seen.add(message["seq"])
+            room.record(message["seq"])
             room.authors[message["seq"]] = str(message.get("user", "?"))
             if isinstance(message.get("rev"), int):  # a changed message, in its current state
                 room.apply({**message, "reactions": message.get("reactions") or {}})
-            room.latest = max(room.latest, message["seq"])
             self.out(format_message(message, show_room=room.name != self.current))
         return len(fresh)
-
-    @staticmethod
-    def _unseen(room: RoomState, messages: list[Any]) -> list[dict[str, Any]]:
-        fresh = [
-            m
-            for m in messages
-            if isinstance(m, dict) and isinstance(m.get("seq"), int) and m["seq"] not in room.seen
-        ]
-        return sorted(fresh, key=lambda m: int(m["seq"]))
 
     def _on_update(self, room: RoomState, update: dict[str, Any]) -> None:
         if not room.apply(update):

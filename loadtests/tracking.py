@@ -9,27 +9,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dynamowave.client_core import RoomLog
+
 
 @dataclass
 class RoomTracker:
+    """The clients' room log (dynamowave/client_core.py) plus the counts the load test reports."""
+
     joined_seq: int | None = None
     seen: set[int] = field(default_factory=set)
     duplicates: int = 0
 
+    def __post_init__(self) -> None:
+        self.log = RoomLog("load", seen=self.seen)
+
     def delivered(self, seq: int) -> bool:
         """Record a delivery; False if it was a duplicate (already seen)."""
-        if seq in self.seen:
+        if not self.log.record(seq):
             self.duplicates += 1
             return False
-        self.seen.add(seq)
         return True
 
     def missing(self) -> list[int]:
         """Seqs after the join that never arrived, up to the highest one that did."""
-        if self.joined_seq is None or not self.seen:
-            return []
-        highest = max(self.seen)
-        return [seq for seq in range(self.joined_seq + 1, highest + 1) if seq not in self.seen]
+        return [] if self.joined_seq is None else self.log.holes(self.joined_seq)
 
 
 @dataclass

@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 
 from websockets.asyncio.client import ClientConnection, connect
 
+from dynamowave.client_core import RoomLog
 from functions.chat.protocol import unbatch
 
 CONNECT_CONCURRENCY: Final = 16
@@ -58,6 +59,7 @@ class Member:
     ws: ClientConnection
     joined: asyncio.Event = field(default_factory=asyncio.Event)
     reader: asyncio.Task[None] | None = None
+    log: RoomLog = field(default_factory=lambda: RoomLog("bench"))  # de-duplicates by seq
 
 
 class Room:
@@ -163,6 +165,9 @@ class Room:
                 for frame in unbatch(json.loads(raw)):  # a `batch` carries several (coalesced)
                     kind = frame.get("type")
                     if kind == "message":
+                        seq = frame.get("seq")
+                        if isinstance(seq, int) and not member.log.record(seq):
+                            continue  # at-least-once: a repeated delivery is not another arrival
                         delivery = self._pending.get(str(frame.get("clientMsgId")))
                         if delivery is not None:
                             delivery.arrived(member.index, now)

@@ -9,13 +9,12 @@
 "use strict";
 
 (() => {
-  const ROOM_RE = /^[A-Za-z0-9_.-]{1,64}$/;
-  const USER_RE = /^[A-Za-z0-9_.@-]{1,64}$/;
+  // The chat rules (de-duplication, recovery mark, resend, backoff): client_core.js, loaded first.
+  const core = window.DynamoWaveCore;
+  const { ROOM_RE, USER_RE, minSeq, recoveryMark, olderAvailable, lifecycleState } = core;
   const TYPING_SEND_EVERY_MS = 2000; // at most one `typing` frame per 2 s while typing
   const TYPING_SHOW_MS = 3000; // "X is typing" fades 3 s after the last event
   const PING_EVERY_MS = 4 * 60 * 1000; // API Gateway closes connections idle for 10 min
-  const BACKOFF_BASE_MS = 500;
-  const BACKOFF_CAP_MS = 30000;
   const ACK_TIMEOUT_MS = 10000; // resend (same clientMsgId: idempotent) if no ack by then
   const MAX_AUTO_RESENDS = 2;
   const HISTORY_PAGE = 50;
@@ -129,59 +128,8 @@
     return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < NEAR_BOTTOM_PX;
   }
 
-  function minSeq(room) {
-    let min = Infinity;
-    for (const seq of room.messages.keys()) if (seq < min) min = seq;
-    return min === Infinity ? 0 : min;
-  }
-
-  // Highest seq up to which this client holds every message without a hole. Fan-out may
-  // deliver 7 before 6; recovering from the contiguous mark (not the highest seq seen) means a
-  // reconnect in that window cannot lose message 6.
-  function recoveryMark(room) {
-    const low = minSeq(room);
-    if (low === 0) return room.latest;
-    let seq = low;
-    while (room.messages.has(seq + 1)) seq += 1;
-    return seq;
-  }
-
-  function olderAvailable(room) {
-    const low = minSeq(room);
-    return low > 1 && !room.historyExhausted;
-  }
-
   function normaliseMessage(raw, roomName) {
-    if (!raw || typeof raw !== "object") return null;
-    const seq = Number(raw.seq);
-    if (!Number.isSafeInteger(seq) || seq < 1) return null;
-    return {
-      room: typeof raw.room === "string" ? raw.room : roomName,
-      id: String(raw.id ?? ""),
-      seq,
-      user: String(raw.user ?? ""),
-      name: typeof raw.name === "string" && raw.name ? raw.name : String(raw.user ?? ""),
-      text: String(raw.text ?? ""),
-      ts: Number(raw.ts) || Date.now(),
-      clientMsgId: typeof raw.clientMsgId === "string" ? raw.clientMsgId : "",
-      ...lifecycleState(raw),
-    };
-  }
-
-  // A message's changeable state (docs/protocol.md, "Message lifecycle"); absent: never changed.
-  function lifecycleState(raw) {
-    const reactions = {};
-    if (raw.reactions && typeof raw.reactions === "object") {
-      for (const [emoji, users] of Object.entries(raw.reactions)) {
-        if (Array.isArray(users) && users.length) reactions[emoji] = users.map(String);
-      }
-    }
-    return {
-      rev: Number.isSafeInteger(Number(raw.rev)) ? Number(raw.rev) : 0,
-      editedAt: raw.editedAt == null ? null : Number(raw.editedAt),
-      deleted: raw.deleted === true,
-      reactions,
-    };
+    return core.normaliseMessage(raw, roomName);
   }
 
   // An `update` (or a recovered one) replaces the message's state if it is newer: updates come
@@ -213,7 +161,7 @@
       if (known) {
         // An ack-made placeholder is replaced by the server's copy (timestamp, name), and an
         // older copy by a newer state (history and joined list messages as they are now).
-        if (known.fromAck || msg.rev > known.rev) {
+        if (core.replaces(known, msg)) {
           room.messages.set(msg.seq, msg);
           updateMessageElement(room, msg);
         }
@@ -365,9 +313,7 @@
       setStatus("offline", "Offline");
       return;
     }
-    // Exponential backoff with jitter, so a restarted server is not hit by every tab at once.
-    const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** state.attempt);
-    const delay = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+    const delay = core.reconnectDelay(state.attempt);
     state.attempt += 1;
     setStatus("reconnecting", `Connection lost. Reconnecting in ${Math.max(1, Math.round(delay / 1000))} s…`);
     state.reconnectTimer = setTimeout(connect, delay);
@@ -430,12 +376,7 @@
   // Client actions
 
   function joinRoom(room) {
-    const frame = { action: "join", room: room.name };
-    if (room.everJoined) {
-      frame.since = recoveryMark(room);
-      frame.rev = room.rev;
-    }
-    send(frame);
+    send(core.joinFrame(room));
   }
 
   function addRoom(name) {
@@ -576,9 +517,8 @@
   // Sends (or re-sends, with the same clientMsgId) a pending message once its room is joined on
   // the current socket; otherwise it waits for the next `joined`.
   function transmit(room, pending) {
-    if (!room.joined || !socketOpen() || pending.status !== "pending") return;
-    if (pending.sentOn === state.generation) return;
-    send({ action: "sendmessage", room: room.name, text: pending.text, clientMsgId: pending.clientMsgId });
+    if (!socketOpen() || !core.sendDue(room, pending, state.generation)) return;
+    send(core.sendFrame(room, pending));
     pending.sentOn = state.generation;
     clearTimeout(pending.timer);
     pending.timer = setTimeout(() => {

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from dynamowave.terminal_client import ChatClient, ChatOptions, Outgoing
+from dynamowave.client_core import Outgoing
+from dynamowave.terminal_client import ChatClient, ChatOptions
 
 
 def client() -> tuple[ChatClient, list[str]]:

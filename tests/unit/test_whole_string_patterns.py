@@ -90,13 +90,13 @@ def test_every_identifier_pattern_refuses_a_trailing_newline() -> None:
 
 
 def test_the_web_clients_patterns_are_the_protocols() -> None:
-    """app.js cannot import Python: its room and user patterns are checked against the source."""
+    """client_core.js cannot import Python: its room and user patterns are checked against the source."""
     import re as regex
     from pathlib import Path
 
     from functions.chat import protocol
 
-    script = (Path(__file__).resolve().parents[2] / "dynamowave" / "web" / "app.js").read_text()
+    script = (Path(__file__).resolve().parents[2] / "dynamowave" / "web" / "client_core.js").read_text()
     for name, pattern in (("ROOM_RE", protocol.ROOM_PATTERN), ("USER_RE", protocol.USER_ID_PATTERN)):
         found = regex.search(rf"const {name} = /\^(.*?)\$/;", script)
         assert found, name
