@@ -254,7 +254,9 @@ class ManagementApiEmulator:
             return respond(refusal)
         return respond(await self.deliver(request.match_info["connection_id"], body))
 
-    async def get(self, request: web.Request) -> web.Response:
+    async def _addressed(self, request: web.Request) -> Connection | web.Response:
+        """The live connection a GET or DELETE names, or the answer that refuses it (a signature,
+        an injected fault, 410)."""
         refusal, _ = await self._refusal(request)
         if refusal is not None:
             return respond(refusal)
@@ -262,8 +264,12 @@ class ManagementApiEmulator:
         fault = await self._fault(allow_gone=False, connection=connection)
         if fault is not None:
             return respond(fault)
-        if connection is None:
-            return respond(GONE)
+        return respond(GONE) if connection is None else connection
+
+    async def get(self, request: web.Request) -> web.Response:
+        connection = await self._addressed(request)
+        if isinstance(connection, web.Response):
+            return connection
         body: dict[str, Any] = {
             "connectedAt": iso_time(connection.connected_at),
             "lastActiveAt": iso_time(connection.last_active),
@@ -272,15 +278,9 @@ class ManagementApiEmulator:
         return web.json_response(body)
 
     async def delete(self, request: web.Request) -> web.Response:
-        refusal, _ = await self._refusal(request)
-        if refusal is not None:
-            return respond(refusal)
-        connection = self._live(request.match_info["connection_id"])
-        fault = await self._fault(allow_gone=False, connection=connection)
-        if fault is not None:
-            return respond(fault)
-        if connection is None:
-            return respond(GONE)
+        connection = await self._addressed(request)
+        if isinstance(connection, web.Response):
+            return connection
         # Unregistered now (posts answer 410 at once); the close handshake and $disconnect follow.
         task = asyncio.create_task(
             self._gateway.close_connection(connection, DELETE_CLOSE_CODE, DELETE_CLOSE_REASON)

@@ -11,6 +11,7 @@ from moto import mock_aws
 
 from dynamowave.bench.meter import AwsMeter, item_size, meter_every_client
 from dynamowave.bench.prices import PRICES, UsagePerMessage, apigw_floor_usd
+from dynamowave.testing.aws import create_key_value_table
 
 
 def test_item_size_follows_dynamodb_rules() -> None:
@@ -142,18 +143,7 @@ def test_writes_are_counted_per_item_and_cancelled_transactions_by_reason() -> N
     try:
         with mock_aws():
             client = boto3.client("dynamodb", region_name="us-east-1")
-            client.create_table(  # shaped as functions/chat/schema.py's rooms table
-                TableName="bench-rooms",
-                BillingMode="PAY_PER_REQUEST",
-                AttributeDefinitions=[
-                    {"AttributeName": "pk", "AttributeType": "S"},
-                    {"AttributeName": "sk", "AttributeType": "S"},
-                ],
-                KeySchema=[
-                    {"AttributeName": "pk", "KeyType": "HASH"},
-                    {"AttributeName": "sk", "KeyType": "RANGE"},
-                ],
-            )
+            create_key_value_table(client, "bench-rooms")  # shaped as schema.py's rooms table
             meta = {"pk": {"S": "ROOM#r"}, "sk": {"S": "META"}}
             client.put_item(TableName="bench-rooms", Item={**meta, "seq": {"N": "0"}})
             for _ in range(3):

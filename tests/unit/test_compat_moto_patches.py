@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from dynamowave.compat.moto_patches import serialize_dynamodb
+from dynamowave.testing.aws import create_key_value_table
 
 
 @pytest.fixture
@@ -18,18 +19,7 @@ def table() -> Iterator[Any]:
     serialize_dynamodb()  # process-wide, as in the runtime: every moto test here runs patched
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName="t",
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-        )
+        create_key_value_table(client, "t")
         for p in range(5):
             for s in range(20):
                 client.put_item(TableName="t", Item={"pk": {"S": f"p{p}"}, "sk": {"S": f"s{s:02d}"}})
