@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
@@ -63,8 +62,9 @@ def configure_functions(
 class LambdaContext:
     """What Lambda passes as `context` (the attributes powertools and the functions read).
 
-    The remaining time counts down from `remaining_ms`, as Lambda's does; setting `remaining_ms`
-    starts the count again from the new value (tests lower it to make a budget run out)."""
+    `remaining_ms` is what get_remaining_time_in_millis answers, and it stands still: a budget
+    runs out where a test lowers it (e.g. from a fake's callback), never because a loaded
+    machine was slow, so deadline tests stay deterministic."""
 
     function_name = "test-function"
     function_version = "$LATEST"
@@ -77,16 +77,8 @@ class LambdaContext:
     def __init__(self, remaining_ms: int = 60_000) -> None:
         self.remaining_ms = remaining_ms
 
-    @property
-    def remaining_ms(self) -> int:
-        return self.get_remaining_time_in_millis()
-
-    @remaining_ms.setter
-    def remaining_ms(self, value: int) -> None:
-        self._deadline = time.monotonic() + value / 1000
-
     def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
+        return self.remaining_ms
 
 
 def create_key_value_table(client: Any, name: str) -> None:
