@@ -299,7 +299,7 @@ def test_kicking_or_banning_a_non_member_tells_nobody_and_the_ban_still_holds(ch
     eve_conn, eve = chat.connect("eve")  # connected, never joined the room
     joined(chat, "carol")
     chat.drain_jobs()
-    assert chat.frame(mod, MOD, action="kick", room="club", user="eve")["op"] == "kick"  # type: ignore[index]
-    assert chat.frame(mod, MOD, action="ban", room="club", user="eve")["op"] == "ban"  # type: ignore[index]
+    assert chat.ask(mod, MOD, action="kick", room="club", user="eve")["op"] == "kick"
+    assert chat.ask(mod, MOD, action="ban", room="club", user="eve")["op"] == "ban"
     assert chat.drain_jobs() == []  # no `kicked` / `banned` for a room she was not in, no presence
-    assert chat.frame(eve_conn, eve, action="join", room="club")["code"] == "banned"  # type: ignore[index]
+    assert chat.ask(eve_conn, eve, action="join", room="club")["code"] == "banned"
