@@ -27,7 +27,8 @@ from functions.chat import protocol
 from functions.chat.clock import now_ms
 from functions.chat.jobs import FanoutJob
 from functions.chat.management_client import ConnectionInfo, Gone, ManagementClient, PostError, Refused
-from functions.chat.queue import MAX_DELAY_SECONDS, JobQueue
+from functions.chat.ports import JobSink
+from functions.chat.queue import MAX_DELAY_SECONDS
 from functions.chat.retry import Backoff
 from functions.chat.settings import Settings
 from functions.chat.store import ChatStore, ConnectionRecord, Member
@@ -112,7 +113,7 @@ class Fanout:
         self,
         *,
         store: ChatStore,
-        queue: JobQueue,
+        queue: JobSink,
         api: ManagementClient,
         prune: Pruner,
         settings: Settings,

@@ -22,7 +22,8 @@ from dataclasses import replace
 from enum import StrEnum
 
 from functions.chat.jobs import FanoutJob, InvalidJob
-from functions.chat.queue import MAX_DELAY_SECONDS, JobQueue
+from functions.chat.ports import JobSink
+from functions.chat.queue import MAX_DELAY_SECONDS
 from functions.chat.settings import Settings
 
 Clock = Callable[[], int]
@@ -39,7 +40,7 @@ def redrive_delay_seconds(redrives: int, base_seconds: int) -> int:
 
 
 class Redriver:
-    def __init__(self, *, queue: JobQueue, settings: Settings, clock: Clock) -> None:
+    def __init__(self, *, queue: JobSink, settings: Settings, clock: Clock) -> None:
         self._queue = queue
         self._settings = settings
         self._clock = clock

@@ -20,8 +20,8 @@ from functions.chat.changes import ChangeStore
 from functions.chat.clock import Clock, now_ms
 from functions.chat.jobs import FanoutJob
 from functions.chat.lifecycle_service import ChangeOutcome, LifecycleService
+from functions.chat.ports import JobSink
 from functions.chat.protocol import ErrorCode, ProtocolError
-from functions.chat.queue import JobQueue
 from functions.chat.review import NoReview, Reviewer, ReviewRequest, Verdict
 from functions.chat.settings import Settings
 from functions.chat.store import (
@@ -76,7 +76,7 @@ class ChatService:
     def __init__(
         self,
         store: ChatStore,
-        queue: JobQueue,
+        queue: JobSink,
         settings: Settings,
         post: Poster,
         clock: Clock = now_ms,

@@ -27,8 +27,9 @@ CONTRACT = {
     "retry",
     "lease",
     "observability",
+    "ports",
 }
-ADAPTERS = {"store", "changes", "queue", "management_client", "review", "secrets"}
+ADAPTERS = {"store", "changes", "queue", "management_client", "review", "secrets", "memory"}
 DOMAIN = {"service", "lifecycle_service", "conversations", "user_delivery", "delivery", "operator", "redrive"}
 WIRING = {"deps"}
 AWS_SDK = ("boto3", "botocore", "mypy_boto3_")

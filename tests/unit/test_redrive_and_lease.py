@@ -4,34 +4,26 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from functions.chat.jobs import FanoutJob
 from functions.chat.lease import VisibilityLease
+from functions.chat.memory import InMemoryJobSink
 from functions.chat.redrive import Redriver, Verdict, redrive_delay_seconds
 from functions.chat.settings import Settings
 
 
-@dataclass
-class RecordingQueue:
-    """What the redriver asked SQS for (the JobQueue methods it calls)."""
+class RecordingQueue(InMemoryJobSink):
+    """The in-memory job sink (functions/chat/memory.py), its queued jobs read back as jobs."""
 
-    enqueued: list[tuple[FanoutJob, int]] = field(default_factory=list)
-    parked: list[str] = field(default_factory=list)
-
-    def enqueue(self, jobs: list[FanoutJob], *, delay_seconds: int = 0) -> int:
-        self.enqueued.extend((job, delay_seconds) for job in jobs)
-        return 1
-
-    def park(self, bodies: list[str]) -> int:
-        self.parked.extend(bodies)
-        return 1
+    @property
+    def enqueued(self) -> list[tuple[FanoutJob, int]]:
+        return [(FanoutJob.from_json(body), delay) for body, delay in self.queued]
 
 
 def redriver(queue: RecordingQueue, now: list[int], **settings: Any) -> Redriver:
     values = {"redrive_base_delay_seconds": 5, "redrive_max_age_seconds": 600, **settings}
-    return Redriver(queue=cast(Any, queue), settings=Settings(**values), clock=lambda: now[0])
+    return Redriver(queue=queue, settings=Settings(**values), clock=lambda: now[0])
 
 
 def dead(attempt: int = 5) -> FanoutJob:
