@@ -7,13 +7,14 @@ received is read from the posts the API answered.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from functions.chat import protocol
 from functions.chat.jobs import FanoutJob
 from tests.fanout.conftest import Deployment
 
 
-def frames_of(deployment: Deployment, connection_id: str) -> list[dict[str, object]]:
+def frames_of(deployment: Deployment, connection_id: str) -> list[dict[str, Any]]:
     return [f for posted in deployment.api.delivered_to(connection_id) for f in protocol.unbatch(posted)]
 
 
@@ -30,7 +31,7 @@ def test_a_batch_member_gets_one_post_and_a_v1_member_one_per_message(deployment
 
     posts = deployment.api.delivered_to(batched)
     assert [p["type"] for p in posts] == ["batch"]
-    assert sorted(f["seq"] for f in frames_of(deployment, batched)) == [1, 2, 3]  # type: ignore[type-var]
+    assert sorted(f["seq"] for f in frames_of(deployment, batched)) == [1, 2, 3]
     assert sorted((p["type"], p["seq"]) for p in deployment.api.delivered_to(plain)) == [
         ("message", 1),
         ("message", 2),
