@@ -9,7 +9,8 @@ What API Gateway does, in the order it does it:
 2. Each message: stage throttle (a ``Too Many Requests`` frame), route selection on
    ``$request.body.action`` with ``$default`` as fallback, the integration (a raised error or a
    timeout -> an ``Internal server error`` frame), the route response for two-way routes.
-   Messages of one connection are invoked concurrently, as on AWS: order is not guaranteed.
+   Messages of one connection are invoked concurrently, as on AWS (order is not guaranteed),
+   at most `MAX_INTEGRATIONS_PER_CONNECTION` at a time.
 3. Limits: a frame over 32 KB or a message over 128 KB closes with 1009; idle timeout and
    maximum duration close with 1001 ``Going away``.
 4. ``$disconnect`` runs exactly once on every close, after the connection is unregistered (so
@@ -58,6 +59,11 @@ CLOSE_POLICY = 1008
 # the reader is too slow and is closed. API Gateway's own buffer is undocumented.
 MAX_BACKLOG_BYTES = 1024 * 1024
 SLOW_READER_REASON = "Slow reader: send backlog full"
+# A connection's frames in its integration at once; the rest wait in arrival order (their
+# requestTimeEpoch is their arrival). On AWS each invocation is its own sandbox; here every
+# invocation shares one process, so without a bound one flooding connection takes the CPU and
+# the serialized moto from everyone else (docs/local-runtime.md).
+MAX_INTEGRATIONS_PER_CONNECTION = 2
 # Every server-side close (idle, DeleteConnection, shutdown, a slow reader) ends within this.
 CLOSE_TIMEOUT_SECONDS = 2.0
 # The disconnectReason API Gateway gives when the client's close frame carries no status code.
@@ -112,6 +118,10 @@ class Connection:
     close_code: int | None = None
     close_reason: str = ""
     inflight: set[asyncio.Task[None]] = field(default_factory=set)
+    # Frames of this connection in its integration at once (`MAX_INTEGRATIONS_PER_CONNECTION`).
+    integrations: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(MAX_INTEGRATIONS_PER_CONNECTION)
+    )
     # Bytes of posts waiting their turn behind a slow reader (the Management API's backlog);
     # frames already written wait in the transport's buffer instead (see `unsent_bytes`).
     unsent: int = 0
@@ -426,7 +436,8 @@ class WebSocketGateway:
         )
         context["messageId"] = api_gateway_id()
         event = {"requestContext": context, "body": text, "isBase64Encoded": False}
-        invocation = await self.runner.invoke("ingress", event, trigger=route_key)
+        async with connection.integrations:
+            invocation = await self.runner.invoke("ingress", event, trigger=route_key)
         if invocation.error is not None:
             message = TIMED_OUT if isinstance(invocation.error, InvocationTimeout) else INTERNAL_ERROR
             await self._send_quietly(

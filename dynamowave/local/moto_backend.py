@@ -12,6 +12,13 @@ time (`SerializedMoto`). Long-poll receives would hold that lock for seconds, so
 rewritten into short receives under the lock with waits outside it, woken at once by any send.
 Every request is CPU-bound Python under the GIL anyway, so serializing them costs little.
 
+moto answers anyone and, by default, sends CORS headers allowing every origin: any page in the
+developer's browser could read and write every table and queue once it found the port (SQS's
+query protocol even takes a form POST, a "simple" request with no preflight). So the child
+turns moto's CORS off and `SerializedMoto` refuses, before moto sees it, every request that a
+browser sent (an ``Origin`` or ``Sec-Fetch-*`` header: botocore sends neither) or that names
+a host other than loopback (DNS rebinding): 403, nothing applied.
+
 Unless the runtime is ``--ephemeral``, the child also journals every change it applies (under
 the same lock, before answering) and replays the journal at start: dynamowave/local/journal.py.
 """
@@ -66,6 +73,10 @@ class SerializedMoto:
         self._generation = 0
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        refusal = browser_request(environ)
+        if refusal is not None:
+            start_response("403 Forbidden", [("Content-Type", "application/json")])
+            return [json.dumps({"__type": "AccessDeniedException", "message": refusal}).encode()]
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         action = target.rpartition(".")[2] if target.startswith("AmazonSQS.") else ""
         if action == "ReceiveMessage":
@@ -124,6 +135,21 @@ class SerializedMoto:
             with self._activity:
                 if self._generation == generation:
                     self._activity.wait(min(remaining, _RECHECK_SECONDS))
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
+
+
+def browser_request(environ: dict[str, Any]) -> str | None:
+    """Why a request to the embedded AWS is refused (it came from a browser, or names a host
+    other than loopback), or None for an SDK's request."""
+    if "HTTP_ORIGIN" in environ or any(key.startswith("HTTP_SEC_FETCH_") for key in environ):
+        return "the embedded AWS endpoint does not answer browsers"
+    host = str(environ.get("HTTP_HOST", ""))
+    hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    if hostname.lower() not in LOOPBACK_HOSTS:
+        return f"host {host!r} is not served here"
+    return None
 
 
 def _headers(environ: dict[str, Any]) -> dict[str, str]:
@@ -216,6 +242,7 @@ def _read_line(stream: IO[str], timeout: float) -> str:
 def serve(journal_path: Path | None = None, fsync: str = "interval") -> None:
     """The child: moto's server app behind `SerializedMoto` on 127.0.0.1 and a free port; with
     `journal_path`, the journal replayed first (into a fresh file that replaces it) and kept."""
+    os.environ["MOTO_DISABLE_GLOBAL_CORS"] = "true"  # before moto.settings is read
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
         MotoRequestHandler,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -36,10 +37,19 @@ _DESERIALIZER: Final = TypeDeserializer()
 # of attempts would give up on a sender within its rate limit while a crowd keeps winning the
 # race; every race has a winner, so the crowd drains and the sender gets its turn.
 SEQ_BUDGET_SECONDS: Final = 15.0
+# Senders in one room that share a process take turns for its seq instead of racing each other
+# through DynamoDB: every lost race is a whole transaction for nothing, and under load the
+# losers' retries add the load that makes them lose again (a flood into one room on the local
+# runtime, where every invocation is a thread of one process, spent seconds per send that way).
+# On AWS an execution environment runs one invocation at a time, so this never waits there;
+# senders in other processes still race, as above. Striped: rooms share a turn by hash.
+_SEQ_TURNS: Final = tuple(threading.Lock() for _ in range(64))
 ROOM_KIND: Final = "room"
 DM_KIND: Final = "dm"
 BATCH_GET_LIMIT: Final = 100  # BatchGetItem's keys per request
 BATCH_GET_RETRIES: Final = 8
+# Connections whose limiter state one process remembers (see `ChatStore._remember_tat`).
+TAT_FLOORS_KEPT: Final = 10_000
 
 
 class ConnectionGone(Exception):
@@ -283,6 +293,8 @@ class ChatStore:
         self._rooms = settings.rooms_table
         self._messages = settings.messages_table
         self._settings = settings
+        # The highest limiter `tat` this process has seen per connection (`_remember_tat`).
+        self._tat_floors: dict[str, float] = {}
 
     @property
     def client(self) -> DynamoDBClient:
@@ -365,38 +377,49 @@ class ChatStore:
                 names["#mute"] = restriction_stamp(Restriction.MUTE, member_of)
                 muting = {"zero": 0}
         extra: dict[str, Any] = {"ExpressionAttributeNames": names} if names else {}
+        floor = self._tat_floors.get(connection_id)
+        if floor is not None and floor > limit:
+            # The write below would refuse this frame: a flood is refused without a write each.
+            raise RateLimited(connection_id)
+        # Known not to be full: the first try is case 2, not a case 1 bound to fail.
+        refill = floor is None or floor <= now_ms
         # Two conditional cases; a racing frame can move `tat` between them, so try each a few
         # times before concluding (a false `rate_limited` would refuse a frame within the limit).
         for _ in range(3):
-            # Case 1: the bucket is full (tat in the past or never set): tat = now + interval.
-            try:
-                response = self._db.update_item(
-                    TableName=self._connections,
-                    Key=key,
-                    UpdateExpression="SET lastSeen = :now, tat = :next",
-                    ConditionExpression="attribute_exists(connectionId) "
-                    "AND (attribute_not_exists(tat) OR tat <= :now)" + membership,
-                    ExpressionAttributeValues=_values(now=now_ms, next=now_ms + interval, **muting),
-                    ReturnValues="ALL_NEW",
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                    **extra,
-                )
-                return ConnectionRecord.from_item(deserialize(response["Attributes"]))
-            except ClientError as error:
-                if not _is(error, "ConditionalCheckFailedException"):
-                    raise
-                old: Any = error.response.get("Item")
-            if not old:
-                raise ConnectionGone(connection_id)
-            previous = deserialize(old)
-            if member_of is not None and member_of not in (previous.get("joined") or {}):
-                raise NotMember(member_of)
-            if muting and member_of is not None:
-                until = previous.get(names["#mute"])
-                if until is not None and (int(until) == 0 or int(until) > now_ms):
-                    raise Restricted(Restriction.MUTE, member_of, int(until))
-            if float(previous.get("tat", 0)) > limit:
-                raise RateLimited(connection_id)
+            if refill:
+                # Case 1: the bucket is full (tat in the past or never set): tat = now + interval.
+                try:
+                    response = self._db.update_item(
+                        TableName=self._connections,
+                        Key=key,
+                        UpdateExpression="SET lastSeen = :now, tat = :next",
+                        ConditionExpression="attribute_exists(connectionId) "
+                        "AND (attribute_not_exists(tat) OR tat <= :now)" + membership,
+                        ExpressionAttributeValues=_values(now=now_ms, next=now_ms + interval, **muting),
+                        ReturnValues="ALL_NEW",
+                        ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                        **extra,
+                    )
+                    return self._touched(response["Attributes"])
+                except ClientError as error:
+                    if not _is(error, "ConditionalCheckFailedException"):
+                        raise
+                    old: Any = error.response.get("Item")
+                if not old:
+                    self._tat_floors.pop(connection_id, None)
+                    raise ConnectionGone(connection_id)
+                previous = deserialize(old)
+                if member_of is not None and member_of not in (previous.get("joined") or {}):
+                    raise NotMember(member_of)
+                if muting and member_of is not None:
+                    until = previous.get(names["#mute"])
+                    if until is not None and (int(until) == 0 or int(until) > now_ms):
+                        raise Restricted(Restriction.MUTE, member_of, int(until))
+                tat = float(previous.get("tat", 0))
+                self._remember_tat(connection_id, tat)
+                if tat > limit:
+                    raise RateLimited(connection_id)
+            refill = True
             # Case 2: tokens left: tat advances by one interval.
             try:
                 response = self._db.update_item(
@@ -409,11 +432,26 @@ class ChatStore:
                     ReturnValues="ALL_NEW",
                     **extra,
                 )
-                return ConnectionRecord.from_item(deserialize(response["Attributes"]))
+                return self._touched(response["Attributes"])
             except ClientError as error:
                 if not _is(error, "ConditionalCheckFailedException"):
                     raise
         raise RateLimited(connection_id)
+
+    def _touched(self, attributes: Mapping[str, Any]) -> ConnectionRecord:
+        item = deserialize(attributes)
+        self._remember_tat(str(item["connectionId"]), float(item.get("tat", 0)))
+        return ConnectionRecord.from_item(item)
+
+    def _remember_tat(self, connection_id: str, tat: float) -> None:
+        """Keep the highest `tat` seen for the connection: it only ever grows, so whatever this
+        process read or wrote is a lower bound of the stored one, and a frame whose limit is
+        below it would be refused by the conditional write too. (Racing threads may keep a
+        lower value than the last: still a lower bound.) Bounded: forgotten wholesale when full."""
+        if len(self._tat_floors) >= TAT_FLOORS_KEPT:
+            self._tat_floors.clear()
+        if tat > self._tat_floors.get(connection_id, 0.0):
+            self._tat_floors[connection_id] = tat
 
     def delete_connection_item(self, connection_id: str) -> None:
         self._db.delete_item(TableName=self._connections, Key=serialize({"connectionId": connection_id}))
@@ -1041,9 +1079,20 @@ class ChatStore:
         message, and META takes one plain write per message, no transaction (docs/data-model.md,
         "Per-key budget").
         """
+        deadline = time.monotonic() + SEQ_BUDGET_SECONDS
+        turn = _SEQ_TURNS[hash(room) % len(_SEQ_TURNS)]
+        if not turn.acquire(timeout=SEQ_BUDGET_SECONDS):
+            raise StoreBusy(f"seq assignment in {room}: no turn within {SEQ_BUDGET_SECONDS:g} s")
+        try:
+            return self._store_message(room, user_id, name, text, client_msg_id, now_ms, deadline)
+        finally:
+            turn.release()
+
+    def _store_message(
+        self, room: str, user_id: str, name: str, text: str, client_msg_id: str, now_ms: int, deadline: float
+    ) -> StoredMessage:
         idem_key = {"pk": idempotency_pk(user_id, room, client_msg_id), "sk": "IDEM"}
         current: int | None = None
-        deadline = time.monotonic() + SEQ_BUDGET_SECONDS
         attempt = -1
         while attempt < 3 or time.monotonic() < deadline:
             attempt += 1

@@ -4,10 +4,9 @@
   the connection stays open;
 - stage throttling (API Gateway's requests/s + burst): frames get "Too Many Requests", and
   handshakes get HTTP 429 with no record written;
-- a flooding connection does not stop delivery to others: a victim pair exchanges messages with
-  and without a flooder next to them; every message arrives both times. The delivery latency
-  (p50/p99) of both runs is printed, not asserted (timing depends on the machine; locally the
-  flooder's frames still cost CPU in the same process as everything else).
+- a flooding connection (4x its limit) does not move a bystander pair's delivery p99 past twice
+  its quiet p99 (windows with and without the flood by turns), stores no more than its limit
+  allows, and gets no `internal` (both p99s and the counts are printed).
 """
 
 from __future__ import annotations
@@ -33,11 +32,13 @@ pytestmark = pytest.mark.skipif(
 )
 
 RATE, BURST = 5, 10
-# Twice the per-connection limit by default (DYNAMOWAVE_FLOOD_RATE to change): refused half the
-# time, and what one runtime process (one GIL, moto serialized) absorbs beside the victims on a
-# shared 2-core box. docs/operations.md records a run at 15 frames/s.
-FLOOD_RATE = float(os.environ.get("DYNAMOWAVE_FLOOD_RATE", "10"))
-VICTIM_MESSAGES = 10
+# Four times the per-connection limit by default (DYNAMOWAVE_FLOOD_RATE to change): three
+# frames in four refused, the rest stored in the flooder's own room.
+FLOOD_RATE = float(os.environ.get("DYNAMOWAVE_FLOOD_RATE", "20"))
+# The bystanders' windows: quiet and flooded by turns, so that the machine's own load (other
+# tests, other processes) falls on both alike. DYNAMOWAVE_FLOOD_ROUNDS for a longer run.
+ROUNDS = int(os.environ.get("DYNAMOWAVE_FLOOD_ROUNDS", "5"))
+VICTIM_MESSAGES = 6  # per window
 
 
 @pytest.fixture(scope="module")
@@ -140,50 +141,92 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def test_a_flooder_does_not_stop_delivery_to_others(dev: DevApi) -> None:
+def flood_next_to_bystanders(dev: DevApi, rounds: int) -> tuple[float, float]:
+    """A connection flooding at 4x its limit next to a bystander pair, in `rounds` quiet and
+    flooded windows by turns: the flooder stores no more than its limit allows and none of its
+    frames gets `internal` or any error but `rate_limited`. Returns the bystanders' (quiet,
+    flooded) delivery p99, printed with both p50s.
+
+    Before (issue 19): the flooder's allowed sends raced each other for its room's seq (every
+    lost race a whole transaction in the one serialized moto), its refused frames each cost a
+    write there too, and under load the retries fed the load: sends took seconds, 64 of them
+    held every ingress slot, and everyone's delivery waited (p99 2.4x in one run, bystanders
+    stalled for minutes in a longer one); its SDK calls timed out into `internal`.
+    """
     alice, bob = Client(dev, "victim-a"), Client(dev, "victim-b")
     alice.join("victims")
     bob.join("victims")
-    quiet = exchange(alice, bob, "victims", VICTIM_MESSAGES, "quiet")
-
     flooder = Client(dev, "flooder-2")
     flooder.join("flood")
-    stop, sent = threading.Event(), [0]
+    exchange(alice, bob, "victims", 3, "warm")
+    quiet: list[float] = []
+    flooded: list[float] = []
+    sent, allowed, flood_seconds = [0], 0, 0.0
+    for round_ in range(rounds):
+        quiet += exchange(alice, bob, "victims", VICTIM_MESSAGES, f"quiet{round_}")
+        stop = threading.Event()
 
-    def flood() -> None:
-        while not stop.is_set():
-            flooder.send(action="sendmessage", room="flood", text="spam", clientMsgId=f"f{sent[0]}")
-            sent[0] += 1
-            time.sleep(1 / FLOOD_RATE)
+        def flood(stop: threading.Event) -> None:
+            while not stop.is_set():
+                flooder.send(action="sendmessage", room="flood", text="spam", clientMsgId=f"f{sent[0]}")
+                sent[0] += 1
+                time.sleep(1 / FLOOD_RATE)
 
-    thread = threading.Thread(target=flood, daemon=True)
-    flood_started = time.monotonic()
-    thread.start()
-    try:
-        flooded = exchange(alice, bob, "victims", VICTIM_MESSAGES, "flooded")
-    finally:
-        stop.set()
-        thread.join()
-    flood_seconds = time.monotonic() - flood_started
-    time.sleep(2.0)  # the flooder's last frames are answered
+        thread = threading.Thread(target=flood, args=(stop,), daemon=True)
+        started = time.monotonic()
+        thread.start()
+        try:
+            flooded += exchange(alice, bob, "victims", VICTIM_MESSAGES, f"flooded{round_}")
+        finally:
+            stop.set()
+            thread.join()
+        seconds = time.monotonic() - started
+        flood_seconds += seconds
+        # Each flood window starts with a full bucket (the quiet window refilled it).
+        allowed += BURST + int(seconds * RATE) + 1
+        # The flood is over when every frame of it is answered: then the next quiet window.
+        deadline = time.monotonic() + 60
+        while len([f for _, f in flooder.frames if f.get("type") in ("ack", "error")]) < sent[0]:
+            assert time.monotonic() < deadline, f"{sent[0]} flood frames, {len(flooder.frames)} answers"
+            time.sleep(0.1)
     codes = [f.get("code") for _, f in flooder.frames if f.get("type") == "error"]
-    assert codes.count("rate_limited") > 0, codes[:10]
-    # The limiter holds by arrival time: the flooder stores at most its burst plus the refill.
     acks = sum(1 for _, f in flooder.frames if f.get("type") == "ack")
-    assert acks <= BURST + int(flood_seconds * RATE) + 1, (acks, sent[0], flood_seconds)
-    # Reported, not asserted: under heavy machine load some flood sends still got `internal`
-    # (seen once: 21 in a full `make test`); which error it was is the next thing to find.
     internal = [str(f.get("message")) for _, f in flooder.frames if f.get("code") == "internal"]
+    stored = len([m for m in dev.state().messages if m["room"] == "flood"])
+    quiet_p99, flooded_p99 = percentile(quiet, 0.99), percentile(flooded, 0.99)
     print(
-        f"\nvictim delivery latency, {VICTIM_MESSAGES} messages each: quiet p50 {statistics.median(quiet):.0f} ms, "
-        f"p99 {percentile(quiet, 0.99):.0f} ms | with a flooder ({sent[0]} frames, "
-        f"{codes.count('rate_limited')} rate_limited, {acks} stored in {flood_seconds:.0f} s) "
-        f"p50 {statistics.median(flooded):.0f} ms, p99 {percentile(flooded, 0.99):.0f} ms "
-        f"({percentile(flooded, 0.99) / max(1.0, percentile(quiet, 0.99)):.1f}x the quiet p99); "
-        f"flooder's internal errors: {len(internal)} {sorted(set(internal))[:3]}"
+        f"\nbystander delivery, {len(quiet)} messages each way, quiet / next to a flooder: "
+        f"p50 {statistics.median(quiet):.0f} / {statistics.median(flooded):.0f} ms, "
+        f"p99 {quiet_p99:.0f} / {flooded_p99:.0f} ms ({flooded_p99 / quiet_p99:.2f}x); flooder: "
+        f"{sent[0]} frames in {flood_seconds:.0f} s at {FLOOD_RATE:g}/s, {codes.count('rate_limited')} "
+        f"rate_limited, {acks} acked, {stored} stored (limit allows {allowed}), {len(internal)} internal"
     )
+    assert codes.count("rate_limited") > 0, codes[:10]
+    # The limiter holds by arrival time: the flooder stores at most its bursts plus the refill.
+    assert acks == stored <= allowed, (acks, stored, allowed)
+    assert internal == [], sorted(set(internal))
+    assert set(codes) == {"rate_limited"}, sorted(set(map(str, codes)))
     for client in (alice, bob, flooder):
         client.close()
+    return quiet_p99, flooded_p99
+
+
+def test_a_flooder_stores_within_its_limit_and_gets_no_internal(dev: DevApi) -> None:
+    flood_next_to_bystanders(dev, ROUNDS)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    os.environ.get("DYNAMOWAVE_FLOOD_BOUND") != "1",
+    reason="the 2x p99 bound is not met reliably on a loaded machine; DYNAMOWAVE_FLOOD_BOUND=1 runs it",
+)
+def test_a_flooder_does_not_move_a_bystanders_p99_past_twice_quiet(dev: DevApi) -> None:
+    """The issue's bound, over 10 rounds (`DYNAMOWAVE_FLOOD_BOUND=1 pytest
+    tests/abuse/test_flooding.py -s`). Not in `make test`: on the shared 2-core box under other
+    suites' load it held in some runs and not in others (docs/operations.md, "Measured:
+    flooding")."""
+    quiet_p99, flooded_p99 = flood_next_to_bystanders(dev, 10)
+    assert flooded_p99 <= 2 * quiet_p99, (quiet_p99, flooded_p99)
 
 
 def test_stage_throttling(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import json
 import threading
 import time
 import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -353,3 +354,55 @@ def test_a_cross_origin_page_can_neither_post_nor_mint_nor_run_the_janitor(
         assert invocations(runtime) == before
         with pytest.raises(TimeoutError):
             victim.recv(timeout=1.0)
+
+
+# ----- the embedded AWS (moto) endpoint ---------------------------------------------------------------
+
+
+def aws_request(url: str, headers: dict[str, str], body: bytes) -> tuple[int, str]:
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+    try:
+        connection.putrequest("POST", parts.path or "/", skip_host=True, skip_accept_encoding=True)
+        for name, value in {"Content-Length": str(len(body)), **headers}.items():
+            connection.putheader(name, value)
+        connection.endheaders(body)
+        response = connection.getresponse()
+        return response.status, response.read().decode(errors="replace")
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "http://evil.example"},  # a page's fetch or form POST
+        {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors"},
+        {"Host": "evil.example"},  # DNS rebinding: the page's own host name
+    ],
+    ids=["origin", "sec-fetch", "rebound-host"],
+)
+def test_the_embedded_aws_endpoint_refuses_browsers(runtime: LocalRuntime, headers: dict[str, str]) -> None:
+    """Before: moto answered every request (with CORS open to every origin), a browser's too: a
+    page that found the port could call any table or queue. Now 403 before moto sees it."""
+    import boto3
+
+    info = json.loads(urllib.request.urlopen(f"{runtime.http_url}dev/info", timeout=30).read())
+    endpoint, queue = info["aws_endpoint"], info["fanout_queue_url"]
+    form = urllib.parse.urlencode({"Action": "SendMessage", "MessageBody": "forged"})
+    host = urllib.parse.urlsplit(endpoint).netloc
+    status, body = aws_request(
+        queue,  # SQS's query protocol: a form POST to the queue's URL
+        {"Host": host, "Content-Type": "application/x-www-form-urlencoded", **headers},
+        form.encode(),
+    )
+    assert status == 403, body
+    sqs = boto3.client(
+        "sqs",
+        endpoint_url=endpoint,
+        region_name=info["region"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"])
+    assert attributes["Attributes"]["ApproximateNumberOfMessages"] == "0"  # the SDK is still served

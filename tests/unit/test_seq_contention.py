@@ -2,11 +2,14 @@
 
 A crowd of senders in one room keeps winning the optimistic seq race: each lost race returns
 the winner's seq and the sender retries. It used to give up after 60 attempts with StoreBusy
-(`internal`, "the room is busy"); now it keeps its turn within a time budget.
+(`internal`, "the room is busy"); now it keeps its turn within a time budget. Senders that share
+a process do not race at all: they take turns.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any, cast
 
 import pytest
@@ -15,6 +18,23 @@ from botocore.exceptions import ClientError
 from functions.chat import store as store_module
 from functions.chat.settings import Settings
 from functions.chat.store import ChatStore, StoreBusy
+
+
+def lost_race(winner_seq: int) -> ClientError:
+    """What DynamoDB answers a store whose message Put found its seq taken (ALL_OLD: the winner's)."""
+    return ClientError(
+        cast(
+            Any,
+            {
+                "Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
+                "CancellationReasons": [
+                    {"Code": "ConditionalCheckFailed", "Item": {"seq": {"N": str(winner_seq)}}},
+                    {"Code": "None"},
+                ],
+            },
+        ),
+        "TransactWriteItems",
+    )
 
 
 class CrowdedRoom:
@@ -35,15 +55,30 @@ class CrowdedRoom:
         self.attempts += 1
         if self.attempts <= self.losses:
             self.seq += 1  # another sender committed first
-            # The shape botocore parses a cancelled transaction into (wider than its TypedDict).
-            error: Any = {
-                "Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
-                "CancellationReasons": [
-                    {"Code": "ConditionalCheckFailed", "Item": {"seq": {"N": str(self.seq)}}},
-                    {"Code": "None"},
-                ],
-            }
-            raise ClientError(error, "TransactWriteItems")
+            raise lost_race(self.seq)
+        return {}
+
+
+class SharedRoom(CrowdedRoom):
+    """One room's messages, each seq taken once as `attribute_not_exists(seq)` checks it, with a
+    commit slow enough (a few ms, the GIL released) that concurrent senders overlap."""
+
+    def __init__(self) -> None:
+        super().__init__(losses=0)
+        self._lock = threading.Lock()
+
+    def query(self, **request: Any) -> dict[str, Any]:
+        with self._lock:
+            return super().query(**request)
+
+    def transact_write_items(self, TransactItems: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
+        seq = int(TransactItems[0]["Put"]["Item"]["seq"]["N"])
+        time.sleep(0.005)
+        with self._lock:
+            self.attempts += 1
+            if seq <= self.seq:
+                raise lost_race(self.seq)
+            self.seq = seq
         return {}
 
 
@@ -65,3 +100,25 @@ def test_only_a_room_stuck_past_the_budget_is_busy(monkeypatch: pytest.MonkeyPat
         ChatStore(cast(Any, CrowdedRoom(losses=10**9)), Settings()).store_message(
             "busy", "a", "A", "t", "c", 1
         )
+
+
+def test_senders_in_one_process_take_turns_instead_of_racing() -> None:
+    """Before: 16 threads sending into one room (the local runtime's invocations under a flood)
+    lost races to each other, each loss a whole transaction, and under load the retries made
+    every send slower until they ran out of budget (`internal`, "the room is busy")."""
+    room = SharedRoom()
+    store = ChatStore(cast(Any, room), Settings())
+    seqs: list[int] = []
+
+    def send(sender: int) -> None:
+        for n in range(5):
+            stored = store.store_message("busy", f"u{sender}", "U", "hi", f"c{n}", 1)
+            seqs.append(int(stored.item["seq"]))
+
+    threads = [threading.Thread(target=send, args=(sender,)) for sender in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(seqs) == list(range(1, 81))
+    assert room.attempts == 80  # one transaction per message: no race was lost
