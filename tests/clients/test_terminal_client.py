@@ -270,6 +270,9 @@ def test_reconnect_recovers_changes_made_while_offline(runtime: LocalRuntime) ->
             await bob.send(
                 json.dumps({"action": "sendmessage", "room": room, "text": text, "clientMsgId": cmid})
             )
+            # Each send its ack first: two frames in flight are two concurrent invocations, which
+            # may take their seqs in either order (docs/local-runtime.md, "What differs").
+            await next_frame(bob, "ack", clientMsgId=cmid)
         await terminal.wait_for("[2] bob: two")
         assert client.connection is not None
         await client.connection.close()
