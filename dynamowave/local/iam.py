@@ -211,8 +211,8 @@ def requested(request: AWSPreparedRequest, *, region: str, account_id: str) -> l
         return _dynamodb(operation, body, region, account_id)
     if service == "AmazonSQS":
         queue = str(body.get("QueueUrl", "")).rstrip("/").rsplit("/", 1)[-1]
-        action = "sqs:SendMessage" if operation == "SendMessageBatch" else f"sqs:{operation}"
-        action = action.replace("Batch", "") if operation.endswith("MessageBatch") else action
+        # A batch is authorized by its single action (SendMessage, DeleteMessage, ChangeMessageVisibility).
+        action = f"sqs:{operation.removesuffix('Batch')}"
         return [(action, f"arn:aws:sqs:{region}:{account_id}:{queue}")]
     if service == "secretsmanager":
         secret = str(body.get("SecretId", ""))

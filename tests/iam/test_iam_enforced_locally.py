@@ -99,6 +99,17 @@ def test_queues_secrets_and_lambda_follow_the_grants(enforcer: IamEnforcer) -> N
     denied(client("ingress", "sqs").send_message, QueueUrl=url + "dynamowave-fanout-dlq", MessageBody="x")
     with pytest.raises(EndpointConnectionError):
         client("fanout", "sqs").send_message(QueueUrl=url + "dynamowave-fanout-dlq", MessageBody="x")
+    # The fan-out's lease extends visibility in batches: ChangeMessageVisibility authorizes them.
+    entries = [{"Id": "1", "ReceiptHandle": "r", "VisibilityTimeout": 30}]
+    with pytest.raises(EndpointConnectionError):
+        client("fanout", "sqs").change_message_visibility_batch(
+            QueueUrl=url + "dynamowave-fanout", Entries=entries
+        )
+    denied(
+        client("ingress", "sqs").change_message_visibility_batch,
+        QueueUrl=url + "dynamowave-fanout",
+        Entries=entries,
+    )
     denied(client("ingress", "secretsmanager").get_secret_value, SecretId="dynamowave-jwt")
     denied(client("janitor", "lambda").invoke, FunctionName=REVIEW)  # only the ingress invokes it
     with pytest.raises(EndpointConnectionError):
