@@ -15,6 +15,7 @@ import os
 import statistics
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -153,22 +154,28 @@ def flood_next_to_bystanders(dev: DevApi, rounds: int) -> tuple[float, float]:
     held every ingress slot, and everyone's delivery waited (p99 2.4x in one run, bystanders
     stalled for minutes in a longer one); its SDK calls timed out into `internal`.
     """
+    # Rooms and clientMsgIds of their own per call: the module's tests share one server, and a
+    # clientMsgId another call already sent is a resend (acked, not delivered again).
+    run = uuid.uuid4().hex[:8]
+    victims, flood_room = f"victims-{run}", f"flood-{run}"
     alice, bob = Client(dev, "victim-a"), Client(dev, "victim-b")
-    alice.join("victims")
-    bob.join("victims")
+    alice.join(victims)
+    bob.join(victims)
     flooder = Client(dev, "flooder-2")
-    flooder.join("flood")
-    exchange(alice, bob, "victims", 3, "warm")
+    flooder.join(flood_room)
+    exchange(alice, bob, victims, 3, f"{run}-warm")
     quiet: list[float] = []
     flooded: list[float] = []
     sent, allowed, flood_seconds = [0], 0, 0.0
     for round_ in range(rounds):
-        quiet += exchange(alice, bob, "victims", VICTIM_MESSAGES, f"quiet{round_}")
+        quiet += exchange(alice, bob, victims, VICTIM_MESSAGES, f"{run}-quiet{round_}")
         stop = threading.Event()
 
         def flood(stop: threading.Event) -> None:
             while not stop.is_set():
-                flooder.send(action="sendmessage", room="flood", text="spam", clientMsgId=f"f{sent[0]}")
+                flooder.send(
+                    action="sendmessage", room=flood_room, text="spam", clientMsgId=f"{run}-f{sent[0]}"
+                )
                 sent[0] += 1
                 time.sleep(1 / FLOOD_RATE)
 
@@ -176,7 +183,7 @@ def flood_next_to_bystanders(dev: DevApi, rounds: int) -> tuple[float, float]:
         started = time.monotonic()
         thread.start()
         try:
-            flooded += exchange(alice, bob, "victims", VICTIM_MESSAGES, f"flooded{round_}")
+            flooded += exchange(alice, bob, victims, VICTIM_MESSAGES, f"{run}-flooded{round_}")
         finally:
             stop.set()
             thread.join()
@@ -192,7 +199,7 @@ def flood_next_to_bystanders(dev: DevApi, rounds: int) -> tuple[float, float]:
     codes = [f.get("code") for _, f in flooder.frames if f.get("type") == "error"]
     acks = sum(1 for _, f in flooder.frames if f.get("type") == "ack")
     internal = [str(f.get("message")) for _, f in flooder.frames if f.get("code") == "internal"]
-    stored = len([m for m in dev.state().messages if m["room"] == "flood"])
+    stored = len([m for m in dev.state().messages if m["room"] == flood_room])
     quiet_p99, flooded_p99 = percentile(quiet, 0.99), percentile(flooded, 0.99)
     print(
         f"\nbystander delivery, {len(quiet)} messages each way, quiet / next to a flooder: "
