@@ -81,6 +81,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fn.add_argument("--batching-window", type=float, default=0.0, metavar="S", help="max batching window (0)")
     fn.add_argument("--pollers", type=positive_int, default=4, help="concurrent SQS pollers (4)")
     fn.add_argument(
+        "--fanout-workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run the fan-out's invocations in N worker processes, e.g. $(nproc); 0: on the runtime's threads (0)",
+    )
+    fn.add_argument(
         "--max-receive-count", type=positive_int, default=5, help="redrive to the DLQ after N (5)"
     )
     fn.add_argument(
@@ -230,6 +237,8 @@ def build_config(args: argparse.Namespace) -> object:
             )
     if not 0 <= args.port <= 65535:
         raise CommandError(f"--port must be 0..65535, got {args.port}")
+    if not 0 <= args.fanout_workers <= 64:
+        raise CommandError(f"--fanout-workers must be 0..64, got {args.fanout_workers}")
     if args.janitor_interval < 0 or args.batching_window < 0:
         raise CommandError("--janitor-interval and --batching-window must be >= 0")
     return RuntimeConfig(
@@ -246,6 +255,7 @@ def build_config(args: argparse.Namespace) -> object:
         batch_size=args.batch_size,
         batching_window=args.batching_window,
         pollers=args.pollers,
+        fanout_workers=args.fanout_workers,
         max_receive_count=args.max_receive_count,
         auto_redrive=not args.no_auto_redrive,
         visibility_timeout=args.visibility_timeout,

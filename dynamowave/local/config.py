@@ -88,6 +88,8 @@ class RuntimeConfig:
     max_receive_count: int = 5
     auto_redrive: bool = True  # the redriver consumes the DLQ (False: dead letters wait for a human)
     visibility_timeout: int | None = None  # None: schema.FANOUT_VISIBILITY_TIMEOUT_SECONDS
+    # Fan-out invocations in this many worker processes (0: on the runtime's threads; workers.py)
+    fanout_workers: int = 0
     # Schedules (0 disables)
     janitor_interval: float = 60.0
     # Functions

@@ -102,6 +102,14 @@ class FunctionEnviron(MutableMapping[str, str]):
         return f"FunctionEnviron({'process' if self._own() is None else 'function'})"
 
 
+def whole_environment(own: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a process that runs one function only (a fan-out worker process): the
+    process's variables except the functions' own names, then that function's."""
+    current: Mapping[str, str] = os.environ
+    process = current.process if isinstance(current, FunctionEnviron) else current
+    return {**{k: v for k, v in process.items() if k not in _FUNCTION_NAMES}, **own}
+
+
 def install() -> FunctionEnviron:
     """Puts a `FunctionEnviron` in place of ``os.environ`` (once per process; os.getenv and
     every later read go through it, while the process environment it wraps stays as it is)."""

@@ -105,6 +105,12 @@ class Policies:
             self._revoked = tuple(calls)
             self._decide.cache_clear()
 
+    def record(self, calls: Iterable[Call]) -> None:
+        """Denials decided elsewhere (a fan-out worker process's own copy of these policies)."""
+        with self._lock:
+            room = self.MAX_DENIALS - len(self._denials)
+            self._denials.extend(list(calls)[: max(0, room)])
+
     def denials(self) -> list[Call]:
         with self._lock:
             return list(self._denials)

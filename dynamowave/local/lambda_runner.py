@@ -1,7 +1,9 @@
 """Runs handlers as Lambda does: by handler string, with a context, a timeout and a concurrency limit.
 
 Handlers are synchronous boto3 code, so each invocation runs on a worker thread; the event loop
-only awaits it. A timed-out invocation is reported as failed at its deadline (as Lambda reports
+only awaits it. A function given a `WorkerPool` (`serve --fanout-workers N`: the fan-out) runs in
+worker processes instead, with the same context, timeout, concurrency and log line
+(dynamowave/local/workers.py). A timed-out invocation is reported as failed at its deadline (as Lambda reports
 ``Task timed out``); its thread cannot be killed and finishes in the background, which is the one
 place the runtime cannot be exactly like Lambda (which freezes the sandbox).
 """
@@ -20,10 +22,13 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dynamowave.local import environments
 from dynamowave.local.config import FunctionConfig
+
+if TYPE_CHECKING:
+    from dynamowave.local.workers import WorkerPool
 
 log = logging.getLogger("dynamowave.lambda")
 
@@ -99,6 +104,8 @@ class LambdaRunner:
         self.invocations = 0
         # Each function's own environment (set by the runtime; empty: the process's for all).
         self.environments: dict[str, dict[str, str]] = {}
+        # Functions whose invocations run in worker processes (set by the runtime).
+        self.pools: dict[str, WorkerPool] = {}
 
     def config(self, name: str) -> FunctionConfig:
         return self._functions[name]
@@ -131,8 +138,15 @@ class LambdaRunner:
             loop = asyncio.get_running_loop()
             result: Any = None
             error: BaseException | None = None
+            pool = self.pools.get(name)
             try:
-                future = loop.run_in_executor(self._executor, self._call, name, event, context)
+                future: asyncio.Future[Any] = (
+                    asyncio.ensure_future(pool.invoke(event, context))
+                    if pool is not None
+                    else loop.run_in_executor(self._executor, self._call, name, event, context)
+                )
+                # A timed-out invocation runs on (thread or worker); its outcome is dropped.
+                future.add_done_callback(lambda done: done.cancelled() or done.exception())
                 result = await asyncio.wait_for(asyncio.shield(future), timeout=config.timeout_seconds)
             except TimeoutError:
                 error = InvocationTimeout(name, config.timeout_seconds)

@@ -63,6 +63,10 @@ class Answer:
             return b""
         return json.dumps({"message": self.message, "__type": self.error_type}).encode("utf-8")
 
+    def as_aws_response(self, url: str) -> AWSResponse:
+        """This answer as botocore reads one off the wire (for calls answered without HTTP)."""
+        return AWSResponse(url, self.status, HTTPHeaders.from_dict(self.headers()), BytesBody(self.body()))
+
     def headers(self) -> dict[str, str]:
         if not self.error_type:
             return {}
@@ -77,21 +81,52 @@ OK = Answer(200)
 GONE = Answer(410, "GoneException", None)
 
 
-def authenticate(
-    verifier: SigV4Verifier | None, method: str, url: str, headers: Any, body: bytes
-) -> Answer | None:
-    """None if the request is signed by credentials the runtime knows, else API Gateway's 403."""
-    if verifier is None:
-        return None
-    try:
-        verifier.verify(method, url, headers, body)
-    except SignatureRejected as rejected:
-        return Answer(rejected.rejection.status, rejected.rejection.error_type, rejected.rejection.message)
-    return None
-
-
 def respond(answer: Answer) -> web.Response:
     return web.Response(status=answer.status, body=answer.body(), headers=answer.headers())
+
+
+class PostAuthority:
+    """Who may call ``@connections``: the SigV4 signature first (as API Gateway authenticates every
+    call), then under `serve --iam` the signer's ``execute-api:ManageConnections`` grant.
+
+    Checked wherever a call arrives: over HTTP, in process (`InProcessPosts`) and in a fan-out
+    worker process (dynamowave/local/workers.py), so every path answers the same 403s.
+    """
+
+    def __init__(
+        self, verifier: SigV4Verifier | None, *, region: str, account_id: str, api_id: str, stage: str
+    ) -> None:
+        self.verifier = verifier
+        # `serve --iam`: the functions' grants (dynamowave/local/iam.py); None allows every signer.
+        self.policies: Policies | None = None
+        self._arn_prefix = f"arn:aws:execute-api:{region}:{account_id}:{api_id}/{stage}"
+
+    def check(self, method: str, url: str, headers: Any, body: bytes) -> Answer | None:
+        """None if the call is signed by credentials the runtime knows and allowed, else the 403."""
+        if self.verifier is None:
+            return None
+        try:
+            verified = self.verifier.verify(method, url, headers, body)
+        except SignatureRejected as rejected:
+            return Answer(
+                rejected.rejection.status, rejected.rejection.error_type, rejected.rejection.message
+            )
+        return self._authorize(verified.principal, method, url)
+
+    def _authorize(self, principal: str, method: str, url: str) -> Answer | None:
+        """`serve --iam`: execute-api:ManageConnections on this method's @connections ARN."""
+        policies = self.policies
+        if policies is None or not policies.governs(principal):
+            return None
+        connection_id = unquote(urlsplit(url).path.rsplit("/", 1)[-1])  # the ID, not its URL form
+        resource = f"{self._arn_prefix}/{method.upper()}/@connections/{connection_id}"
+        if policies.allows(principal, "execute-api:ManageConnections", resource):
+            return None
+        return Answer(
+            403,
+            "AccessDeniedException",
+            policies.deny(principal, "execute-api:ManageConnections", resource),
+        )
 
 
 class ManagementApiEmulator:
@@ -100,18 +135,30 @@ class ManagementApiEmulator:
     ) -> None:
         self._gateway = gateway
         self._faults = faults
-        # API Gateway authenticates every @connections call (SigV4, execute-api) before anything else.
-        self._verifier = verifier
-        # `serve --iam`: the functions' grants (dynamowave/local/iam.py); None allows every signer.
-        self.policies: Policies | None = None
+        config = gateway.config
+        self.authority = PostAuthority(
+            verifier,
+            region=config.region,
+            account_id=config.account_id,
+            api_id=config.api_id,
+            stage=config.stage,
+        )
         self._posts = 0
         self._posts_lock = threading.Lock()  # in-process posts are counted on the callers' threads
         # Frames waiting behind a slow reader's full socket buffer, per connection, in order.
         self._backlogs: dict[str, deque[bytes]] = {}
 
     @property
+    def policies(self) -> Policies | None:
+        return self.authority.policies
+
+    @policies.setter
+    def policies(self, policies: Policies | None) -> None:
+        self.authority.policies = policies
+
+    @property
     def posts(self) -> int:
-        """PostToConnection calls received, over HTTP or in process."""
+        """PostToConnection calls received, over HTTP, in process or from a worker process."""
         return self._posts
 
     def _count_post(self) -> None:
@@ -127,34 +174,7 @@ class ManagementApiEmulator:
 
     def authenticate(self, method: str, url: str, headers: Any, body: bytes) -> Answer | None:
         """None if the request is signed by credentials the runtime knows, else API Gateway's 403."""
-        if self._verifier is None:
-            return None
-        try:
-            verified = self._verifier.verify(method, url, headers, body)
-        except SignatureRejected as rejected:
-            return Answer(
-                rejected.rejection.status, rejected.rejection.error_type, rejected.rejection.message
-            )
-        return self._authorize(verified.principal, method, url)
-
-    def _authorize(self, principal: str, method: str, url: str) -> Answer | None:
-        """`serve --iam`: execute-api:ManageConnections on this method's @connections ARN."""
-        policies = self.policies
-        if policies is None or not policies.governs(principal):
-            return None
-        config = self._gateway.config
-        connection_id = unquote(urlsplit(url).path.rsplit("/", 1)[-1])  # the ID, not its URL form
-        resource = (
-            f"arn:aws:execute-api:{config.region}:{config.account_id}:{config.api_id}/{config.stage}"
-            f"/{method.upper()}/@connections/{connection_id}"
-        )
-        if policies.allows(principal, "execute-api:ManageConnections", resource):
-            return None
-        return Answer(
-            403,
-            "AccessDeniedException",
-            policies.deny(principal, "execute-api:ManageConnections", resource),
-        )
+        return self.authority.check(method, url, headers, body)
 
     async def _refusal(self, request: web.Request) -> tuple[Answer | None, bytes]:
         """The HTTP request's signature check, and its body (read once for both)."""
@@ -308,7 +328,7 @@ class BytesBody:
         yield self._data
 
 
-def _body_bytes(body: object) -> bytes:
+def body_bytes(body: object) -> bytes:
     if isinstance(body, bytes | bytearray):
         return bytes(body)
     if isinstance(body, str):
@@ -354,7 +374,7 @@ class InProcessPosts:
             return None
         if threading.get_ident() == self._loop_thread:
             return None  # waiting here would block the loop that must answer: take the HTTP path
-        connection_id, data = unquote(request.url[len(self._prefix) :]), _body_bytes(request.body)
+        connection_id, data = unquote(request.url[len(self._prefix) :]), body_bytes(request.body)
         refusal = self._api.authenticate(request.method, request.url, request.headers.items(), data)
         if refusal is not None:
             answer = refusal
@@ -364,8 +384,7 @@ class InProcessPosts:
                 self._hand_to_loop((connection_id, data, None))
         else:
             answer = self._wait_for_answer(connection_id, data)
-        headers = HTTPHeaders.from_dict(answer.headers())
-        return AWSResponse(request.url, answer.status, headers, BytesBody(answer.body()))
+        return answer.as_aws_response(request.url)
 
     def _wait_for_answer(self, connection_id: str, data: bytes) -> Answer:
         """Faults or latency are configured: the loop decides the answer, as over HTTP."""

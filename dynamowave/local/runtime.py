@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from dynamowave.local.provisioning import Resources
 from dynamowave.local.sigv4 import LOCAL_CREDENTIALS, SigV4Verifier
 
 log = logging.getLogger("dynamowave.runtime")
+
+FANOUT = "fanout"  # the function `--fanout-workers` runs in worker processes
 
 # Defaults for the functions' own observability in a terminal (a user's environment wins).
 QUIET_FUNCTION_ENV = {
@@ -57,6 +60,10 @@ class LocalRuntime:
         self._warmup: Any = None
         self._verifier = SigV4Verifier([LOCAL_CREDENTIALS], region=config.region)
         self._iam: Any = None
+        self._policy_arguments: dict[str, Any] | None = None  # `--iam`: what local_policies was given
+        self._principals: dict[str, str] = {}
+        # The benchmark's meter: every botocore call a fan-out worker process makes, reported here.
+        self.observe_worker_calls: Callable[[list[tuple[Any, ...]]], None] | None = None
 
     # ----- public surface ---------------------------------------------------------------------
 
@@ -137,6 +144,8 @@ class LocalRuntime:
         )
         await self._start_http()
         self._configure_functions()
+        if config.fanout_workers:
+            await self._start_worker_pool()
         # Handlers import in the background (about a second of powertools and boto3): the
         # service is ready sooner, and a request that comes first waits on the import lock,
         # like a Lambda cold start.
@@ -145,6 +154,8 @@ class LocalRuntime:
 
     def _load_handlers(self) -> None:
         for name in self.config.functions:
+            if name in self.runner.pools:
+                continue  # its worker processes import it
             try:
                 self.runner.handler(name)
             except Exception as exc:  # a function not written yet: invoking it reports the error
@@ -265,7 +276,7 @@ class LocalRuntime:
 
         assert self.resources is not None
         config = self.config
-        policies = local_policies(
+        self._policy_arguments = dict(
             region=config.region,
             account_id=config.account_id,
             api_id=config.api_id,
@@ -279,7 +290,8 @@ class LocalRuntime:
             function_arns={REVIEW_FUNCTION: config.function_arn(REVIEW_FUNCTION)},
             functions=list(config.functions),
         )
-        principals: dict[str, str] = {}
+        policies = local_policies(**self._policy_arguments)
+        principals = self._principals
         for name, env in self.runner.environments.items():
             if policies.governs(name):
                 credentials = function_credentials(name)
@@ -290,6 +302,36 @@ class LocalRuntime:
         self.management.policies = policies
         self._iam = IamEnforcer(policies, principals)
         self._iam.install()
+
+    async def _start_worker_pool(self) -> None:
+        """`--fanout-workers N`: the fan-out's invocations run in N processes of their own
+        (dynamowave/local/workers.py), each with the function's environment and `--iam` grants."""
+        from dynamowave.local.environments import whole_environment
+        from dynamowave.local.workers import WorkerPool, WorkerSpec
+
+        config = self.config
+        spec = WorkerSpec(
+            function=config.function(FANOUT),
+            environment=whole_environment(self.runner.environments.get(FANOUT, {})),
+            management_prefix=self.management_endpoint + "/@connections/",
+            credentials=self._verifier.known(),
+            region=config.region,
+            account_id=config.account_id,
+            api_id=config.api_id,
+            stage=config.stage,
+            policies=self._policy_arguments,
+            principals=dict(self._principals),
+            record_calls=self.observe_worker_calls is not None,
+        )
+        pool = WorkerPool(
+            spec,
+            config.fanout_workers,
+            self.management,
+            policies=self._iam.policies if self._iam is not None else None,
+            observe_calls=self.observe_worker_calls,
+        )
+        self.runner.pools[FANOUT] = pool
+        await pool.start()
 
     def _configure_functions(self) -> None:
         import asyncio
@@ -389,6 +431,7 @@ class LocalRuntime:
             "fanout_parked_url": resources.fanout_parked_url if resources else "",
             "connections": len(self.gateway.registry) if self.gateway else 0,
             "invocations": self.runner.invocations,
+            "fanout_workers": self.runner.pools[FANOUT].info() if FANOUT in self.runner.pools else None,
             "throttled": self.gateway.throttled if self.gateway else 0,
             "faults": self.faults.config.to_json(),
             "injected_faults": dict(self.faults.injected),
@@ -405,6 +448,8 @@ class LocalRuntime:
             await self._sqs_source.stop()
         if self._redrive_source is not None:
             await self._redrive_source.stop()
+        for pool in self.runner.pools.values():
+            await pool.stop()
         if self._janitor is not None:
             await self._janitor.stop()
         if self._app_runner is not None:

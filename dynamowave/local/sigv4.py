@@ -199,6 +199,10 @@ class SigV4Verifier:
     def add(self, credentials: LocalCredentials) -> None:
         self._credentials[credentials.access_key] = credentials
 
+    def known(self) -> tuple[LocalCredentials, ...]:
+        """Every credential it accepts (a worker process builds the same verifier from them)."""
+        return tuple(self._credentials.values())
+
     def verify(self, method: str, url: str, headers: Headers, body: bytes) -> Verified:
         """``url`` is the full URL with the raw (still percent-encoded) path and query as sent.
 

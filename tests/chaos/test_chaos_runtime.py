@@ -23,6 +23,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +51,23 @@ IDLE_SECONDS = 6  # the janitor's idle timeout (the gateway's own stays at 600 s
 DELIVERY_BOUND_SECONDS = 120  # the issue's goal: every message reaches every member within 2 minutes
 
 
+@contextmanager
+def faulted_runtime(workdir: Path, faults: dict[str, Any], *args: str) -> Iterator[DevApi]:
+    """`dynamowave serve --faults` (no janitor schedule, quiet) with `args`, stopped after."""
+    path = workdir / "faults.json"
+    path.write_text(json.dumps(faults))
+    runtime = start_local_runtime(
+        workdir, *("--faults", str(path), "--janitor-interval", "0", "--quiet"), *args
+    )
+    try:
+        yield DevApi(runtime)
+    finally:
+        runtime.stop()
+
+
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevApi]:
     workdir = Path(tmp_path_factory.mktemp("chaos-runtime"))
-    faults = workdir / "faults.json"
-    faults.write_text(json.dumps(FAULTS))
     env = {"IDLE_TIMEOUT_SECONDS": str(IDLE_SECONDS)}
     timings: tuple[str, ...] = ()
     if SHORT:
@@ -63,15 +76,14 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevApi]:
     # Coalesced delivery under the same faults: the event source gathers batches (window 0.2 s)
     # and every other member connects with ?batch=1 (docs/fanout.md, "Coalesced delivery").
     coalescing = ("--batch-size", "100", "--batching-window", "0.2")
-    runtime = start_local_runtime(
+    with faulted_runtime(
         workdir,
-        *("--faults", str(faults), "--janitor-interval", "0", "--quiet", *timings, *coalescing),
+        FAULTS,
+        *timings,
+        *coalescing,
         *[arg for key, value in env.items() for arg in ("--env", f"{key}={value}")],
-    )
-    try:
-        yield DevApi(runtime)
-    finally:
-        runtime.stop()
+    ) as dev:
+        yield dev
 
 
 def send_once(client: Client, text: str, client_msg_id: str) -> tuple[float, dict[str, Any]]:

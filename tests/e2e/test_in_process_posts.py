@@ -13,7 +13,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from dynamowave.local.management_api import GONE, OK, Answer, InProcessPosts, authenticate
+from dynamowave.local.management_api import GONE, OK, Answer, InProcessPosts, PostAuthority
 from dynamowave.local.sigv4 import LocalCredentials, SigV4Verifier
 from functions.chat.management_client import Gone, Refused, SignedPoster
 from tests.ports import closed_port
@@ -28,10 +28,13 @@ class RecordingApi:
         self.posts: list[tuple[str, bytes]] = []
         self.answer = OK
         self.faultless = True
-        self.verifier = SigV4Verifier([LocalCredentials("a", "b", None, "test")], region="us-east-1")
+        verifier = SigV4Verifier([LocalCredentials("a", "b", None, "test")], region="us-east-1")
+        self.authority = PostAuthority(
+            verifier, region="us-east-1", account_id="123456789012", api_id="local", stage="local"
+        )
 
     def authenticate(self, method: str, url: str, headers: Any, body: bytes) -> Answer | None:
-        return authenticate(self.verifier, method, url, headers, body)
+        return self.authority.check(method, url, headers, body)
 
     def answers_at_once(self) -> bool:
         return self.faultless

@@ -150,7 +150,8 @@ def test_ingress_without_lambda_invoke_function_falls_back_on_review(server: Ser
     assert denied(server, "ingress", "lambda:InvokeFunction")["resource"].endswith(":function:review")
 
 
-def test_fanout_without_manage_connections_post_delivers_nothing(server: Server) -> None:
+def fanout_without(server: Server, action: str, resource_suffix: str = "") -> None:
+    """ann says something while the fan-out lacks `action`: bob gets nothing, the refusal is listed."""
     room = unique("iam-fanout")
 
     async def scenario() -> None:
@@ -159,15 +160,46 @@ def test_fanout_without_manage_connections_post_delivers_nothing(server: Server)
             async with chat(server, "ann") as ann:
                 await ann.join(room)
                 await bob.join(room)
-                with revoked(server, "fanout", "execute-api:ManageConnections"):
+                with revoked(server, "fanout", action):
                     await ann.say(room, "not posted")
                     # The post to bob's connection is refused before it reaches the gateway.
-                    denied(server, "fanout", "execute-api:ManageConnections", f"/POST/@connections/{bob_id}")
+                    denied(server, "fanout", action, resource_suffix.format(bob_id=bob_id))
                     assert not [f for f in await bob.drain(0.5) if f.get("text") == "not posted"]
         finally:
             await ws.close()
 
     run(scenario())
+
+
+def test_fanout_without_manage_connections_post_delivers_nothing(server: Server) -> None:
+    fanout_without(server, "execute-api:ManageConnections", "/POST/@connections/{bob_id}")
+
+
+@pytest.fixture(scope="module")
+def worker_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The fan-out in a worker process (`--fanout-workers 1`): its grants are enforced there."""
+    server = start_server(
+        tmp_path_factory.mktemp("iam-workers"), "--janitor-interval", "0", "--fanout-workers", "1"
+    )
+    server.expect_no_denials = False
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("action", "resource_suffix"),
+    [
+        ("execute-api:ManageConnections", "/POST/@connections/{bob_id}"),  # the post's own check
+        ("dynamodb:Query", ":table/dynamowave-rooms"),  # every botocore call of the worker
+    ],
+)
+def test_fanout_in_a_worker_process_is_held_to_its_grants(
+    worker_server: Server, action: str, resource_suffix: str
+) -> None:
+    fanout_without(worker_server, action, resource_suffix)
+    assert worker_server.info()["fanout_workers"]["invocations"] > 0
 
 
 def test_fanout_event_source_without_receive_message_reads_no_job(server: Server) -> None:
