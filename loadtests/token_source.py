@@ -16,8 +16,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from functions.chat.adapters.secrets import secret_from_string
 from functions.chat.auth import mint_token
-from functions.chat.secrets import secret_from_string
 
 TOKEN_FILE_ENV = "DYNAMOWAVE_TOKEN_FILE"
 JWT_SECRET_ENV = "DYNAMOWAVE_JWT_SECRET"

@@ -97,7 +97,7 @@ class DeploymentConfig:
     fanout_max_batching_window_seconds: int = 0
     fanout_max_concurrency: int = 20
     max_receive_count: int = 5
-    # Auto-redrive (functions/chat/redrive.py): first delay, doubled per redrive; the age after
+    # Auto-redrive (functions/chat/domain/redrive.py): first delay, doubled per redrive; the age after
     # which a dead letter is parked (and alarmed) instead.
     redrive_base_delay_seconds: int = 5
     redrive_max_age_seconds: int = 3600

@@ -103,7 +103,7 @@ GRANTS: Final[Mapping[str, Grants]] = {
     ),
     # Puts each dead letter back on the fan-out queue with a delay, or parks it.
     "redriver": Grants(sends_to=("queue", "parked"), consumes="dlq"),
-    # The operator API's routes (functions/chat/operator.py), over the same chat service.
+    # The operator API's routes (functions/chat/domain/operator.py), over the same chat service.
     "operator": Grants(
         tables={
             # end_membership (remove, ban): get_connection, the leave transaction's unsubscribe;

@@ -120,7 +120,7 @@ class DynamoWaveStack(Stack):
             report_batch_item_failures=True,
         )
         # Auto-redrive: every dead letter goes to the redriver, which puts it back with a growing
-        # delay or parks it (functions/chat/redrive.py).
+        # delay or parks it (functions/chat/domain/redrive.py).
         self.redrive_source = self.functions.redriver.add_event_source_mapping(
             "DeadLetters",
             event_source_arn=self.messaging.dead_letter_queue.queue_arn,

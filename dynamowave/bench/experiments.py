@@ -37,7 +37,7 @@ def enabled() -> set[str]:
 def before_start(chosen: set[str]) -> None:
     """Experiments that patch modules before the runtime imports and starts them."""
     if "no-fanout-mark" in chosen:
-        from functions.chat.store import ChatStore
+        from functions.chat.adapters.store import ChatStore
 
         def skip(self: ChatStore, user_id: str, room: str, client_msg_id: str) -> None:
             return None

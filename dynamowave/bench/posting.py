@@ -83,7 +83,7 @@ def run(posts: int) -> list[PostingFigures]:
     import boto3
     from botocore.config import Config
 
-    from functions.chat.management_client import SignedPoster
+    from functions.chat.adapters.management_client import SignedPoster
 
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         os.environ.setdefault(key, "testing")

@@ -137,6 +137,6 @@ def provision(
             ),
         },
     )
-    # The authorizer reads it as on AWS (functions/chat/secrets.py), under its own grant.
+    # The authorizer reads it as on AWS (functions/chat/adapters/secrets.py), under its own grant.
     secret_arn = _secret(session.client("secretsmanager"), f"{prefix}-jwt", jwt_secret) if jwt_secret else ""
     return Resources(tables, queue_url, queue_arn, dlq_url, dlq_arn, parked_url, parked_arn, secret_arn)

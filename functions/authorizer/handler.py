@@ -15,10 +15,10 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from functions.chat.adapters.secrets import jwt_secret, origin_secret
 from functions.chat.auth import Identity, TokenRefused, origin_allowed, verify_token
 from functions.chat.observability import is_warmup, observability
 from functions.chat.schema import ORIGIN_HEADER, TOKEN_QUERY_PARAMETER
-from functions.chat.secrets import jwt_secret, origin_secret
 from functions.chat.settings import get_settings
 
 logger, tracer, _ = observability("authorizer")

@@ -1,9 +1,9 @@
-"""The chat domain shared by every function.
+"""The chat code shared by every function (docs/architecture.md).
 
-Modules: `protocol` (frames, validation, errors), `settings` (typed configuration parsed once),
-`schema` (table and queue definitions: the single source for CDK and the local runtime),
-`store` and `changes` (DynamoDB), `queue` (SQS), `management_client` (API Gateway Management API),
-`review` (the review function's Lambda client), `auth` (JWT), `service` (the chat actions),
-`delivery` (fan-out and pruning). Only `deps` (the client factories), store, changes, queue,
-management_client, review and `secrets` (the secret loader) import boto3 or botocore.
+At the top, the contract: `protocol` (frames, validation, errors), `settings` (typed
+configuration parsed once), `schema` (tables, queues, routes: the single source for CDK and the
+local runtime), `jobs`, `lifecycle`, `auth`, `clock`, `retry`, `lease`, `observability`; and
+`deps`, which builds everything once per process. `domain/` holds the rules and their ports,
+`adapters/` the AWS clients (the only modules, with deps, that import boto3 or botocore) and the
+in-memory fakes.
 """

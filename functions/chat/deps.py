@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import boto3
 from botocore.config import Config
 
-from functions.chat.management_client import ManagementClient, SignedPoster
-from functions.chat.queue import JobQueue
-from functions.chat.review import LambdaReviewer, NoReview, Result, Reviewer
-from functions.chat.service import ChatService
+from functions.chat.adapters.management_client import ManagementClient, SignedPoster
+from functions.chat.adapters.queue import JobQueue
+from functions.chat.adapters.review import LambdaReviewer, NoReview, Result, Reviewer
+from functions.chat.adapters.store import ChatStore
+from functions.chat.domain.service import ChatService
 from functions.chat.settings import Settings, clear_settings, environment_key, get_settings
-from functions.chat.store import ChatStore
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

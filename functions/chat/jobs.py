@@ -4,7 +4,7 @@ A job names a room and the frame to post, and either one membership shard (the f
 reads its members with one paginated Query) or an explicit list of connection ids (a retry of
 the recipients that still failed). ``attempt`` counts retries; past the limit the job goes to
 the dead-letter queue with ``reason``. ``redrives`` counts how often the redriver put it back
-from the DLQ, and ``dead_since`` (epoch ms) is when it first reached the DLQ (functions/chat/redrive.py).
+from the DLQ, and ``dead_since`` (epoch ms) is when it first reached the DLQ (functions/chat/domain/redrive.py).
 """
 
 from __future__ import annotations

@@ -204,7 +204,7 @@ TARGET_FIELDS: Final[dict[str, frozenset[str]]] = {
     "dm": frozenset({"user"}),
     **{op: frozenset({"user"}) for op in MODERATION_OPS},
 }
-# Bounds shared by the moderation frames and the operator API (functions/chat/operator.py).
+# Bounds shared by the moderation frames and the operator API (functions/chat/domain/operator.py).
 MAX_REASON_LENGTH: Final = 500
 MAX_MODERATION_SECONDS: Final = 10 * 366 * 86400  # a timed ban or mute: up to ten years
 ROOMS_PREVIEW_CHARS: Final = 200  # `rooms` carries each room's latest message cut to this length

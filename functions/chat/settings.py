@@ -119,7 +119,7 @@ class Settings:
     # The fan-out queue's visibility timeout, which the fan-out renews while it works on a batch
     # (functions/chat/lease.py): a crashed invocation's records are back within this long.
     fanout_visibility_seconds: int = 15  # schema.FANOUT_VISIBILITY_TIMEOUT_SECONDS
-    # Auto-redrive (functions/chat/redrive.py): the n-th redrive of a dead-lettered job waits
+    # Auto-redrive (functions/chat/domain/redrive.py): the n-th redrive of a dead-lettered job waits
     # base * 2**n seconds (SQS caps a delay at 900 s); a job first dead-lettered longer ago than
     # the max age is parked instead, and only that pages someone.
     fanout_parked_url: str = ""

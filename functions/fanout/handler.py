@@ -25,7 +25,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.chat import deps
-from functions.chat.delivery import Deadline, DeliveryReport, Fanout
+from functions.chat.domain.delivery import Deadline, DeliveryReport, Fanout
 from functions.chat.jobs import FanoutJob, InvalidJob
 from functions.chat.lease import VisibilityLease
 from functions.chat.observability import is_warmup, observability

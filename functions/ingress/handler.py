@@ -12,9 +12,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.chat import deps, protocol
+from functions.chat.adapters.review import Result, Verdict
 from functions.chat.auth import Identity
 from functions.chat.observability import is_warmup, observability
-from functions.chat.review import Result, Verdict
 
 logger, tracer, metrics = observability("ingress")
 

@@ -14,7 +14,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.chat import deps
-from functions.chat.delivery import Deadline, Janitor
+from functions.chat.domain.delivery import Deadline, Janitor
 from functions.chat.observability import is_warmup, observability
 from functions.chat.settings import get_settings
 

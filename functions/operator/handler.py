@@ -1,6 +1,6 @@
 """Operator API: API Gateway HTTP API (IAM-authorized) events in, JSON out (docs/operator-api.md).
 
-A thin adapter over `functions.chat.operator.Operator`: Powertools' HTTP resolver routes the
+A thin adapter over `functions.chat.domain.operator.Operator`: Powertools' HTTP resolver routes the
 request, path parameters and bodies are validated there, and every refusal is {code, message}
 with its HTTP status. Locally the runtime verifies SigV4 and invokes this same handler with
 the same event shape (payload format 2.0) for the paths under ``/admin``.
@@ -17,8 +17,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.chat import deps
+from functions.chat.domain.operator import Operator, OperatorError, json_body, room_of, user_of
 from functions.chat.observability import observability
-from functions.chat.operator import Operator, OperatorError, json_body, room_of, user_of
 from functions.chat.settings import get_settings
 
 logger, tracer, metrics = observability("operator")

@@ -17,8 +17,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.chat import deps
 from functions.chat.clock import now_ms
+from functions.chat.domain.redrive import Redriver, Verdict
 from functions.chat.observability import is_warmup, observability
-from functions.chat.redrive import Redriver, Verdict
 from functions.chat.settings import get_settings
 
 logger, tracer, metrics = observability("redriver")

@@ -1,4 +1,4 @@
-"""One contract for the job sink (functions/chat/ports.py), run against SQS on moto and against
+"""One contract for the job sink (functions/chat/domain/ports.py), run against SQS on moto and against
 the in-memory sink: what the domain may rely on, whichever stands behind it."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import boto3
 import pytest
 
 from dynamowave.testing.aws import moto_resources
+from functions.chat.adapters.memory import InMemoryJobSink
+from functions.chat.adapters.queue import JobQueue
+from functions.chat.domain.ports import JobSink
 from functions.chat.jobs import FanoutJob
-from functions.chat.memory import InMemoryJobSink
-from functions.chat.ports import JobSink
-from functions.chat.queue import JobQueue
 
 
 @dataclass

@@ -14,8 +14,8 @@ from dynamowave.local.provisioning import Resources
 from dynamowave.testing.aws import LambdaContext
 from functions.chat import deps
 from functions.chat.auth import Identity
+from functions.chat.domain.service import ChatService
 from functions.chat.jobs import FanoutJob
-from functions.chat.service import ChatService
 from functions.fanout.handler import handler
 from tests.fanout.support import (  # noqa: F401  (fixtures)
     FakeManagementApi,

@@ -17,8 +17,8 @@ from dynamowave.testing.aws import configure_functions, moto_resources
 from dynamowave.testing.frames import replied
 from functions.chat import deps
 from functions.chat.auth import Identity
+from functions.chat.domain.service import ChatService
 from functions.chat.jobs import FanoutJob
-from functions.chat.service import ChatService
 from functions.chat.settings import Settings
 
 SECRET = "integration-test-secret-0123456789abcdef"

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from functions.chat import conversations
+from functions.chat.adapters.store import deserialize
+from functions.chat.domain import conversations
 from functions.chat.jobs import FanoutJob
-from functions.chat.store import deserialize
 from tests.integration.conftest import Chat
 from tests.integration.test_ingress import Client, snapshot
 

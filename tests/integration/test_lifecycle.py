@@ -14,11 +14,11 @@ from typing import Any, cast
 
 import pytest
 
-from functions.chat import changes
+from functions.chat.adapters import changes
+from functions.chat.adapters.store import deserialize
 from functions.chat.auth import Identity, ModeratorScope
 from functions.chat.jobs import FanoutJob
 from functions.chat.lifecycle import MAX_DISTINCT_REACTIONS
-from functions.chat.store import deserialize
 from tests.integration.conftest import Chat
 
 
@@ -518,7 +518,7 @@ class ScriptedReviewer:
         self.requests: list[Any] = []
 
     def review(self, request: Any) -> Any:
-        from functions.chat.review import Result, Verdict
+        from functions.chat.adapters.review import Result, Verdict
 
         self.requests.append(request)
         if "bad" in request.text:
@@ -529,7 +529,7 @@ class ScriptedReviewer:
 
 
 def test_edits_are_reviewed_before_anything_is_stored(chat: Chat, room: tuple[str, Identity, int]) -> None:
-    from functions.chat.service import ChatService
+    from functions.chat.domain.service import ChatService
 
     cid, alice, seq = room
     reviewer = ScriptedReviewer()

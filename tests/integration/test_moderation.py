@@ -11,10 +11,10 @@ import pytest
 
 from dynamowave.testing.aws import LambdaContext
 from functions.chat import deps
+from functions.chat.adapters.store import Restriction
 from functions.chat.auth import Identity, ModeratorScope
+from functions.chat.domain.service import ChatService
 from functions.chat.jobs import FanoutJob
-from functions.chat.service import ChatService
-from functions.chat.store import Restriction
 from functions.operator.handler import handler
 from tests.integration.conftest import Chat
 from tests.integration.events import http_api_event

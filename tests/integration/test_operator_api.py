@@ -209,7 +209,7 @@ def test_ban_kicks_refuses_join_and_unban_lifts_it(env: Chat) -> None:
 
 def test_timed_ban_expires_by_itself_with_an_injected_clock(env: Chat) -> None:
     from functions.chat import deps
-    from functions.chat.service import ChatService
+    from functions.chat.domain.service import ChatService
 
     now = [1_000_000]
     service = ChatService(deps.store(), deps.job_queue(), env.settings, env.recorder, clock=lambda: now[0])

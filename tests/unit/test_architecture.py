@@ -15,7 +15,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 CHAT = "functions.chat"
 
-# functions/chat/, by layer (docs/architecture.md, "The layers").
+# functions/chat/, by layer (docs/architecture.md, "The layers"): the folder says the layer.
+# The top level holds the contract and the wiring; domain/ the rules and their ports; adapters/
+# the edges (AWS and the in-memory fakes).
 CONTRACT = {
     "schema",
     "settings",
@@ -27,11 +29,11 @@ CONTRACT = {
     "retry",
     "lease",
     "observability",
-    "ports",
 }
-ADAPTERS = {"store", "changes", "queue", "management_client", "review", "secrets", "memory"}
-DOMAIN = {"service", "lifecycle_service", "conversations", "user_delivery", "delivery", "operator", "redrive"}
 WIRING = {"deps"}
+DOMAIN_FOLDER = "domain"
+ADAPTERS_FOLDER = "adapters"
+PORTS = f"{DOMAIN_FOLDER}.ports"
 AWS_SDK = ("boto3", "botocore", "mypy_boto3_")
 # Private internals of third-party libraries: patched in dynamowave/compat/ only.
 PRIVATE_INTERNALS = ("aiohttp._websocket", "botocore.handlers")
@@ -59,11 +61,31 @@ def sources(*folders: str) -> list[Path]:
     return sorted(path for folder in folders for path in (REPO / folder).rglob("*.py"))
 
 
+def layer_of(module: str) -> str:
+    """The layer of a module path under functions.chat (``domain.service`` -> domain)."""
+    head = module.split(".", maxsplit=1)[0]
+    if head in (DOMAIN_FOLDER, ADAPTERS_FOLDER):
+        return head
+    if head in WIRING:
+        return "wiring"
+    return "contract"
+
+
 def chat_modules(imported: set[str]) -> set[str]:
-    """The functions.chat modules among `imported` (``functions.chat.store.ChatStore`` -> store)."""
-    return {name.split(".")[2] for name in imported if name.startswith(CHAT + ".")} & (
-        CONTRACT | ADAPTERS | DOMAIN | WIRING
-    )
+    """The functions.chat modules among `imported`, relative to functions.chat
+    (``functions.chat.adapters.store.ChatStore`` -> ``adapters.store``)."""
+    found: set[str] = set()
+    for name in imported:
+        if not name.startswith(CHAT + "."):
+            continue
+        parts = name.split(".")[2:]
+        depth = 2 if parts[0] in (DOMAIN_FOLDER, ADAPTERS_FOLDER) and len(parts) > 1 else 1
+        found.add(".".join(parts[:depth]))
+    return found
+
+
+def layers(modules: set[str]) -> set[str]:
+    return {layer_of(module) for module in modules}
 
 
 def uses_sdk(imported: set[str]) -> bool:
@@ -71,10 +93,14 @@ def uses_sdk(imported: set[str]) -> bool:
 
 
 def test_every_chat_module_has_a_layer() -> None:
-    modules = {path.stem for path in (REPO / "functions" / "chat").glob("*.py")} - {"__init__"}
-    assert modules == CONTRACT | ADAPTERS | DOMAIN | WIRING, (
-        "add the new module to a layer here and in docs/architecture.md"
+    chat = REPO / "functions" / "chat"
+    top = {path.stem for path in chat.glob("*.py")} - {"__init__"}
+    assert top == CONTRACT | WIRING, (
+        "a new module at the top of functions/chat/ is contract (add it here and in "
+        "docs/architecture.md); rules go into domain/, AWS and fakes into adapters/"
     )
+    folders = {path.name for path in chat.iterdir() if path.is_dir() and path.name != "__pycache__"}
+    assert folders == {DOMAIN_FOLDER, ADAPTERS_FOLDER}
 
 
 @pytest.mark.parametrize("path", sources("functions"), ids=module_name)
@@ -87,20 +113,20 @@ def test_the_functions_know_nothing_outside_them(path: Path) -> None:
 
 @pytest.mark.parametrize("path", sources("functions/chat"), ids=module_name)
 def test_each_chat_layer_imports_only_the_layers_below_it(path: Path) -> None:
-    name = path.stem
-    if name == "__init__":
+    if path.stem == "__init__":
         return
+    name = ".".join(path.relative_to(REPO / "functions" / "chat").with_suffix("").parts)
     imported = imports_of(path)
-    used = chat_modules(imported)
-    if name in CONTRACT:
-        assert used <= CONTRACT, f"the contract layer imports only itself, not {sorted(used - CONTRACT)}"
+    used = chat_modules(imported) - {name}
+    layer = layer_of(name)
+    if layer == "contract":
+        assert layers(used) <= {"contract"}, f"the contract layer imports only itself, not {sorted(used)}"
         assert not uses_sdk(imported), "the contract layer has no AWS SDK"
-    elif name in ADAPTERS:
-        assert used <= CONTRACT | ADAPTERS, (
-            f"an adapter imports no domain or wiring: {sorted(used - CONTRACT - ADAPTERS)}"
-        )
-    elif name in DOMAIN:
-        assert not used & WIRING, "the domain is built by deps, it does not import it"
+    elif layer == ADAPTERS_FOLDER:
+        beyond = {m for m in used if layer_of(m) not in ("contract", ADAPTERS_FOLDER)} - {PORTS}
+        assert not beyond, f"an adapter imports the contract and the ports, not {sorted(beyond)}"
+    elif layer == DOMAIN_FOLDER:
+        assert "wiring" not in layers(used), "the domain is built by deps, it does not import it"
         assert not uses_sdk(imported), "the domain has no AWS SDK: it calls adapters"
 
 
@@ -110,15 +136,14 @@ def test_handlers_translate_events_and_leave_the_sdk_to_the_adapters(path: Path)
         return
     imported = imports_of(path)
     assert not uses_sdk(imported), "a handler gets its clients from functions.chat.deps"
-    assert not chat_modules(imported) & ADAPTERS - {"secrets", "review"}, (
-        "a handler reaches adapters through deps"
-    )
+    adapters = {m for m in chat_modules(imported) if layer_of(m) == ADAPTERS_FOLDER}
+    assert adapters <= {"adapters.secrets", "adapters.review"}, "a handler reaches adapters through deps"
 
 
 @pytest.mark.parametrize("path", sources("stacks"), ids=module_name)
 def test_the_stack_reads_only_the_contract_from_the_functions(path: Path) -> None:
     used = chat_modules(imports_of(path))
-    assert used <= CONTRACT, f"stacks/ shares the schema and settings, not {sorted(used - CONTRACT)}"
+    assert layers(used) <= {"contract"}, f"stacks/ shares the schema and settings, not {sorted(used)}"
 
 
 def test_the_client_core_has_no_io() -> None:

@@ -7,11 +7,11 @@ from collections import Counter
 
 import pytest
 
+from functions.chat.adapters.secrets import secret_from_string
+from functions.chat.adapters.store import shard_for
 from functions.chat.auth import Identity, ModeratorScope, TokenRefused, mint_token, verify_token
 from functions.chat.jobs import FanoutJob, InvalidJob
-from functions.chat.secrets import secret_from_string
 from functions.chat.settings import ENV, Settings
-from functions.chat.store import shard_for
 
 
 def test_small_rooms_live_in_one_shard() -> None:

@@ -14,8 +14,8 @@ from typing import Any, cast
 
 from botocore.exceptions import ClientError
 
+from functions.chat.adapters.store import ChatStore, RateLimited
 from functions.chat.settings import Settings
-from functions.chat.store import ChatStore, RateLimited
 
 
 class ConnectionItem:

@@ -1,4 +1,4 @@
-"""Auto-redrive (functions/chat/redrive.py) and the fan-out's visibility lease (functions/chat/lease.py)."""
+"""Auto-redrive (functions/chat/domain/redrive.py) and the fan-out's visibility lease (functions/chat/lease.py)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ import threading
 import time
 from typing import Any
 
+from functions.chat.adapters.memory import InMemoryJobSink
+from functions.chat.domain.redrive import Redriver, Verdict, redrive_delay_seconds
 from functions.chat.jobs import FanoutJob
 from functions.chat.lease import VisibilityLease
-from functions.chat.memory import InMemoryJobSink
-from functions.chat.redrive import Redriver, Verdict, redrive_delay_seconds
 from functions.chat.settings import Settings
 
 
 class RecordingQueue(InMemoryJobSink):
-    """The in-memory job sink (functions/chat/memory.py), its queued jobs read back as jobs."""
+    """The in-memory job sink (functions/chat/adapters/memory.py), its queued jobs read back as jobs."""
 
     @property
     def enqueued(self) -> list[tuple[FanoutJob, int]]:

@@ -15,9 +15,9 @@ from typing import Any, cast
 import pytest
 from botocore.exceptions import ClientError
 
-from functions.chat import store as store_module
+from functions.chat.adapters import store as store_module
+from functions.chat.adapters.store import ChatStore, StoreBusy
 from functions.chat.settings import Settings
-from functions.chat.store import ChatStore, StoreBusy
 
 
 def lost_race(winner_seq: int) -> ClientError:

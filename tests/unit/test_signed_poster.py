@@ -10,7 +10,7 @@ from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.config import Config
 
 from dynamowave.local.management_api import BytesBody
-from functions.chat.management_client import Gone, Refused, SignedPoster, Throttled, Transient
+from functions.chat.adapters.management_client import Gone, Refused, SignedPoster, Throttled, Transient
 from tests.ports import closed_port
 
 ENDPOINT = "https://abc123.execute-api.eu-west-1.amazonaws.com/prod"

@@ -15,8 +15,10 @@ from typing import Any, Final
 from urllib.parse import unquote
 
 from functions.chat import protocol
+from functions.chat.adapters.management_client import Gone, PostError
+from functions.chat.adapters.store import StoreBusy
 from functions.chat.auth import MAX_NAME_LENGTH, Identity
-from functions.chat.management_client import Gone, PostError
+from functions.chat.domain.service import ChatService
 from functions.chat.protocol import (
     CLIENT_MSG_ID_PATTERN,
     HISTORY_DEFAULT_LIMIT,
@@ -26,8 +28,6 @@ from functions.chat.protocol import (
     USER_ID_PATTERN,
     ErrorCode,
 )
-from functions.chat.service import ChatService
-from functions.chat.store import StoreBusy
 
 EVENT_NAME_PATTERN: Final = re.compile(r"\A[A-Za-z0-9_.:-]{1,64}\Z")
 # An event's `data` must leave room for its envelope inside one 128 KB WebSocket message.

@@ -21,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from enum import StrEnum
 
+from functions.chat.adapters.queue import MAX_DELAY_SECONDS
+from functions.chat.domain.ports import JobSink
 from functions.chat.jobs import FanoutJob, InvalidJob
-from functions.chat.ports import JobSink
-from functions.chat.queue import MAX_DELAY_SECONDS
 from functions.chat.settings import Settings
 
 Clock = Callable[[], int]

@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
+from functions.chat.adapters.store import ChatStore
+from functions.chat.domain.ports import JobSink
 from functions.chat.jobs import FanoutJob
-from functions.chat.ports import JobSink
-from functions.chat.store import ChatStore
 
 # Connection ids per job: a user has a handful, but an SQS message is kept well under 256 KB.
 CONNECTIONS_PER_JOB: Final = 100

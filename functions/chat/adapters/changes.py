@@ -25,9 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import ClientError
 
-from functions.chat.lifecycle import MessageState
-from functions.chat.settings import Settings
-from functions.chat.store import (
+from functions.chat.adapters.store import (
     CONSISTENT,
     StoreBusy,
     _backoff,
@@ -38,6 +36,8 @@ from functions.chat.store import (
     room_pk,
     serialize,
 )
+from functions.chat.lifecycle import MessageState
+from functions.chat.settings import Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -14,17 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from functions.chat import conversations, protocol
-from functions.chat.auth import Identity
-from functions.chat.changes import ChangeStore
-from functions.chat.clock import Clock, now_ms
-from functions.chat.jobs import FanoutJob
-from functions.chat.lifecycle_service import ChangeOutcome, LifecycleService
-from functions.chat.ports import JobSink
-from functions.chat.protocol import ErrorCode, ProtocolError
-from functions.chat.review import NoReview, Reviewer, ReviewRequest, Verdict
-from functions.chat.settings import Settings
-from functions.chat.store import (
+from functions.chat import protocol
+from functions.chat.adapters.changes import ChangeStore
+from functions.chat.adapters.review import NoReview, Reviewer, ReviewRequest, Verdict
+from functions.chat.adapters.store import (
     DM_KIND,
     ROOM_KIND,
     ChatStore,
@@ -36,7 +29,15 @@ from functions.chat.store import (
     Restriction,
     StoreBusy,
 )
-from functions.chat.user_delivery import UserDelivery
+from functions.chat.auth import Identity
+from functions.chat.clock import Clock, now_ms
+from functions.chat.domain import conversations
+from functions.chat.domain.lifecycle_service import ChangeOutcome, LifecycleService
+from functions.chat.domain.ports import JobSink
+from functions.chat.domain.user_delivery import UserDelivery
+from functions.chat.jobs import FanoutJob
+from functions.chat.protocol import ErrorCode, ProtocolError
+from functions.chat.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class ChatService:
         self._post = post
         self._clock = clock
         self._sleep = sleep
-        # Frames addressed to a user rather than a room (functions/chat/user_delivery.py).
+        # Frames addressed to a user rather than a room (functions/chat/domain/user_delivery.py).
         self.users = UserDelivery(store, queue, clock)
         self.lifecycle = LifecycleService(
             ChangeStore(store.client, settings),
@@ -703,7 +704,7 @@ class ChatService:
         fitted, more = protocol.fit_messages(envelope, messages, keep="newest", more=more)
         return {**envelope, "messages": fitted, "more": more}
 
-    # -- the operator API's entry points (functions/chat/operator.py) --------------------------
+    # -- the operator API's entry points (functions/chat/domain/operator.py) --------------------------
 
     def publish(
         self, room: str, user_id: str, name: str, text: str, client_msg_id: str, correlation_id: str

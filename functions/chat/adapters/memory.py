@@ -1,4 +1,4 @@
-"""In-memory implementations of the domain's ports (functions/chat/ports.py), for fast tests of
+"""In-memory implementations of the domain's ports (functions/chat/domain/ports.py), for fast tests of
 domain rules with no AWS. Each passes the same contract suite as the AWS adapter it stands for
 (tests/contract/)."""
 
@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from math import ceil
 
+from functions.chat.adapters.queue import BATCH_SIZE, MAX_DELAY_SECONDS
 from functions.chat.jobs import FanoutJob
-from functions.chat.queue import BATCH_SIZE, MAX_DELAY_SECONDS
 
 
 @dataclass

@@ -298,7 +298,7 @@ class ChatStore:
 
     @property
     def client(self) -> DynamoDBClient:
-        """The shared DynamoDB client (the change store, functions/chat/changes.py, uses it too)."""
+        """The shared DynamoDB client (the change store, functions/chat/adapters/changes.py, uses it too)."""
         return self._db
 
     # -- connections ---------------------------------------------------------------------------

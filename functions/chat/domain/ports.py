@@ -1,7 +1,7 @@
 """What the domain needs from the outside, as Protocols (docs/architecture.md, "Ports").
 
 The domain (service, delivery, redrive, user delivery) is typed against these, not against an
-adapter: `functions.chat.queue.JobQueue` (SQS) and `functions.chat.memory.InMemoryJobSink`
+adapter: `functions.chat.adapters.queue.JobQueue` (SQS) and `functions.chat.adapters.memory.InMemoryJobSink`
 both satisfy `JobSink`, and tests/contract/test_job_sink.py runs one suite against both.
 """
 
@@ -22,7 +22,7 @@ Poster = Callable[[str, bytes], None]
 class JobSink(Protocol):
     """Where fan-out jobs go: the work queue, its dead-letter queue, the parked queue.
 
-    Each call sends every job or raises (`functions.chat.queue.EnqueueFailed`), and returns the
+    Each call sends every job or raises (`functions.chat.adapters.queue.EnqueueFailed`), and returns the
     number of requests it took (ten jobs per request).
     """
 

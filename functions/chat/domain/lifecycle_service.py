@@ -6,7 +6,7 @@ before anything is sent; its `update` (the message's whole current state) is que
 subscriber of the room, through the same sharded fan-out as messages, before the caller gets
 `changed`. If queueing fails the caller gets `internal`, and repeating the change (a no-op on
 the stored state) queues the `update` that was missed: the log entry remembers whether it was.
-An edit is reviewed (functions/chat/review.py) at one point, in `LifecycleService.edit`.
+An edit is reviewed (functions/chat/adapters/review.py) at one point, in `LifecycleService.edit`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from functions.chat import protocol
+from functions.chat.adapters.changes import ChangeResult, ChangeStore, MessageNotFound, Updates
+from functions.chat.adapters.review import ReviewRequest, Verdict
+from functions.chat.adapters.store import StoreBusy
 from functions.chat.auth import Identity
-from functions.chat.changes import ChangeResult, ChangeStore, MessageNotFound, Updates
 from functions.chat.lifecycle import (
     ChangeRefused,
     check_edit,
@@ -27,8 +29,6 @@ from functions.chat.lifecycle import (
     decide_react,
 )
 from functions.chat.protocol import ErrorCode, ProtocolError
-from functions.chat.review import ReviewRequest, Verdict
-from functions.chat.store import StoreBusy
 
 logger = logging.getLogger(__name__)
 

@@ -24,14 +24,20 @@ from enum import StrEnum
 from typing import Any, Final
 
 from functions.chat import protocol
+from functions.chat.adapters.management_client import (
+    ConnectionInfo,
+    Gone,
+    ManagementClient,
+    PostError,
+    Refused,
+)
+from functions.chat.adapters.queue import MAX_DELAY_SECONDS
+from functions.chat.adapters.store import ChatStore, ConnectionRecord, Member
 from functions.chat.clock import now_ms
+from functions.chat.domain.ports import JobSink
 from functions.chat.jobs import FanoutJob
-from functions.chat.management_client import ConnectionInfo, Gone, ManagementClient, PostError, Refused
-from functions.chat.ports import JobSink
-from functions.chat.queue import MAX_DELAY_SECONDS
 from functions.chat.retry import Backoff
 from functions.chat.settings import Settings
-from functions.chat.store import ChatStore, ConnectionRecord, Member
 
 logger = logging.getLogger(__name__)
 
