@@ -21,8 +21,9 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from functions.chat.schema import FUNCTIONS
 from stacks.api import WebSocketApi
-from stacks.functions import SPECS, Functions
+from stacks.functions import Functions
 from stacks.grants import EVENT_SOURCE_ACTIONS, LEASE_ACTIONS, grants
 
 # The data key as DynamoDB and SQS use it for a caller (no wildcard actions such as GenerateDataKey*).
@@ -66,7 +67,7 @@ def grant_least_privilege(scope: Construct, functions: Functions, resources: Sta
     secrets = {"jwt": resources.secret, "origin": resources.origin_secret}
     invocable = {"review": resources.review_function_arn}
 
-    for spec in SPECS:
+    for spec in FUNCTIONS:
         granted = grants(spec.name)
         role = functions.roles[spec.name]
         for table_name, actions in granted.tables.items():

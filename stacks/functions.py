@@ -10,7 +10,6 @@ queues, secret and API exist.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
@@ -19,7 +18,15 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from functions.chat.schema import FANOUT_TIMEOUT_SECONDS
+from functions.chat.schema import (
+    AUTHORIZER_FUNCTION,
+    FANOUT_FUNCTION,
+    FUNCTIONS,
+    INGRESS_FUNCTION,
+    JANITOR_FUNCTION,
+    OPERATOR_FUNCTION,
+    REDRIVER_FUNCTION,
+)
 from functions.chat.settings import ENV, METRICS_NAMESPACE, METRICS_SERVICE
 from stacks.bundling import functions_code
 from stacks.config import DeploymentConfig
@@ -30,50 +37,6 @@ ARCHITECTURE = lambda_.Architecture.ARM_64
 POWERTOOLS_LAYER_ACCOUNT = "017000801446"
 # The functions' EMF metrics are published under this namespace and service dimension.
 SERVICE_NAME = METRICS_SERVICE
-
-
-@dataclass(frozen=True)
-class FunctionSpec:
-    name: str
-    description: str
-    memory_mb: int
-    timeout: Duration
-
-    @property
-    def handler(self) -> str:
-        return f"functions.{self.name}.handler.handler"
-
-
-AUTHORIZER = FunctionSpec(
-    "authorizer", "REQUEST authorizer for $connect (JWT from ?token=)", 256, Duration.seconds(5)
-)
-INGRESS = FunctionSpec(
-    "ingress", "Every WebSocket route: connect, disconnect, chat actions", 512, Duration.seconds(10)
-)
-# More memory buys CPU and network for the bounded pool of PostToConnection calls.
-FANOUT = FunctionSpec(
-    "fanout",
-    "Delivers fan-out jobs from SQS to room members",
-    1024,
-    Duration.seconds(FANOUT_TIMEOUT_SECONDS),
-)
-JANITOR = FunctionSpec(
-    "janitor", "Prunes idle and expired connections on a schedule", 512, Duration.minutes(5)
-)
-REDRIVER = FunctionSpec(
-    "redriver",
-    "Redrives the fan-out's dead letters with growing delays, parks what outlives them",
-    256,
-    Duration.seconds(30),
-)
-# The operator API's routes (stacks/operator_api.py), invoked synchronously by its HTTP API.
-OPERATOR = FunctionSpec(
-    "operator",
-    "Operator API: publish, delete, members, bans, events, disconnect, history, presence",
-    512,
-    Duration.seconds(10),
-)
-SPECS: tuple[FunctionSpec, ...] = (AUTHORIZER, INGRESS, FANOUT, JANITOR, REDRIVER, OPERATOR)
 
 
 def powertools_layer_arn(scope: Construct, version: int | None) -> str:
@@ -108,13 +71,13 @@ class Functions(Construct):
             self, "PowertoolsLayer", powertools_layer_arn(self, config.powertools_layer_version)
         )
         reserved = {
-            INGRESS.name: config.ingress_reserved_concurrency,
-            FANOUT.name: config.fanout_reserved_concurrency,
+            INGRESS_FUNCTION.name: config.ingress_reserved_concurrency,
+            FANOUT_FUNCTION.name: config.fanout_reserved_concurrency,
         }
         self.functions: dict[str, lambda_.Function] = {}
         self.log_groups: dict[str, logs.LogGroup] = {}
         self.roles: dict[str, iam.Role] = {}
-        for spec in SPECS:
+        for spec in FUNCTIONS:
             prefix = spec.name.capitalize()
             log_group = logs.LogGroup(
                 self,
@@ -155,7 +118,7 @@ class Functions(Construct):
                 architecture=ARCHITECTURE,
                 layers=[layer],
                 memory_size=spec.memory_mb,
-                timeout=spec.timeout,
+                timeout=Duration.seconds(spec.timeout_seconds),
                 tracing=lambda_.Tracing.ACTIVE,
                 log_group=log_group,
                 role=role,
@@ -163,7 +126,7 @@ class Functions(Construct):
                 reserved_concurrent_executions=reserved.get(spec.name),
                 # Chat traffic is synchronous (API Gateway) or comes from SQS, whose redrive policy
                 # owns retries; the only asynchronous caller is EventBridge (the janitor's schedule).
-                retry_attempts=0 if spec.name == JANITOR.name else None,
+                retry_attempts=0 if spec.name == JANITOR_FUNCTION.name else None,
             )
             self.functions[spec.name] = function
             self.log_groups[spec.name] = log_group
@@ -174,24 +137,24 @@ class Functions(Construct):
 
     @property
     def authorizer(self) -> lambda_.Function:
-        return self.functions[AUTHORIZER.name]
+        return self.functions[AUTHORIZER_FUNCTION.name]
 
     @property
     def ingress(self) -> lambda_.Function:
-        return self.functions[INGRESS.name]
+        return self.functions[INGRESS_FUNCTION.name]
 
     @property
     def fanout(self) -> lambda_.Function:
-        return self.functions[FANOUT.name]
+        return self.functions[FANOUT_FUNCTION.name]
 
     @property
     def janitor(self) -> lambda_.Function:
-        return self.functions[JANITOR.name]
+        return self.functions[JANITOR_FUNCTION.name]
 
     @property
     def redriver(self) -> lambda_.Function:
-        return self.functions[REDRIVER.name]
+        return self.functions[REDRIVER_FUNCTION.name]
 
     @property
     def operator(self) -> lambda_.Function:
-        return self.functions[OPERATOR.name]
+        return self.functions[OPERATOR_FUNCTION.name]

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dynamowave.local.faults import FaultConfig
-from functions.chat.schema import FANOUT_TIMEOUT_SECONDS
+from functions.chat.schema import FUNCTIONS
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
@@ -18,6 +18,7 @@ FRAME_LIMIT_BYTES = 32 * 1024
 MESSAGE_LIMIT_BYTES = 128 * 1024
 IDLE_TIMEOUT_SECONDS = 600.0
 MAX_DURATION_SECONDS = 7200.0
+# API Gateway stops waiting for an integration after 29 s, whatever the function's own timeout.
 INTEGRATION_TIMEOUT_SECONDS = 29.0
 # Account-level throttle that a stage inherits unless it sets its own (requests/s, burst).
 DEFAULT_THROTTLE_RATE = 10_000.0
@@ -35,19 +36,25 @@ class FunctionConfig:
     concurrency: int
 
 
+# Instances a function may run at once here (the stack leaves most unreserved; these bound the
+# local thread pools). Memory and timeout come from the stack's own definitions.
+LOCAL_CONCURRENCY = {
+    "authorizer": 64,
+    "ingress": 64,
+    "fanout": 8,
+    "janitor": 1,
+    "operator": 16,
+    "redriver": 2,
+}
+
+
 def default_functions() -> dict[str, FunctionConfig]:
+    """Every function of the stack, with the stack's handler, timeout and memory."""
     return {
-        "authorizer": FunctionConfig("authorizer", "functions.authorizer.handler.handler", 10, 256, 64),
-        "ingress": FunctionConfig(
-            "ingress", "functions.ingress.handler.handler", INTEGRATION_TIMEOUT_SECONDS, 512, 64
-        ),
-        "fanout": FunctionConfig(
-            "fanout", "functions.fanout.handler.handler", FANOUT_TIMEOUT_SECONDS, 1024, 8
-        ),
-        "janitor": FunctionConfig("janitor", "functions.janitor.handler.handler", 300, 512, 1),
-        # The operator API (docs/operator-api.md), behind /admin.
-        "operator": FunctionConfig("operator", "functions.operator.handler.handler", 29, 512, 16),
-        "redriver": FunctionConfig("redriver", "functions.redriver.handler.handler", 30, 256, 2),
+        spec.name: FunctionConfig(
+            spec.name, spec.handler, spec.timeout_seconds, spec.memory_mb, LOCAL_CONCURRENCY[spec.name]
+        )
+        for spec in FUNCTIONS
     }
 
 
@@ -73,6 +80,7 @@ class RuntimeConfig:
     # Gateway
     idle_timeout: float = IDLE_TIMEOUT_SECONDS
     max_duration: float = MAX_DURATION_SECONDS
+    integration_timeout: float = INTEGRATION_TIMEOUT_SECONDS
     throttle_rate: float = DEFAULT_THROTTLE_RATE
     throttle_burst: int = DEFAULT_THROTTLE_BURST
     frame_limit: int = FRAME_LIMIT_BYTES

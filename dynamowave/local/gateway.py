@@ -39,7 +39,6 @@ from dynamowave.compat.aiohttp_frames import GatewayWebSocket
 from dynamowave.local.config import RuntimeConfig
 from dynamowave.local.lambda_runner import (
     Invocation,
-    InvocationTimeout,
     LambdaRunner,
     api_gateway_id,
 )
@@ -71,7 +70,8 @@ NO_STATUS_REASON = "Client-side close frame status not set"
 # API Gateway supports no binary frames in incoming payloads: it closes the connection with 1003.
 BINARY_REASON = "Binary frames are not supported"
 INTERNAL_ERROR = "Internal server error"
-TIMED_OUT = "Endpoint request timed out"  # the frame API Gateway sends when the integration times out
+TOO_MANY_REQUESTS = "Too Many Requests"  # a message over the stage throttle
+TIMED_OUT = "Endpoint request timed out"  # the frame API Gateway sends past the integration timeout
 
 
 class TokenBucket:
@@ -418,10 +418,7 @@ class WebSocketGateway:
         request_id = api_gateway_id()
         if not self.throttle.take():
             self.throttled += 1
-            await self._send_quietly(
-                connection,
-                {"message": "Too Many Requests", "connectionId": connection.id, "requestId": request_id},
-            )
+            await self._send_quietly(connection, self._error_frame(connection, TOO_MANY_REQUESTS, request_id))
             return
         route_key = select_route(text, self._routes)
         context = self._request_context(
@@ -436,18 +433,27 @@ class WebSocketGateway:
         )
         context["messageId"] = api_gateway_id()
         event = {"requestContext": context, "body": text, "isBase64Encoded": False}
-        async with connection.integrations:
-            invocation = await self.runner.invoke("ingress", event, trigger=route_key)
+        try:
+            async with connection.integrations, asyncio.timeout(self.config.integration_timeout):
+                invocation = await self.runner.invoke("ingress", event, trigger=route_key)
+        except TimeoutError:
+            # API Gateway stops waiting (the function runs on); only then this frame.
+            await self._send_quietly(connection, self._error_frame(connection, TIMED_OUT, request_id))
+            return
         if invocation.error is not None:
-            message = TIMED_OUT if isinstance(invocation.error, InvocationTimeout) else INTERNAL_ERROR
-            await self._send_quietly(
-                connection, {"message": message, "connectionId": connection.id, "requestId": request_id}
-            )
+            # A raised error and Lambda's own timeout (10 s for the ingress) are both a failed
+            # integration to API Gateway.
+            await self._send_quietly(connection, self._error_frame(connection, INTERNAL_ERROR, request_id))
             return
         if route_key in self._two_way:
             reply = _route_response(invocation)
             if reply is not None:
                 await self._send_quietly(connection, reply)
+
+    @staticmethod
+    def _error_frame(connection: Connection, message: str, request_id: str) -> dict[str, str]:
+        """API Gateway's own frames (not the function's): throttled, failed, timed out."""
+        return {"message": message, "connectionId": connection.id, "requestId": request_id}
 
     async def _send_quietly(self, connection: Connection, frame: dict[str, Any] | str) -> None:
         if connection.closing or connection.ws.closed:

@@ -101,6 +101,58 @@ REDRIVER_MAX_RECEIVE_COUNT = 10
 FANOUT_VISIBILITY_TIMEOUT_SECONDS = 15
 FANOUT_TIMEOUT_SECONDS = FANOUT_VISIBILITY_TIMEOUT_SECONDS
 
+
+# The Lambda functions, as the stack deploys them (stacks/functions.py) and the local runtime runs
+# them (dynamowave/local/config.py): one definition, so a function times out at the same point in
+# both places (an ingress call that outlives its 10 s fails there, well before API Gateway's 29 s
+# integration timeout).
+@dataclass(frozen=True)
+class FunctionDefinition:
+    name: str
+    description: str
+    memory_mb: int
+    timeout_seconds: int
+
+    @property
+    def handler(self) -> str:
+        return f"functions.{self.name}.handler.handler"
+
+
+AUTHORIZER_FUNCTION = FunctionDefinition(
+    "authorizer", "REQUEST authorizer for $connect (JWT from ?token=)", 256, 5
+)
+INGRESS_FUNCTION = FunctionDefinition(
+    "ingress", "Every WebSocket route: connect, disconnect, chat actions", 512, 10
+)
+# More memory buys CPU and network for the bounded pool of PostToConnection calls.
+FANOUT_FUNCTION = FunctionDefinition(
+    "fanout", "Delivers fan-out jobs from SQS to room members", 1024, FANOUT_TIMEOUT_SECONDS
+)
+JANITOR_FUNCTION = FunctionDefinition(
+    "janitor", "Prunes idle and expired connections on a schedule", 512, 300
+)
+REDRIVER_FUNCTION = FunctionDefinition(
+    "redriver",
+    "Redrives the fan-out's dead letters with growing delays, parks what outlives them",
+    256,
+    30,
+)
+# The operator API's routes (stacks/operator_api.py), invoked synchronously by its HTTP API.
+OPERATOR_FUNCTION = FunctionDefinition(
+    "operator",
+    "Operator API: publish, delete, members, bans, events, disconnect, history, presence",
+    512,
+    10,
+)
+FUNCTIONS: tuple[FunctionDefinition, ...] = (
+    AUTHORIZER_FUNCTION,
+    INGRESS_FUNCTION,
+    FANOUT_FUNCTION,
+    JANITOR_FUNCTION,
+    REDRIVER_FUNCTION,
+    OPERATOR_FUNCTION,
+)
+
 # Route keys of the WebSocket API (route selection expression: $request.body.action).
 ROUTE_SELECTION_EXPRESSION = "$request.body.action"
 ACTION_ROUTES: tuple[str, ...] = (

@@ -157,8 +157,10 @@ def test_subprotocol_comes_from_the_connect_integrations_header() -> None:
     assert selected_subprotocol({"headers": {"Sec-WebSocket-Protocol": " "}}) == ()
 
 
-def test_integration_timeout_frame_says_endpoint_request_timed_out() -> None:
-    """API Gateway's answer to an integration over its timeout is not the error frame's."""
+def test_only_the_integration_timeout_says_endpoint_request_timed_out() -> None:
+    """API Gateway's 29 s is its own: a function that fails, or hits its own (shorter) timeout,
+    is an integration error; only an integration still running at API Gateway's limit gets
+    "Endpoint request timed out"."""
     import asyncio
 
     from dynamowave.local.config import RuntimeConfig
@@ -166,12 +168,14 @@ def test_integration_timeout_frame_says_endpoint_request_timed_out() -> None:
     from dynamowave.local.lambda_runner import InvocationTimeout
 
     class Runner:
-        def __init__(self, error: BaseException) -> None:
+        def __init__(self, error: BaseException | None, seconds: float = 0.0) -> None:
             self.error = error
+            self.seconds = seconds
 
         async def invoke(
             self, name: str, event: Any, *, trigger: str, request_id: str | None = None
         ) -> Invocation:
+            await asyncio.sleep(self.seconds)
             return Invocation(name, "lambda-id", None, self.error, 1.0)
 
     class Socket:
@@ -183,16 +187,19 @@ def test_integration_timeout_frame_says_endpoint_request_timed_out() -> None:
         async def send_str(self, text: str) -> None:
             self.sent.append(text)
 
-    async def frame_after(error: BaseException) -> dict[str, Any]:
+    async def frame_after(runner: Runner) -> dict[str, Any]:
         import json
 
-        gateway = WebSocketGateway(RuntimeConfig(), cast(Any, Runner(error)), routes=("ping",), two_way=())
+        config = RuntimeConfig(integration_timeout=0.2)
+        gateway = WebSocketGateway(config, cast(Any, runner), routes=("ping",), two_way=())
         socket = Socket()
         connection = Connection("c=", cast(Any, socket), cast(Any, None), 0, "127.0.0.1", None, {})
         await gateway._route(connection, '{"action": "ping"}')
         return cast("dict[str, Any]", json.loads(socket.sent[0]))
 
-    timed_out = asyncio.run(frame_after(InvocationTimeout("ingress", 29)))
+    timed_out = asyncio.run(frame_after(Runner(None, seconds=5.0)))
     assert timed_out["message"] == "Endpoint request timed out"
     assert timed_out["connectionId"] == "c=" and timed_out["requestId"]
-    assert asyncio.run(frame_after(RuntimeError("bug")))["message"] == "Internal server error"
+    function_timeout = asyncio.run(frame_after(Runner(InvocationTimeout("ingress", 10))))
+    assert function_timeout["message"] == "Internal server error"
+    assert asyncio.run(frame_after(Runner(RuntimeError("bug"))))["message"] == "Internal server error"

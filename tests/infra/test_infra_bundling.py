@@ -8,8 +8,8 @@ from pathlib import Path
 
 from aws_cdk import BundlingOptions, DockerImage
 
+from functions.chat.schema import FUNCTIONS
 from stacks.bundling import LocalFunctionsBundler
-from stacks.functions import SPECS
 
 
 def _bundle(tmp_path: Path) -> Path:
@@ -24,7 +24,7 @@ def _bundle(tmp_path: Path) -> Path:
 
 def test_the_asset_holds_every_handler_the_domain_package_and_pyjwt(tmp_path: Path) -> None:
     out = _bundle(tmp_path)
-    for spec in SPECS:
+    for spec in FUNCTIONS:
         assert (out / "functions" / spec.name / "handler.py").is_file(), spec.handler
     assert (out / "functions" / "chat" / "schema.py").is_file()
     assert (out / "jwt" / "__init__.py").is_file()

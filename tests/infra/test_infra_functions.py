@@ -6,11 +6,12 @@ from typing import Any
 
 import pytest
 
+from dynamowave.local.config import default_functions
+from functions.chat.schema import FUNCTIONS
 from functions.chat.settings import ENV
-from stacks.functions import SPECS
 from tests.infra.infra_helpers import api_logical_id, function_id, ref_id, resources_of
 
-NAMES = [spec.name for spec in SPECS]
+NAMES = [spec.name for spec in FUNCTIONS]
 
 
 def _props(template: dict[str, Any], name: str) -> dict[str, Any]:
@@ -51,6 +52,30 @@ def test_every_function_runs_python_3_14_on_arm64_with_xray_and_powertools(
 def test_timeouts_and_memory(default_json: dict[str, Any], name: str, timeout: int, memory: int) -> None:
     props = _props(default_json, name)
     assert (props["Timeout"], props["MemorySize"]) == (timeout, memory)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_local_runtime_runs_each_function_with_the_stacks_timeout_memory_and_handler(
+    default_json: dict[str, Any], name: str
+) -> None:
+    # Locally a slow ingress call must fail where Lambda's own timeout ends it, not at API
+    # Gateway's 29 s integration timeout.
+    local = default_functions()[name]
+    props = _props(default_json, name)
+    assert (local.timeout_seconds, local.memory_mb, local.handler) == (
+        props["Timeout"],
+        props["MemorySize"],
+        props["Handler"],
+    )
+
+
+def test_the_local_runtime_has_exactly_the_stacks_functions(default_json: dict[str, Any]) -> None:
+    deployed = {
+        props["Properties"]["Handler"]
+        for props in resources_of(default_json, "AWS::Lambda::Function").values()
+        if props["Properties"].get("Handler", "").startswith("functions.")
+    }
+    assert {config.handler for config in default_functions().values()} == deployed
 
 
 @pytest.mark.parametrize("name", NAMES)

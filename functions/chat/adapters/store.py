@@ -23,6 +23,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from functions.chat.retry import CONFLICT_BACKOFF
+from functions.chat.schema import INGRESS_FUNCTION
 from functions.chat.settings import Settings
 
 if TYPE_CHECKING:
@@ -33,10 +34,12 @@ CONSISTENT: Final = True
 _SERIALIZER: Final = TypeSerializer()
 _DESERIALIZER: Final = TypeDeserializer()
 # Optimistic seq assignment: concurrent senders in one room retry with jittered backoff, for
-# as long as this budget allows (well inside API Gateway's 29 s integration timeout). A count
-# of attempts would give up on a sender within its rate limit while a crowd keeps winning the
-# race; every race has a winner, so the crowd drains and the sender gets its turn.
-SEQ_BUDGET_SECONDS: Final = 15.0
+# as long as this budget allows: well inside the ingress function's own timeout (10 s), so the
+# last attempt (a read timeout is 5 s) and the enqueue still finish before Lambda ends the
+# invocation. A count of attempts would give up on a sender within its rate limit while a crowd
+# keeps winning the race; every race has a winner, so the crowd drains and the sender gets its
+# turn.
+SEQ_BUDGET_SECONDS: Final = INGRESS_FUNCTION.timeout_seconds / 2
 # Senders in one room that share a process take turns for its seq instead of racing each other
 # through DynamoDB: every lost race is a whole transaction for nothing, and under load the
 # losers' retries add the load that makes them lose again (a flood into one room on the local
