@@ -351,7 +351,8 @@ def test_too_large_text_and_identity_fields(env: Chat) -> None:
 
 
 def test_rate_limit_refuses_past_the_burst_without_writing(chat_factory: Any) -> None:
-    env = chat_factory(RATE_LIMIT_PER_SECOND="0.5", RATE_LIMIT_BURST="3")
+    # One token per 1,000 s: however slowly a loaded machine runs the pings, none refills.
+    env = chat_factory(RATE_LIMIT_PER_SECOND="0.001", RATE_LIMIT_BURST="3")
     alice = Client("alice")
     replies = [alice.ask(action="ping") for _ in range(3)]
     assert [r["type"] for r in replies] == ["pong"] * 3
