@@ -190,6 +190,15 @@ def test_add_member_invites_and_remove_member_kicks_every_connection(env: Chat) 
     assert reply is not None and reply["code"] == "not_member"
 
 
+def test_removing_a_non_member_tells_nobody(env: Chat) -> None:
+    phone, identity = env.connect("bob")
+    env.frame(phone, identity, action="join", room="lobby")
+    env.drain_jobs()
+    assert call("DELETE", "/rooms/club/members/bob", {"reason": "off topic"}) == (200, {"jobs": 0})
+    assert env.drain_jobs() == []  # no `kicked` for a room bob never was in
+    assert [entry["room"] for entry in call("GET", "/users/bob/rooms")[1]["rooms"]] == ["lobby"]
+
+
 def test_ban_kicks_refuses_join_and_unban_lifts_it(env: Chat) -> None:
     connection, identity = env.connect("eve")
     env.frame(connection, identity, action="join", room="club")

@@ -171,9 +171,9 @@ class Operator:
     def remove_member(
         self, room: str, user: str, body: dict[str, Any], correlation_id: str
     ) -> dict[str, Any]:
-        """As a kick: every connection of the user is unsubscribed and gets `kicked`."""
-        frame = protocol.kicked_frame(room, OPERATOR, reason_of(body))
-        return {"jobs": self._run(lambda: self._service.end_membership(user, room, frame, correlation_id))}
+        """As a kick: every connection of a member is unsubscribed and gets `kicked`."""
+        reason = reason_of(body)
+        return {"jobs": self._run(lambda: self._service.kick(room, user, OPERATOR, reason, correlation_id))}
 
     def ban(self, room: str, user: str, body: dict[str, Any], correlation_id: str) -> dict[str, Any]:
         seconds = optional_int(body.get("seconds"), "seconds", 1, MAX_BAN_SECONDS)

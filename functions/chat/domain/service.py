@@ -478,11 +478,7 @@ class ChatService:
         but still answer. Raises `StoreBusy`."""
         room, user, op = request.room, request.user, request.op
         if op is protocol.ModerationOp.KICK:
-            if self._store.membership(user, room) is None:
-                return 0  # not a member: nothing to end, nobody to tell
-            return self.end_membership(
-                user, room, protocol.kicked_frame(room, by, request.reason), correlation_id
-            )
+            return self.kick(room, user, by, request.reason, correlation_id)
         if op is protocol.ModerationOp.BAN:
             return self.ban(room, user, by, request.seconds, request.reason, correlation_id)
         if op is protocol.ModerationOp.UNBAN:
@@ -492,6 +488,13 @@ class ChatService:
         else:
             self.unmute(room, user)
         return 0
+
+    def kick(self, room: str, user_id: str, by: str, reason: str, correlation_id: str = "") -> int:
+        """End a member's membership with `kicked` to each of their connections; the fan-out jobs
+        queued. A user who is not a member is told nothing (0): there is nothing to end."""
+        if self._store.membership(user_id, room) is None:
+            return 0
+        return self.end_membership(user_id, room, protocol.kicked_frame(room, by, reason), correlation_id)
 
     def ban(
         self, room: str, user_id: str, by: str, seconds: int | None, reason: str, correlation_id: str = ""
