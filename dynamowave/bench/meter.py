@@ -153,11 +153,23 @@ class AwsMeter:
         context["dynamowave_bench_params"] = params
 
     def _count(self, parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
-        service = str(model.service_model.endpoint_prefix)
-        operation = str(model.name)
+        service = model.service_model
         params: dict[str, Any] = context.get("dynamowave_bench_params") or {}
+        self.count_call(
+            str(service.endpoint_prefix), str(service.service_name), str(model.name), params, parsed
+        )
+
+    def count_calls(self, calls: list[tuple[Any, ...]]) -> None:
+        """Calls another process made (a fan-out worker's, dynamowave/local/worker_process.py):
+        ``(endpoint prefix, service name, operation, params, parsed)`` each."""
+        for call in calls:
+            self.count_call(*call)
+
+    def count_call(
+        self, service: str, service_name: str, operation: str, params: dict[str, Any], parsed: dict[str, Any]
+    ) -> None:
         with self._lock:
-            self.usage.calls[f"{_service_name(model)}.{operation}"] += 1
+            self.usage.calls[f"{service_name}.{operation}"] += 1
             if operation == "ReceiveMessage" and not parsed.get("Messages"):
                 self.usage.empty_receives += 1
             if service == "dynamodb":
@@ -342,10 +354,6 @@ def _key_of(table: str, item: Mapping[str, Any]) -> dict[str, Any]:
         return {}
     keys = (definition.partition_key, definition.sort_key)
     return {key.name: item[key.name] for key in keys if key is not None and key.name in item}
-
-
-def _service_name(model: Any) -> str:
-    return str(model.service_model.service_name)
 
 
 def meter_every_client(meter: AwsMeter) -> Callable[[], None]:

@@ -50,6 +50,9 @@ class BenchConfig:
     batch_size: int = 100
     batching_window: float = 1.0
     join_storm: int = 0  # --join-storm N: N more members join over `duration` while messages flow
+    # The pipeline systems run once per entry: the fan-out on the runtime's threads (0) or in
+    # that many worker processes (`serve --fanout-workers`), side by side in one run.
+    fanout_workers: tuple[int, ...] = (0,)
 
 
 @dataclass
@@ -109,7 +112,7 @@ class ServerProcess:
 
     @classmethod
     async def start(
-        cls, system: str, config: BenchConfig, secret: str, log_file: Path | None
+        cls, system: str, config: BenchConfig, secret: str, log_file: Path | None, fanout_workers: int = 0
     ) -> ServerProcess:
         from dynamowave.testing.serve import child_environment
 
@@ -120,6 +123,8 @@ class ServerProcess:
             args += ["--shard-size", str(config.shard_size)]
         if config.coalesce:
             args += ["--batch-size", str(config.batch_size), "--batching-window", str(config.batching_window)]
+        if fanout_workers:
+            args += ["--fanout-workers", str(fanout_workers)]
         stderr: Any = asyncio.subprocess.DEVNULL
         if log_file is not None:
             log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -213,12 +218,12 @@ async def _profile(pid: int, out: Path) -> asyncio.subprocess.Process | None:
         return None
     out.parent.mkdir(parents=True, exist_ok=True)
     return await asyncio.create_subprocess_exec(
-        binary, "record", "--pid", str(pid), "--format", "raw", "--rate", "200", "--gil", "--output", str(out),
+        binary, "record", "--pid", str(pid), "--format", "raw", "--rate", "200", "--gil", "--subprocesses", "--output", str(out),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
 
 
-async def run_system(system: str, config: BenchConfig, secret: str) -> SystemResult:
+async def run_system(system: str, config: BenchConfig, secret: str, fanout_workers: int = 0) -> SystemResult:
     from functions.chat.auth import mint_token
 
     token = mint_token(secret, BENCH_USER, ttl_seconds=6 * 3600)
@@ -229,9 +234,10 @@ async def run_system(system: str, config: BenchConfig, secret: str) -> SystemRes
             return token
         return mint_token(secret, f"joiner{index}", ttl_seconds=6 * 3600)
 
-    log_file = config.log_dir / f"{system}.log" if config.log_dir else None
+    label = f"{system}-w{fanout_workers}" if fanout_workers else system
+    log_file = config.log_dir / f"{label}.log" if config.log_dir else None
     started = time.perf_counter()
-    server = await ServerProcess.start(system, config, secret, log_file)
+    server = await ServerProcess.start(system, config, secret, log_file, fanout_workers)
     room = Room(server.ws_url, token_for, ROOM, batch=config.coalesce)
     profiler: asyncio.subprocess.Process | None = None
     storm_seconds = 0.0
@@ -251,7 +257,7 @@ async def run_system(system: str, config: BenchConfig, secret: str) -> SystemRes
         setup = time.perf_counter() - started
         if config.profile is not None and pipeline:
             profiler = await _profile(
-                server.pid, config.profile / f"{system}-m{config.members}-i{config.idle}.txt"
+                server.pid, config.profile / f"{label}-m{config.members}-i{config.idle}.txt"
             )
         deliveries: list[Delivery] = []
         if config.rate is not None or joiners:
@@ -310,6 +316,7 @@ async def run_system(system: str, config: BenchConfig, secret: str) -> SystemRes
         # Achieved: messages that reached every member, over first send -> last arrival.
         result.extra["messages_per_s"] = round(messages / (last - first), 2) if last > first else 0.0
     if pipeline:
+        result.extra["fanout_workers"] = fanout_workers
         frame_bytes = 200 + config.text_size  # a message frame: envelope plus text
         requests, usd = per_message(usage, messages, frame_bytes)
         result.aws_requests_per_message = requests
@@ -356,4 +363,8 @@ def hot_keys(usage: dict[str, Any], *, messages: int, joins: int, storm_seconds:
 
 async def run(config: BenchConfig) -> list[SystemResult]:
     secret = secrets.token_urlsafe(48)
-    return [await run_system(system, config, secret) for system in config.systems]
+    return [
+        await run_system(system, config, secret, workers)
+        for system in config.systems
+        for workers in (config.fanout_workers if system in PIPELINE_SYSTEMS else (0,))
+    ]

@@ -89,8 +89,10 @@ class PipelineSystem:
         *,
         batch_size: int = 10,
         batching_window: float = 0.0,
+        fanout_workers: int = 0,
     ) -> None:
         self.system = system
+        self._fanout_workers = fanout_workers
         self._batch_size = batch_size
         self._batching_window = batching_window
         self.meter = AwsMeter()
@@ -130,8 +132,11 @@ class PipelineSystem:
             faults=FaultConfig(post_to_connection=PostFaults(latency_ms=self._post_latency_ms)),
             batch_size=self._batch_size,
             batching_window=self._batching_window,
+            fanout_workers=self._fanout_workers,
         )
         self.runtime = LocalRuntime(experiments.configure(chosen, config))
+        # The fan-out's calls in worker processes are counted here too (dynamowave/local/workers.py).
+        self.runtime.observe_worker_calls = self.meter.count_calls
         self._meter_invocations()
         await self.runtime.start()
         tables = self.runtime.resources.tables
@@ -277,6 +282,7 @@ async def serve(args: argparse.Namespace) -> int:
             args.shard_size,
             batch_size=args.batch_size,
             batching_window=args.batching_window,
+            fanout_workers=args.fanout_workers,
         )
     )
 
@@ -317,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shard-size", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=10, help="the fan-out event source's batch size")
     parser.add_argument("--batching-window", type=float, default=0.0, help="its batching window, seconds")
+    parser.add_argument("--fanout-workers", type=int, default=0, help="fan-out worker processes (0: threads)")
     args = parser.parse_args(argv)
     import logging
 

@@ -87,6 +87,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="N more members (distinct users) join over --duration while --rate messages flow",
     )
+    parser.add_argument(
+        "--fanout-workers",
+        default="0",
+        metavar="N[,M...]",
+        help="fan-out worker processes (serve --fanout-workers); a list runs the pipeline once per "
+        "entry, e.g. 0,2 (0: the runtime's threads, the default)",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per system per line")
     parser.add_argument("--log-dir", type=Path, metavar="DIR", help="keep each server's log here")
     parser.add_argument(
@@ -100,6 +107,16 @@ def _systems(raw: str) -> tuple[str, ...]:
     if unknown or not chosen:
         raise CommandError(f"--systems: choose from {', '.join(SYSTEMS)} (got {raw!r})")
     return chosen
+
+
+def _worker_counts(raw: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(dict.fromkeys(int(part) for part in raw.split(",") if part.strip()))
+    except ValueError:
+        raise CommandError(f"--fanout-workers: comma-separated whole numbers, got {raw!r}") from None
+    if not counts or any(not 0 <= n <= 64 for n in counts):
+        raise CommandError(f"--fanout-workers: each 0..64, got {raw!r}")
+    return counts
 
 
 def run(args: argparse.Namespace) -> int:
@@ -133,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         batching_window=args.batching_window,
         join_storm=args.join_storm or 0,
+        fanout_workers=_worker_counts(args.fanout_workers),
     )
     try:
         results = asyncio.run(run_bench(config))

@@ -83,3 +83,19 @@ def test_a_tiny_join_storm_at_a_rate_reports_every_field() -> None:
     assert storm["messages"] == 8 and storm["deliveries"] == 4 * 8 and storm["coalesce"] is True
     assert storm["joins"] == 6 and storm["joins_per_s"] > 0
     assert storm["posts_per_delivery"] > 0
+
+
+def test_fanout_workers_run_side_by_side_and_their_calls_are_metered() -> None:
+    command = [
+        DYNAMOWAVE, "bench", "--systems", "dynamowave", "--json", "--fanout-workers", "0,1",
+        "--members", str(MEMBERS), "--messages", str(MESSAGES),
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=280, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    threads, workers = map(json.loads, done.stdout.splitlines())
+    assert (threads["fanout_workers"], workers["fanout_workers"]) == (0, 1)
+    assert threads["deliveries"] == workers["deliveries"] == MEMBERS * MESSAGES
+    # The worker's shard Queries are counted (and weighed) as the in-process fan-out's are.
+    for field in ("dynamodb_rru", "dynamodb_wru", "post_to_connection"):
+        assert workers["aws_requests_per_message"][field] == threads["aws_requests_per_message"][field]
+    assert workers["calls"]["dynamodb.Query"] == threads["calls"]["dynamodb.Query"] > 0
