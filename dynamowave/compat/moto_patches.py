@@ -21,19 +21,26 @@
    waited most of a second on moto. The data-plane answers of DynamoDB are already in wire
    format (items as ``{"S": ...}`` maps), so they are written with ``json.dumps``, as moto
    before 5.1 did; anything that will not encode that way takes moto's serializer.
-5. (server only, `cache_server_dispatch`) A dispatch that does not rediscover moto per request.
+5. Projections that copy what they keep. ``Item.project`` turns the whole item into plain Python
+   once per projected name and serializes the result back: a fan-out shard Query (``sk,
+   userId`` of 250 subscriptions) spent ~60 ms of the moto process there, a quarter of its CPU
+   under fan-out (docs/benchmarks.md, the worker-process profile). A projection of top-level
+   string, number or boolean attributes keeps those attributes' wire values as they are (what
+   the round trip returns for them); any other projection takes moto's own path.
+6. (server only, `cache_server_dispatch`) A dispatch that does not rediscover moto per request.
    For every request the server lists moto's package directories (to match a service name) and
    inspects the handler class's methods: a quarter of the time of a GetItem. Neither changes
    while the server runs, so both are computed once.
 
 Applied once per process, before any request, and only to the pinned moto (`require`, in
-dynamowave/compat/__init__.py). No upstream issue is known for 1 to 5; moto's own work on copy
+dynamowave/compat/__init__.py). No upstream issue is known for 1 to 6; moto's own work on copy
 costs (getmoto/moto#9670, item deep copies in Query) does not cover them.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import threading
 from typing import Any
 
@@ -46,7 +53,7 @@ CONDITION_FAILED = "The conditional request failed"
 
 
 def serialize_dynamodb() -> None:
-    """Apply patches 1 to 4 (idempotent); patch 5 is the server's (`cache_server_dispatch`)."""
+    """Apply patches 1 to 5 (idempotent); patch 6 is the server's (`cache_server_dispatch`)."""
     global _applied  # noqa: PLW0603 - a process-wide, idempotent patch
     if _applied:
         return
@@ -64,7 +71,40 @@ def serialize_dynamodb() -> None:
     DynamoDBBackend.transact_write_items = _transact_write_items  # type: ignore[method-assign]
     _scope_queries_to_their_partition()
     _serialize_item_answers_directly()
+    _project_top_level_scalars_directly()
     _applied = True
+
+
+# Wire types whose value a projection's round trip through plain Python returns unchanged.
+_SCALAR_TYPES = frozenset({"S", "BOOL", "NULL"})
+
+
+def _project_top_level_scalars_directly() -> None:
+    from moto.dynamodb.models.dynamo_type import Item
+
+    original = Item.project
+
+    @functools.wraps(original)  # __wrapped__: moto's own, which tests compare against
+    def project(self: Any, projection_expressions: list[list[str]]) -> Any:
+        names = [path[0] for path in projection_expressions if len(path) == 1]
+        if len(names) != len(projection_expressions) or any("[" in name for name in names):
+            return original(self, projection_expressions)
+        kept: dict[str, Any] = {}
+        for name in names:
+            value = self.attrs.get(name)
+            if value is None:
+                continue
+            if value.type not in _SCALAR_TYPES and not (value.type == "N" and _plain_number(value.value)):
+                return original(self, projection_expressions)
+            kept[name] = {value.type: value.value}
+        return Item(hash_key=self.hash_key, range_key=self.range_key, attrs=kept)
+
+    Item.project = project  # type: ignore[method-assign]
+
+
+def _plain_number(text: str) -> bool:
+    """A number the Decimal round trip writes back as it was (an integer without a sign or zeros)."""
+    return text.isdigit() and (text == "0" or not text.startswith("0"))
 
 
 def _scope_queries_to_their_partition() -> None:
@@ -117,7 +157,7 @@ DIRECT_JSON_OPERATIONS = frozenset(
 
 
 def cache_server_dispatch() -> None:
-    """Patch 5, for the moto server process (`dynamowave.local.moto_backend.serve`)."""
+    """Patch 6, for the moto server process (`dynamowave.local.moto_backend.serve`)."""
     require("moto")
     from functools import cache
 

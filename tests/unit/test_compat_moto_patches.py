@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -164,3 +165,44 @@ def test_item_answers_written_directly_equal_motos_serializer(table: Any, operat
     direct, generic = _answers_from_both_serializers(calls[operation])
     assert direct == generic
     assert direct  # the answer has content to compare, not two empty dicts
+
+
+ITEM: dict[str, Any] = {
+    "pk": {"S": "ROOM#r#S#0.0"},
+    "sk": {"S": "conn="},
+    "userId": {"S": "ann"},
+    "joinedAt": {"N": "1764650000000"},
+    "zero": {"N": "0"},
+    "padded": {"N": "007"},
+    "negative": {"N": "-3"},
+    "fraction": {"N": "1.50"},
+    "flag": {"BOOL": True},
+    "nothing": {"NULL": True},
+    "tags": {"SS": ["b", "a"]},
+    "nested": {"M": {"a": {"L": [{"S": "x"}, {"N": "2"}]}}},
+    "blob": {"B": "AAEC"},
+}
+
+
+@pytest.mark.parametrize(
+    "paths",
+    [
+        [["sk"], ["userId"]],  # the fan-out's shard Query
+        [["joinedAt"], ["zero"], ["flag"], ["nothing"], ["missing"]],
+        [["padded"]],
+        [["negative"], ["fraction"]],
+        [["tags"]],
+        [["nested"]],
+        [["nested", "a"]],
+        [["blob"]],
+        [["sk"], ["sk"]],
+    ],
+)
+def test_a_projection_keeps_what_motos_own_keeps(paths: list[list[str]]) -> None:
+    serialize_dynamodb()
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item
+
+    item = Item(hash_key=DynamoType(ITEM["pk"]), range_key=DynamoType(ITEM["sk"]), attrs=ITEM)
+    motos_own = inspect.unwrap(Item.project)
+    assert motos_own is not Item.project  # the patch is in place
+    assert Item.project(item, paths).to_json() == motos_own(item, paths).to_json()
