@@ -37,12 +37,12 @@ def enabled() -> set[str]:
 def before_start(chosen: set[str]) -> None:
     """Experiments that patch modules before the runtime imports and starts them."""
     if "no-fanout-mark" in chosen:
-        from functions.chat.adapters.store import ChatStore
+        from functions.chat.adapters.dynamodb.messages import MessageTable
 
-        def skip(self: ChatStore, user_id: str, room: str, client_msg_id: str) -> None:
+        def skip(self: MessageTable, user_id: str, room: str, client_msg_id: str) -> None:
             return None
 
-        ChatStore.mark_fanned_out = skip  # type: ignore[method-assign]
+        MessageTable.mark_fanned_out = skip  # type: ignore[method-assign]
 
 
 def configure(chosen: set[str], config: Any) -> Any:

@@ -8,16 +8,20 @@ environment).
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache, wraps
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 import boto3
 from botocore.config import Config
 
+from functions.chat.adapters.dynamodb.store import ChatStore
 from functions.chat.adapters.management_client import ManagementClient, SignedPoster
 from functions.chat.adapters.queue import JobQueue
 from functions.chat.adapters.review import LambdaReviewer, NoReview, Result, Reviewer
-from functions.chat.adapters.store import ChatStore
+from functions.chat.domain.fanout import Fanout
+from functions.chat.domain.janitor import Janitor
+from functions.chat.domain.removal import ConnectionRemoval
 from functions.chat.domain.service import ChatService
 from functions.chat.settings import Settings, clear_settings, environment_key, get_settings
 
@@ -28,6 +32,9 @@ if TYPE_CHECKING:
 
 POST_CONNECT_TIMEOUT = 2
 POST_READ_TIMEOUT = 5
+# GetConnection/DeleteConnection calls in flight: they share the account's API Gateway throttle
+# with the fan-out, so the janitor stays modest.
+JANITOR_CONCURRENCY: Final = 8
 
 T_co = TypeVar("T_co", covariant=True)
 
@@ -149,10 +156,53 @@ def reviewer() -> Reviewer:
 
 
 @per_environment
+def connection_removal() -> ConnectionRemoval:
+    """The one way a connection is removed: $disconnect, a 410 in the fan-out, the janitor."""
+    return ConnectionRemoval(store(), job_queue())
+
+
+@per_environment
 def chat_service(endpoint: str) -> ChatService:
     """The chat actions, replying to callers through the Management API at `endpoint`."""
     return ChatService(
-        store(), job_queue(), get_settings(), management_api(endpoint).post, reviewer=reviewer()
+        store(),
+        job_queue(),
+        get_settings(),
+        management_api(endpoint).post,
+        reviewer=reviewer(),
+        removal=connection_removal(),
+    )
+
+
+@cache
+def thread_pool(name: str, size: int) -> ThreadPoolExecutor:
+    """One bounded pool per purpose and size, per process (a warm Lambda keeps it; an
+    environment change does not need a new one)."""
+    return ThreadPoolExecutor(max_workers=size, thread_name_prefix=name)
+
+
+@per_environment
+def fanout(endpoint: str) -> Fanout:
+    """The fan-out, posting through the Management API at `endpoint` over the `fanout-post` pool."""
+    settings = get_settings()
+    return Fanout(
+        store=store(),
+        queue=job_queue(),
+        api=management_api(endpoint),
+        prune=connection_removal().remove,
+        settings=settings,
+        executor=thread_pool("fanout-post", settings.fanout_pool_size),
+    )
+
+
+@per_environment
+def janitor(endpoint: str) -> Janitor:
+    return Janitor(
+        store=store(),
+        api=management_api(endpoint),
+        prune=connection_removal().remove,
+        settings=get_settings(),
+        executor=thread_pool("janitor", JANITOR_CONCURRENCY),
     )
 
 
@@ -166,6 +216,9 @@ def reset() -> None:
         job_queue,
         management_api,
         reviewer,
+        connection_removal,
         chat_service,
+        fanout,
+        janitor,
     ):
         factory.cache_clear()

@@ -25,7 +25,8 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.chat import deps
-from functions.chat.domain.delivery import Deadline, DeliveryReport, Fanout
+from functions.chat.domain.deadline import Deadline
+from functions.chat.domain.fanout import DeliveryReport, Fanout
 from functions.chat.jobs import FanoutJob, InvalidJob
 from functions.chat.lease import VisibilityLease
 from functions.chat.observability import is_warmup, observability
@@ -33,12 +34,6 @@ from functions.chat.settings import get_settings
 
 logger, tracer, metrics = observability("fanout")
 MAX_SQS_BATCH = 10
-
-
-@cache
-def post_pool(size: int) -> ThreadPoolExecutor:
-    """One bounded pool per process, shared by every record and invocation (a warm Lambda keeps it)."""
-    return ThreadPoolExecutor(max_workers=size, thread_name_prefix="fanout-post")
 
 
 @cache
@@ -56,15 +51,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
         return {"warmup": True}
     started = time.perf_counter()
     settings = get_settings()
-    endpoint = deps.management_endpoint()
-    fanout = Fanout(
-        store=deps.store(),
-        queue=deps.job_queue(),
-        api=deps.management_api(endpoint),
-        prune=deps.chat_service(endpoint).remove_connection,
-        settings=settings,
-        executor=post_pool(settings.fanout_pool_size),
-    )
+    fanout = deps.fanout(deps.management_endpoint())
     deadline = Deadline(context.get_remaining_time_in_millis, settings.fanout_deadline_safety_ms)
 
     raw_records = event.get("Records", [])

@@ -6,28 +6,17 @@ A thin adapter: the EventBridge event in, one resumable `Janitor.run`, its summa
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-from functools import cache
-from typing import Any, Final
+from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.chat import deps
-from functions.chat.domain.delivery import Deadline, Janitor
+from functions.chat.domain.deadline import Deadline
 from functions.chat.observability import is_warmup, observability
 from functions.chat.settings import get_settings
 
 logger, tracer, metrics = observability("janitor")
-
-# GetConnection/DeleteConnection calls in flight: they share the account's API Gateway throttle
-# with the fan-out, so the janitor stays modest.
-JANITOR_CONCURRENCY: Final = 8
-
-
-@cache
-def check_pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=JANITOR_CONCURRENCY, thread_name_prefix="janitor")
 
 
 @logger.inject_lambda_context
@@ -37,17 +26,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if is_warmup(event):
         return {"warmup": True}
     settings = get_settings()
-    endpoint = deps.management_endpoint()
     correlation_id = str(event.get("id") or context.aws_request_id)
     logger.set_correlation_id(correlation_id)
-    janitor = Janitor(
-        store=deps.store(),
-        api=deps.management_api(endpoint),
-        prune=deps.chat_service(endpoint).remove_connection,
-        settings=settings,
-        executor=check_pool(),
-    )
-    report = janitor.run(
+    report = deps.janitor(deps.management_endpoint()).run(
         Deadline(context.get_remaining_time_in_millis, settings.janitor_budget_safety_ms), correlation_id
     )
     for name, value in (

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from functions.chat.adapters.store import deserialize
+from functions.chat.adapters.dynamodb.keys import deserialize
 from tests.chaos.pipeline import Member, Pipeline
 from tests.chaos.test_chaos_pipeline import pipeline, redrive  # noqa: F401 - the fixture
 

@@ -15,7 +15,8 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 
 from dynamowave.local.management_api import GONE, OK, Answer, InProcessPosts, PostAuthority
 from dynamowave.local.sigv4 import LocalCredentials, SigV4Verifier
-from functions.chat.adapters.management_client import Gone, Refused, SignedPoster
+from functions.chat.adapters.management_client import SignedPoster
+from functions.chat.domain.ports import Gone, Refused
 from tests.ports import closed_port
 
 

@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from dynamowave.testing.aws import LambdaContext
 from functions.chat import deps
-from functions.chat.adapters.store import room_pk, serialize, shard_directory_pk, shard_for, shard_pk
+from functions.chat.adapters.dynamodb.keys import room_pk, serialize, shard_directory_pk, shard_for, shard_pk
 from functions.chat.auth import Identity
 from functions.chat.jobs import FanoutJob
 from functions.chat.settings import get_settings

@@ -1,7 +1,7 @@
 """IAM least privilege, read from the synthesized CloudFormation: each function reaches only what
 its code uses, and can reach everything its code uses.
 
-USES below is derived from the code, call by call (functions/chat/adapters/store.py, queue.py, management_client.py,
+USES below is derived from the code, call by call (functions/chat/adapters/dynamodb/, queue.py, management_client.py,
 secrets.py and the handlers): a grant outside it is an over-grant; a use without a grant is an
 AccessDenied waiting for production. Rules for every function role besides: no wildcard action,
 no NotAction / NotResource, `Resource: "*"` only where AWS has no resource-level permissions

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from functions.chat.adapters.store import deserialize
+from functions.chat.adapters.dynamodb.keys import deserialize
 from functions.chat.domain import conversations
 from functions.chat.jobs import FanoutJob
 from tests.integration.conftest import Chat

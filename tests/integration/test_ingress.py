@@ -76,7 +76,7 @@ def env(chat: Chat) -> Chat:
 
 
 def stored_messages(chat: Chat, room: str) -> list[dict[str, Any]]:
-    from functions.chat.adapters.store import deserialize
+    from functions.chat.adapters.dynamodb.keys import deserialize
 
     items = [deserialize(item) for item in chat.table_items("messages") if item["room"]["S"] == room]
     return sorted(items, key=lambda item: int(item["seq"]))
@@ -127,7 +127,7 @@ def test_join_replies_joined_and_announces_first_connection(env: Chat) -> None:
     assert second.ask(action="join", room="general")["members"] == ["alice"]
     assert alice.ask(action="join", room="general")["type"] == "joined"
     assert env.drain_jobs() == []
-    from functions.chat.adapters.store import deserialize
+    from functions.chat.adapters.dynamodb.keys import deserialize
 
     rooms = [deserialize(i) for i in env.table_items("rooms")]
     meta = [i for i in rooms if i["sk"] == "META"]
@@ -302,7 +302,7 @@ def test_leave_removes_membership_counters_and_announces_last_leave(env: Chat) -
     assert bob.send(action="leave", room="l") == {"type": "left", "room": "l"}  # idempotent
     assert env.drain_jobs() == []
     assert bob.ask(action="sendmessage", room="l", text="x", clientMsgId="c")["code"] == "not_member"
-    from functions.chat.adapters.store import deserialize
+    from functions.chat.adapters.dynamodb.keys import deserialize
 
     rooms = [deserialize(i) for i in env.table_items("rooms")]
     assert sum(i["members"] for i in rooms if i["pk"] == "ROOM#l" and i["sk"].startswith("MEMBERS#")) == 1
@@ -418,7 +418,7 @@ def test_jobs_are_one_per_non_empty_shard_in_batches(chat_factory: Any) -> None:
 
 
 def test_ack_is_the_route_response_so_a_throttled_management_api_cannot_lose_it(chat: Chat) -> None:
-    from functions.chat.adapters.management_client import Throttled
+    from functions.chat.domain.ports import Throttled
     from functions.chat.domain.service import ChatService
 
     attempts: list[str] = []

@@ -14,8 +14,8 @@ from typing import Any, cast
 
 import pytest
 
-from functions.chat.adapters import changes
-from functions.chat.adapters.store import deserialize
+from functions.chat.adapters.dynamodb import changes
+from functions.chat.adapters.dynamodb.keys import deserialize
 from functions.chat.auth import Identity, ModeratorScope
 from functions.chat.jobs import FanoutJob
 from functions.chat.lifecycle import MAX_DISTINCT_REACTIONS

@@ -11,8 +11,8 @@ import pytest
 
 from dynamowave.testing.aws import LambdaContext
 from functions.chat import deps
-from functions.chat.adapters.store import Restriction
 from functions.chat.auth import Identity, ModeratorScope
+from functions.chat.domain.ports import Restriction
 from functions.chat.domain.service import ChatService
 from functions.chat.jobs import FanoutJob
 from functions.operator.handler import handler

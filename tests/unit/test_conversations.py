@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from functions.chat import protocol
-from functions.chat.adapters.store import Membership, RoomState
 from functions.chat.domain import conversations
+from functions.chat.domain.ports import Membership, RoomState
 
 
 def test_dm_room_is_stable_for_the_pair_and_a_valid_room_name() -> None:

@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
+from functions.chat.adapters.dynamodb.keys import shard_for
 from functions.chat.adapters.secrets import secret_from_string
-from functions.chat.adapters.store import shard_for
 from functions.chat.auth import Identity, ModeratorScope, TokenRefused, mint_token, verify_token
 from functions.chat.jobs import FanoutJob, InvalidJob
 from functions.chat.settings import ENV, Settings

@@ -14,7 +14,8 @@ from typing import Any, cast
 
 from botocore.exceptions import ClientError
 
-from functions.chat.adapters.store import ChatStore, RateLimited
+from functions.chat.adapters.dynamodb.store import ChatStore
+from functions.chat.domain.ports import RateLimited
 from functions.chat.settings import Settings
 
 

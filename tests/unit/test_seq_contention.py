@@ -15,8 +15,9 @@ from typing import Any, cast
 import pytest
 from botocore.exceptions import ClientError
 
-from functions.chat.adapters import store as store_module
-from functions.chat.adapters.store import ChatStore, StoreBusy
+from functions.chat.adapters.dynamodb import messages as messages_module
+from functions.chat.adapters.dynamodb.store import ChatStore
+from functions.chat.domain.ports import StoreBusy
 from functions.chat.settings import Settings
 
 
@@ -84,7 +85,7 @@ class SharedRoom(CrowdedRoom):
 
 @pytest.fixture(autouse=True)
 def no_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(store_module, "_backoff", lambda attempt: None)
+    monkeypatch.setattr(messages_module, "backoff", lambda attempt: None)
 
 
 def test_a_sender_outlasts_a_long_run_of_lost_races() -> None:
@@ -95,7 +96,7 @@ def test_a_sender_outlasts_a_long_run_of_lost_races() -> None:
 
 
 def test_only_a_room_stuck_past_the_budget_is_busy(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(store_module, "SEQ_BUDGET_SECONDS", 0.05)
+    monkeypatch.setattr(messages_module, "SEQ_BUDGET_SECONDS", 0.05)
     with pytest.raises(StoreBusy):
         ChatStore(cast(Any, CrowdedRoom(losses=10**9)), Settings()).store_message(
             "busy", "a", "A", "t", "c", 1

@@ -10,7 +10,8 @@ from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.config import Config
 
 from dynamowave.local.management_api import BytesBody
-from functions.chat.adapters.management_client import Gone, Refused, SignedPoster, Throttled, Transient
+from functions.chat.adapters.management_client import SignedPoster
+from functions.chat.domain.ports import Gone, Refused, Throttled, Transient
 from tests.ports import closed_port
 
 ENDPOINT = "https://abc123.execute-api.eu-west-1.amazonaws.com/prod"

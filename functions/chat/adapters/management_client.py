@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 from urllib.parse import quote, urlsplit
 
@@ -25,51 +24,15 @@ from botocore.credentials import Credentials
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.hooks import first_non_none_response
 
+from functions.chat.domain.ports import ConnectionInfo, Gone, PostError, Refused, Throttled, Transient
+
 if TYPE_CHECKING:
     from mypy_boto3_apigatewaymanagementapi import ApiGatewayManagementApiClient
-
-
-class PostError(Exception):
-    """A failed Management API call; `retryable` says whether backing off may help."""
-
-    retryable: bool = False
-
-    def __init__(self, connection_id: str, detail: str) -> None:
-        super().__init__(f"{connection_id}: {detail}")
-        self.connection_id = connection_id
-        self.detail = detail
-
-
-class Gone(PostError):
-    """410: the connection no longer exists; its records are stale."""
-
-
-class Throttled(PostError):
-    """429 / LimitExceeded: the account's API Gateway throttle."""
-
-    retryable = True
-
-
-class Transient(PostError):
-    """5xx or a connection error: worth retrying."""
-
-    retryable = True
-
-
-class Refused(PostError):
-    """403 / 413 and other 4xx: retrying cannot help (logged and skipped)."""
 
 
 RETRYABLE_CODES: Final = frozenset(
     {"LimitExceededException", "ThrottlingException", "TooManyRequestsException"}
 )
-
-
-@dataclass(frozen=True)
-class ConnectionInfo:
-    connected_at: str
-    last_active_at: str
-    source_ip: str
 
 
 def classify_status(connection_id: str, status: int, code: str) -> PostError:

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from math import ceil
 
-from functions.chat.adapters.queue import BATCH_SIZE, MAX_DELAY_SECONDS
+from functions.chat.adapters.queue import BATCH_SIZE
+from functions.chat.domain.ports import MAX_DELAY_SECONDS
 from functions.chat.jobs import FanoutJob
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
+from functions.chat.domain.ports import MAX_DELAY_SECONDS
 from functions.chat.jobs import FanoutJob
 from functions.chat.retry import QUEUE_BACKOFF
 
@@ -13,7 +14,6 @@ if TYPE_CHECKING:
 
 BATCH_SIZE: Final = 10  # SendMessageBatch's limit
 BATCH_RETRIES: Final = 4
-MAX_DELAY_SECONDS: Final = 900  # SQS's DelaySeconds limit
 
 
 class EnqueueFailed(Exception):

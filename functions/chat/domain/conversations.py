@@ -8,7 +8,7 @@ import hashlib
 from typing import Any, Final
 
 from functions.chat import protocol
-from functions.chat.adapters.store import Membership, RoomState
+from functions.chat.domain.ports import Membership, RoomState
 
 # DM rooms are named by the server: this prefix and a hash of the pair. Names with the prefix
 # are reserved: `join` of one is refused unless it is an open DM of the caller.

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from functions.chat import protocol
-from functions.chat.adapters.changes import ChangeResult, ChangeStore, MessageNotFound, Updates
+from functions.chat.adapters.dynamodb.changes import ChangeResult, ChangeStore, MessageNotFound, Updates
 from functions.chat.adapters.review import ReviewRequest, Verdict
-from functions.chat.adapters.store import StoreBusy
 from functions.chat.auth import Identity
+from functions.chat.domain.ports import StoreBusy
 from functions.chat.lifecycle import (
     ChangeRefused,
     check_edit,

@@ -15,9 +15,8 @@ from typing import Any, Final
 from urllib.parse import unquote
 
 from functions.chat import protocol
-from functions.chat.adapters.management_client import Gone, PostError
-from functions.chat.adapters.store import StoreBusy
 from functions.chat.auth import MAX_NAME_LENGTH, Identity
+from functions.chat.domain.ports import Gone, PostError, StoreBusy
 from functions.chat.domain.service import ChatService
 from functions.chat.protocol import (
     CLIENT_MSG_ID_PATTERN,

@@ -21,8 +21,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from enum import StrEnum
 
-from functions.chat.adapters.queue import MAX_DELAY_SECONDS
-from functions.chat.domain.ports import JobSink
+from functions.chat.domain.ports import MAX_DELAY_SECONDS, JobSink
 from functions.chat.jobs import FanoutJob, InvalidJob
 from functions.chat.settings import Settings
 

@@ -15,33 +15,34 @@ from dataclasses import dataclass
 from typing import Any
 
 from functions.chat import protocol
-from functions.chat.adapters.changes import ChangeStore
+from functions.chat.adapters.dynamodb.changes import ChangeStore
+from functions.chat.adapters.dynamodb.store import ChatStore
 from functions.chat.adapters.review import NoReview, Reviewer, ReviewRequest, Verdict
-from functions.chat.adapters.store import (
+from functions.chat.auth import Identity
+from functions.chat.clock import Clock, now_ms
+from functions.chat.domain import conversations
+from functions.chat.domain.lifecycle_service import ChangeOutcome, LifecycleService
+from functions.chat.domain.ports import (
     DM_KIND,
     ROOM_KIND,
-    ChatStore,
     ConnectionGone,
     ConnectionRecord,
+    JobSink,
     NotMember,
+    Poster,
     RateLimited,
     Restricted,
     Restriction,
     StoreBusy,
 )
-from functions.chat.auth import Identity
-from functions.chat.clock import Clock, now_ms
-from functions.chat.domain import conversations
-from functions.chat.domain.lifecycle_service import ChangeOutcome, LifecycleService
-from functions.chat.domain.ports import JobSink
+from functions.chat.domain.removal import ConnectionRemoval
+from functions.chat.domain.room_jobs import room_jobs
 from functions.chat.domain.user_delivery import UserDelivery
 from functions.chat.jobs import FanoutJob
 from functions.chat.protocol import ErrorCode, ProtocolError
 from functions.chat.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-Poster = Callable[[str, bytes], None]
 
 
 def _until(until: int, lifted: str) -> str:
@@ -83,8 +84,11 @@ class ChatService:
         clock: Clock = now_ms,
         sleep: Callable[[float], None] = time.sleep,
         reviewer: Reviewer | None = None,
+        removal: ConnectionRemoval | None = None,
     ) -> None:
         self._store = store
+        # Shared with the fan-out and the janitor when deps builds them (one removal piece).
+        self.removal = removal or ConnectionRemoval(store, queue)
         self._reviewer = reviewer
         self._queue = queue
         self._settings = settings
@@ -124,14 +128,7 @@ class ChatService:
         return self.remove_connection(connection_id, correlation_id)
 
     def remove_connection(self, connection_id: str, correlation_id: str = "") -> int:
-        jobs: list[FanoutJob] = []
-        for left in self._store.remove_connection(connection_id):
-            if left.last_connection_of_user:
-                frame = protocol.presence_frame(left.room, left.user_id, "leave")
-                jobs.extend(self._room_jobs(left.room, frame, correlation_id))
-        if jobs:
-            self._queue.enqueue(jobs)
-        return len(jobs)
+        return self.removal.remove(connection_id, correlation_id)
 
     # -- frames ----------------------------------------------------------------------------------
 
@@ -744,10 +741,7 @@ class ChatService:
     def _room_jobs(
         self, room: str, frame: dict[str, Any], correlation_id: str, exclude: str | None = None
     ) -> list[FanoutJob]:
-        return [
-            FanoutJob(room=room, frame=frame, shard=shard, exclude=exclude, correlation_id=correlation_id)
-            for shard in self._store.list_shards(room)
-        ]
+        return room_jobs(self._store, room, frame, correlation_id, exclude)
 
     def _queue_jobs(self, jobs: list[FanoutJob]) -> int:
         if jobs:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
-from functions.chat.adapters.store import ChatStore
+from functions.chat.adapters.dynamodb.store import ChatStore
 from functions.chat.domain.ports import JobSink
 from functions.chat.jobs import FanoutJob
 

@@ -1,13 +1,11 @@
-"""Delivery: the fan-out of one job to its recipients, and the janitor's pruning of stale connections.
+"""Fan-out: one job's frame posted to each of its recipients (docs/fanout.md).
 
-No boto3 and no Lambda event shapes here: the fanout and janitor handlers turn SQS records and
-schedules into calls on `Fanout` and `Janitor`, which work over the store (DynamoDB), the queue
-(SQS) and the Management API adapters. See docs/fanout.md for the policy in prose.
-
-Delivery is at least once. A job's record is only deleted from SQS after every recipient was
-posted, pruned (410), skipped (403/413) or handed to a new job (still failing); any error before
-that fails the record and SQS delivers the whole job again. A recipient may get a frame twice
-(clients de-duplicate by room and seq); none is skipped.
+No boto3 and no Lambda event shapes here: the fanout handler turns SQS records into calls on
+`Fanout` (built by deps), which works over the memberships, the job sink and the Management API
+ports. Delivery is at least once. A job's record is only deleted from SQS after every
+recipient was posted, pruned (410), skipped (403/413) or handed to a new job (still failing);
+any error before that fails the record and SQS delivers the whole job again. A recipient may get
+a frame twice (clients de-duplicate by room and seq); none is skipped.
 """
 
 from __future__ import annotations
@@ -19,51 +17,30 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final
 
 from functions.chat import protocol
-from functions.chat.adapters.management_client import (
-    ConnectionInfo,
+from functions.chat.domain.deadline import Deadline
+from functions.chat.domain.ports import (
+    MAX_DELAY_SECONDS,
     Gone,
-    ManagementClient,
+    JobSink,
+    ManagementApi,
+    Member,
     PostError,
+    Pruner,
     Refused,
+    ShardReader,
 )
-from functions.chat.adapters.queue import MAX_DELAY_SECONDS
-from functions.chat.adapters.store import ChatStore, ConnectionRecord, Member
-from functions.chat.clock import now_ms
-from functions.chat.domain.ports import JobSink
 from functions.chat.jobs import FanoutJob
 from functions.chat.retry import Backoff
 from functions.chat.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-# ChatService.remove_connection: deletes a connection with its memberships and enqueues the
-# presence `leave` of every user whose last connection in a room it was.
-Pruner = Callable[[str, str], int]
 Sleeper = Callable[[float], None]
-Clock = Callable[[], int]
 DEADLINE_REASON: Final = "deadline: the invocation ran out of time before this recipient was tried"
-
-
-@dataclass(frozen=True)
-class Deadline:
-    """The invocation's time budget: Lambda's remaining time minus a safety margin."""
-
-    remaining_ms: Callable[[], int]  # context.get_remaining_time_in_millis
-    safety_ms: int
-
-    def left_ms(self) -> int:
-        return self.remaining_ms() - self.safety_ms
-
-    def expired(self) -> bool:
-        return self.left_ms() <= 0
-
-    def allows_sleep(self, seconds: float) -> bool:
-        return seconds * 1000 < self.left_ms()
 
 
 def retry_delay_seconds(attempt: int, base_seconds: int) -> int:
@@ -71,10 +48,6 @@ def retry_delay_seconds(attempt: int, base_seconds: int) -> int:
     if base_seconds <= 0 or attempt <= 0:
         return 0
     return int(min(MAX_DELAY_SECONDS, base_seconds * 2 ** min(attempt - 1, 10)))
-
-
-# ---------------------------------------------------------------------------------------------
-# Fan-out
 
 
 class PostOutcome(StrEnum):
@@ -118,9 +91,9 @@ class Fanout:
     def __init__(
         self,
         *,
-        store: ChatStore,
+        store: ShardReader,
         queue: JobSink,
-        api: ManagementClient,
+        api: ManagementApi,
         prune: Pruner,
         settings: Settings,
         executor: Executor,
@@ -283,140 +256,3 @@ def _summarise(results: list[PostResult]) -> DeliveryReport:
         retries=sum(r.retries for r in results),
         refusals=[f"{r.connection_id}: {r.detail}" for r in results if r.outcome is PostOutcome.REFUSED],
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# Janitor
-
-
-class Verdict(StrEnum):
-    PRUNED = "pruned"  # API Gateway said 410: records removed
-    DELETED = "deleted"  # alive but idle or too old: DeleteConnection, then records removed
-    KEPT = "kept"  # alive and active by API Gateway's account (our lastSeen lagged)
-    DEFERRED = "deferred"  # throttled / failing / out of time: the next run sees it again
-
-
-@dataclass
-class JanitorReport:
-    scanned: int = 0  # stale candidates the Scan returned
-    pruned: int = 0
-    deleted: int = 0
-    kept: int = 0
-    deferred: int = 0
-    pages: int = 0
-    resumed_from: dict[str, Any] | None = None
-    finished: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class Janitor:
-    """Prunes connections idle past the idle timeout or older than the maximum duration.
-
-    One Scan pass over the connections table, page by page, resumable: the cursor (the Scan's
-    LastEvaluatedKey) is saved after every page, so a run that runs out of time, fails or is
-    never scheduled again leaves the next run exactly where it stopped. Each candidate is
-    checked with GetConnection first: only API Gateway knows whether a connection is alive.
-    """
-
-    def __init__(
-        self,
-        *,
-        store: ChatStore,
-        api: ManagementClient,
-        prune: Pruner,
-        settings: Settings,
-        executor: Executor,
-        clock: Clock = now_ms,
-    ) -> None:
-        self._store = store
-        self._api = api
-        self._prune = prune
-        self._settings = settings
-        self._executor = executor
-        self._clock = clock
-
-    def run(self, deadline: Deadline, correlation_id: str = "") -> JanitorReport:
-        settings = self._settings
-        now = self._clock()
-        idle_before = now - settings.idle_timeout_seconds * 1000
-        connected_before = now - settings.max_connection_seconds * 1000
-        cursor = self._store.load_janitor_cursor()
-        report = JanitorReport(resumed_from=cursor)
-        while not deadline.expired():
-            records, next_key = self._store.scan_stale_connections(
-                idle_before_ms=idle_before,
-                connected_before_ms=connected_before,
-                start_key=cursor,
-                page_size=settings.janitor_page_size,
-            )
-            report.pages += 1
-            report.scanned += len(records)
-            verdicts = list(
-                self._executor.map(
-                    lambda record: self._examine(record, now, deadline, correlation_id), records
-                )
-            )
-            counts = Counter(verdicts)
-            report.pruned += counts[Verdict.PRUNED]
-            report.deleted += counts[Verdict.DELETED]
-            report.kept += counts[Verdict.KEPT]
-            report.deferred += counts[Verdict.DEFERRED]
-            if deadline.expired() and counts[Verdict.DEFERRED]:
-                # Some of this page were left for lack of time: rescan the page next run (what
-                # was removed is no longer there, what was kept is cheap to look at again).
-                self._store.save_janitor_cursor(cursor, self._clock())
-                return report
-            cursor = next_key
-            self._store.save_janitor_cursor(cursor, self._clock())
-            if cursor is None:
-                report.finished = True
-                return report
-        return report
-
-    def _examine(
-        self, record: ConnectionRecord, now: int, deadline: Deadline, correlation_id: str
-    ) -> Verdict:
-        connection_id = record.connection_id
-        if deadline.expired():
-            return Verdict.DEFERRED
-        try:
-            info = self._api.get(connection_id)
-        except Gone:
-            self._prune(connection_id, correlation_id)
-            return Verdict.PRUNED
-        except PostError as error:  # throttled, 5xx, or refused (e.g. a missing permission)
-            logger.warning("janitor: GetConnection %s failed: %s", connection_id, error.detail)
-            return Verdict.DEFERRED
-        if not self._expired(record, info, now):
-            return Verdict.KEPT
-        try:
-            # On AWS this closes the socket and runs $disconnect, which removes the records too;
-            # removing them here as well means a lost $disconnect cannot leave them behind.
-            self._api.delete(connection_id)
-        except Gone:
-            pass
-        except PostError as error:
-            logger.warning("janitor: DeleteConnection %s failed: %s", connection_id, error.detail)
-            return Verdict.DEFERRED
-        self._prune(connection_id, correlation_id)
-        return Verdict.DELETED
-
-    def _expired(self, record: ConnectionRecord, info: ConnectionInfo, now: int) -> bool:
-        settings = self._settings
-        connected_at = min(record.connected_at, _epoch_ms(info.connected_at) or record.connected_at)
-        last_active = max(record.last_seen, _epoch_ms(info.last_active_at) or 0)
-        too_old = connected_at <= now - settings.max_connection_seconds * 1000
-        idle = last_active <= now - settings.idle_timeout_seconds * 1000
-        return too_old or idle
-
-
-def _epoch_ms(text: str) -> int | None:
-    """GetConnection's timestamps (botocore datetimes, as text) in epoch ms; None if absent."""
-    if not text:
-        return None
-    try:
-        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
-    except ValueError:
-        return None

@@ -25,17 +25,17 @@ from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import ClientError
 
-from functions.chat.adapters.store import (
+from functions.chat.adapters.dynamodb.keys import (
     CONSISTENT,
-    StoreBusy,
-    _backoff,
-    _cancellation_codes,
-    _is,
-    _values,
+    attr_values,
+    cancellation_codes,
     deserialize,
+    is_error,
     room_pk,
     serialize,
 )
+from functions.chat.adapters.dynamodb.tables import backoff
+from functions.chat.domain.ports import StoreBusy
 from functions.chat.lifecycle import MessageState
 from functions.chat.settings import Settings
 
@@ -123,9 +123,9 @@ class ChangeStore:
                 ]
                 self._db.transact_write_items(TransactItems=items)
             except ClientError as error:
-                if not _is(error, "TransactionCanceledException"):
+                if not is_error(error, "TransactionCanceledException"):
                     raise
-                codes = _cancellation_codes(error)
+                codes = cancellation_codes(error)
                 reasons = error.response.get("CancellationReasons") or []
                 lost = False
                 if codes[:1] == ["ConditionalCheckFailed"]:
@@ -138,7 +138,7 @@ class ChangeStore:
                     raw = deserialize(old) if old else None
                     lost = True
                 if not lost or attempt >= 3:
-                    _backoff(attempt)
+                    backoff(attempt)
                     current_rev = None
                     if not lost:
                         raw = self._get_message(room, seq)
@@ -155,7 +155,7 @@ class ChangeStore:
             Key=serialize({"pk": changes_pk(room), "sk": rev_sk(rev)}),
             UpdateExpression="SET fannedOut = :yes",
             ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues=_values(yes=True),
+            ExpressionAttributeValues=attr_values(yes=True),
         )
 
     def updates_after(self, room: str, rev: int, since: int, max_messages: int) -> Updates:
@@ -164,7 +164,7 @@ class ChangeStore:
         response = self._db.query(
             TableName=self._rooms,
             KeyConditionExpression="pk = :pk AND sk > :after",
-            ExpressionAttributeValues=_values(pk=changes_pk(room), after=rev_sk(rev)),
+            ExpressionAttributeValues=attr_values(pk=changes_pk(room), after=rev_sk(rev)),
             ProjectionExpression="sk, seq",
             ScanIndexForward=True,
             Limit=LOG_PAGE_ENTRIES,
@@ -223,7 +223,7 @@ class ChangeStore:
                 request = response.get("UnprocessedKeys") or {}
                 if not request:
                     break
-                _backoff(attempt)
+                backoff(attempt)
             else:
                 raise StoreBusy(f"messages of {room} kept coming back unprocessed")
         return found
@@ -237,7 +237,7 @@ class ChangeStore:
                 "Key": serialize({"pk": room_pk(room), "sk": REV}),
                 "UpdateExpression": "SET rev = :rev",
                 "ConditionExpression": condition,
-                "ExpressionAttributeValues": _values(**values),
+                "ExpressionAttributeValues": attr_values(**values),
                 # A lost race returns the winner's rev: retry from it, no re-read.
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }
@@ -263,7 +263,7 @@ class ChangeStore:
                 "UpdateExpression": expression,
                 "ConditionExpression": condition,
                 "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": _values(**values),
+                "ExpressionAttributeValues": attr_values(**values),
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }
         }
