@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import importlib
 import logging
 import os
@@ -131,14 +132,15 @@ class LambdaRunner:
         # Reserved concurrency: a Lambda over its limit throttles; the runtime queues instead,
         # which is what the SQS event source and a retrying caller end up doing anyway.
         async with semaphore:
+            loop = asyncio.get_running_loop()
+            pool = self.pools.get(name)
+            await self._initialized(name, loop)
             started = time.perf_counter()
             context = LambdaContext(
                 config, region=self._region, account_id=self._account_id, request_id=request_id
             )
-            loop = asyncio.get_running_loop()
             result: Any = None
             error: BaseException | None = None
-            pool = self.pools.get(name)
             try:
                 future: asyncio.Future[Any] = (
                     asyncio.ensure_future(pool.invoke(event, context))
@@ -159,6 +161,17 @@ class LambdaRunner:
         outcome = "ok" if error is None else f"error {type(error).__name__}: {error}"
         log.info("%-10s %-22s %8.1f ms  %s  %s", name, trigger, duration_ms, outcome, request_id)
         return Invocation(name, request_id, result, error, duration_ms)
+
+    async def _initialized(self, name: str, loop: asyncio.AbstractEventLoop) -> None:
+        """The cold start (the handler's import, a worker process starting) before the clock
+        runs: Lambda's init phase has a budget of its own, apart from the function's timeout, and
+        on a loaded machine an import can take longer than a short timeout (the authorizer's 5 s)."""
+        pool = self.pools.get(name)
+        if pool is not None:
+            await pool.wait_ready()
+        elif name not in self._handlers:
+            with contextlib.suppress(Exception):  # an import error is the invocation's to report
+                await loop.run_in_executor(self._executor, self.handler, name)
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

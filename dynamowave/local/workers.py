@@ -160,6 +160,11 @@ class WorkerPool:
         self._workers.append(worker)
         self.started += 1
 
+    async def wait_ready(self) -> None:
+        """Until a worker has imported its handler (a cold start), or the pool stops."""
+        while not self._stopping and not any(w.alive and w.ready.is_set() for w in self._workers):
+            await asyncio.sleep(0.02)
+
     async def _choose(self) -> _Worker:
         """The ready worker with the fewest invocations in flight (waits for a cold start)."""
         while True:
