@@ -36,6 +36,7 @@ from typing import Any
 from aiohttp import WebSocketError, WSMsgType, web
 
 from dynamowave.compat.aiohttp_frames import GatewayWebSocket
+from dynamowave.local import fair_share
 from dynamowave.local.config import RuntimeConfig
 from dynamowave.local.lambda_runner import (
     Invocation,
@@ -364,6 +365,7 @@ class WebSocketGateway:
             self.registry.unregister(connection_id)
             connection.closing = True
             await self._finish(connection)
+            fair_share.forget(connection_id)
         return ws
 
     # ----- messages ---------------------------------------------------------------------------
@@ -433,6 +435,10 @@ class WebSocketGateway:
         )
         context["messageId"] = api_gateway_id()
         event = {"requestContext": context, "body": text, "isBase64Encoded": False}
+        if len(connection.inflight) > 1:
+            # Another of its frames is still being handled: it sends faster than it is served,
+            # so its AWS calls yield to other connections' for a while (fair_share.py).
+            fair_share.mark_backlogged(connection.id)
         try:
             async with connection.integrations, asyncio.timeout(self.config.integration_timeout):
                 invocation = await self.runner.invoke("ingress", event, trigger=route_key)

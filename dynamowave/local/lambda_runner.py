@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from dynamowave.local import environments
+from dynamowave.local import environments, fair_share
 from dynamowave.local.config import FunctionConfig
 
 if TYPE_CHECKING:
@@ -120,7 +120,8 @@ class LambdaRunner:
         return handler
 
     def _call(self, name: str, event: Any, context: LambdaContext) -> Any:
-        with environments.running(self.environments.get(name)):
+        tenant = fair_share.tenant_of(name, event)
+        with environments.running(self.environments.get(name)), fair_share.acting_for(tenant):
             return self.handler(name)(event, context)
 
     async def invoke(

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from dynamowave.local.config import REGION
+from dynamowave.local.fair_share import TENANT_ENVIRON, YieldingLock
 from dynamowave.local.journal import (
     Fsync,
     Journal,
@@ -62,15 +63,68 @@ _SQS_WAKERS = {"SendMessage", "SendMessageBatch", "ChangeMessageVisibility", "Ch
 _RECHECK_SECONDS = 1.0
 
 
+def queue_name(request: Any) -> str:
+    """The queue an SQS (JSON protocol) request names, by the last part of its QueueUrl."""
+    url = request.get("QueueUrl") if isinstance(request, dict) else None
+    return url.rstrip("/").rpartition("/")[2] if isinstance(url, str) else ""
+
+
+def made_visible(action: str, request: Any) -> tuple[str, int]:
+    """(queue name, how many messages the SQS request made receivable): a send, one per
+    entry; a visibility change, one per entry set to 0 (a lease extension makes none)."""
+    queue = queue_name(request)
+    if not queue:
+        return "", 0
+    entries = request.get("Entries") if action.endswith("Batch") else [request]
+    if not isinstance(entries, list):
+        return queue, 0
+    if action.startswith("Send"):
+        return queue, len(entries)
+    return queue, sum(1 for e in entries if isinstance(e, dict) and e.get("VisibilityTimeout") == 0)
+
+
+class QueueWaits:
+    """Receives waiting for messages, by queue. A request that makes n messages receivable
+    wakes at most n of its own queue's waiters: waking every waiter of every queue made each
+    send cost one empty receive under the lock per waiting poller (the fan-out's four and the
+    redriver's, about 5 a message; docs/local-runtime.md)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queues: dict[str, threading.Condition] = {}
+        self._generations: dict[str, int] = {}
+
+    def generation(self, queue: str) -> int:
+        with self._lock:
+            return self._generations.get(queue, 0)
+
+    def wake(self, queue: str, messages: int) -> None:
+        if messages <= 0:
+            return
+        with self._lock:
+            self._generations[queue] = self._generations.get(queue, 0) + 1
+            waiting = self._queues.get(queue)
+            if waiting is not None:
+                waiting.notify(messages)
+
+    def wait(self, queue: str, generation: int, timeout: float) -> None:
+        """Until a wake-up for `queue` or `timeout`; at once if one came since `generation`."""
+        with self._lock:
+            if self._generations.get(queue, 0) != generation:
+                return
+            waiting = self._queues.setdefault(queue, threading.Condition(self._lock))
+            waiting.wait(timeout)
+
+
 class SerializedMoto:
     """WSGI middleware: one moto request at a time; long polls wait outside the lock."""
 
     def __init__(self, app: WsgiApp, recorder: Recorder | None = None) -> None:
         self._app = app
         self._recorder = recorder
-        self._lock = threading.Lock()
-        self._activity = threading.Condition()
-        self._generation = 0
+        # One request at a time; a flooding connection's wait for others' (fair_share.py).
+        self._lock = YieldingLock()
+        self.waits = QueueWaits()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         refusal = browser_request(environ)
@@ -81,32 +135,23 @@ class SerializedMoto:
         action = target.rpartition(".")[2] if target.startswith("AmazonSQS.") else ""
         if action == "ReceiveMessage":
             return self._receive(environ, start_response)
-        if self._recorder is not None and environ.get("REQUEST_METHOD") == "POST":
-            return self._recorded(environ, start_response)
-        with self._lock:
-            body = list(self._app(environ, start_response))
-        if action in _SQS_WAKERS:
-            with self._activity:
-                self._generation += 1
-                self._activity.notify_all()
-        return body
-
-    def _recorded(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        """Apply the request and journal it, both under the lock, before the answer leaves."""
-        assert self._recorder is not None
+        recorded = self._recorder is not None and environ.get("REQUEST_METHOD") == "POST"
+        if not recorded and action not in _SQS_WAKERS:
+            with self._lock.held(environ.get(TENANT_ENVIRON, "")):
+                return list(self._app(environ, start_response))
         length = int(environ.get("CONTENT_LENGTH") or 0)
         raw = environ["wsgi.input"].read(length) if length else b""
         environ = {**environ, "wsgi.input": io.BytesIO(raw), "CONTENT_LENGTH": str(len(raw))}
         captured: dict[str, Any] = {}
-        with self._lock:
+        with self._lock.held(environ.get(TENANT_ENVIRON, "")):
             answer = b"".join(self._app(environ, _capturing(captured)))
-            self._recorder.applied(_headers(environ), raw, captured["status"], answer)
+            if recorded:
+                # Applied and journaled under the lock, before the answer leaves.
+                assert self._recorder is not None
+                self._recorder.applied(_headers(environ), raw, captured["status"], answer)
         start_response(captured["status"], captured["headers"])
-        target = environ.get("HTTP_X_AMZ_TARGET", "")
-        if target.startswith("AmazonSQS.") and target.rpartition(".")[2] in _SQS_WAKERS:
-            with self._activity:
-                self._generation += 1
-                self._activity.notify_all()
+        if action in _SQS_WAKERS and captured["status"].startswith("200"):  # moto parsed it
+            self.waits.wake(*made_visible(action, json.loads(raw)))
         return [answer]
 
     def _receive(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -115,16 +160,16 @@ class SerializedMoto:
         request = json.loads(raw or b"{}")
         wait = float(request.get("WaitTimeSeconds") or 0)
         request["WaitTimeSeconds"] = 0
+        queue = queue_name(request)
         payload = json.dumps(request).encode()
         deadline = time.monotonic() + wait
         while True:
-            with self._activity:
-                generation = self._generation
+            generation = self.waits.generation(queue)
             captured: dict[str, Any] = {}
             attempt = dict(environ)
             attempt["wsgi.input"] = io.BytesIO(payload)
             attempt["CONTENT_LENGTH"] = str(len(payload))
-            with self._lock:
+            with self._lock.held(environ.get(TENANT_ENVIRON, "")):
                 body = b"".join(self._app(attempt, _capturing(captured)))
                 if self._recorder is not None and captured["status"].startswith("200"):
                     self._recorder.received(body)
@@ -132,9 +177,7 @@ class SerializedMoto:
             if remaining <= 0 or not captured["status"].startswith("200") or _has_messages(body):
                 start_response(captured["status"], captured["headers"])
                 return [body]
-            with self._activity:
-                if self._generation == generation:
-                    self._activity.wait(min(remaining, _RECHECK_SECONDS))
+            self.waits.wait(queue, generation, min(remaining, _RECHECK_SECONDS))
 
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})

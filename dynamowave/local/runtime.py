@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from dynamowave.local import fair_share
 from dynamowave.local.config import RuntimeConfig
 from dynamowave.local.faults import FaultInjector
 from dynamowave.local.lambda_runner import Invocation, LambdaRunner
@@ -350,6 +351,8 @@ class LocalRuntime:
             self.management, self.management_endpoint, asyncio.get_running_loop()
         )
         self._in_process_posts.install()
+        # Each AWS request names whose work it is: the embedded moto serves tenants fairly.
+        fair_share.install()
         from functions.chat import deps
 
         deps.reset()
