@@ -16,6 +16,7 @@ from dynamowave.local.provisioning import Resources
 from dynamowave.testing.aws import configure_functions, moto_resources
 from dynamowave.testing.frames import replied
 from functions.chat import deps
+from functions.chat.adapters.dynamodb.store import ChatStore
 from functions.chat.auth import Identity
 from functions.chat.domain.service import ChatService
 from functions.chat.jobs import FanoutJob
@@ -91,7 +92,9 @@ class Chat:
         def record(params: dict[str, Any], model: Any, **_: Any) -> None:
             calls.append((model.name, params))
 
-        client = self.service._store.client
+        store = self.service._store
+        assert isinstance(store, ChatStore)  # the DynamoDB store: its client's calls are recorded
+        client = store.client
         client.meta.events.register("provide-client-params.dynamodb.*", record)
         try:
             yield calls

@@ -1,4 +1,4 @@
-"""The lifecycle actions (edit, delete, react) and their recovery, over `ChangeStore` and the fan-out.
+"""The lifecycle actions (edit, delete, react) and their recovery, over the `ChangeLog` port and the fan-out.
 
 `ChatService` checks the connection (rate limit, membership) and hands the request here; the
 operator API can call `delete` the same way with ``moderator=True``. Every change is stored
@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from functions.chat import protocol
-from functions.chat.adapters.dynamodb.changes import ChangeResult, ChangeStore, MessageNotFound, Updates
 from functions.chat.adapters.review import ReviewRequest, Verdict
 from functions.chat.auth import Identity
-from functions.chat.domain.ports import StoreBusy
+from functions.chat.domain.ports import ChangeLog, ChangeResult, MessageNotFound, StoreBusy, Updates
 from functions.chat.lifecycle import (
     ChangeRefused,
     check_edit,
@@ -61,7 +60,7 @@ class ChangeOutcome:
 class LifecycleService:
     def __init__(
         self,
-        changes: ChangeStore,
+        changes: ChangeLog,
         fan_out: RoomFanout,
         clock: Callable[[], int],
         review: Review = no_review,

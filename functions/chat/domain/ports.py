@@ -16,6 +16,7 @@ from typing import Any, Final, Protocol
 
 from functions.chat.clock import Clock
 from functions.chat.jobs import FanoutJob
+from functions.chat.lifecycle import MessageState
 
 __all__ = ["Clock"]  # the clock port is functions/chat/clock.py's
 
@@ -271,3 +272,165 @@ class ConnectionRemover(Protocol):
     """Deletes a connection and every membership it holds; what it left, each once."""
 
     def remove_connection(self, connection_id: str) -> list[LeaveResult]: ...
+
+
+class UserIndex(Protocol):
+    """A user's live connections (the index `$connect` writes and every removal deletes)."""
+
+    def user_connections(self, user_id: str, now_ms: int) -> list[str]: ...
+
+
+class Connections(StaleConnections, UserIndex, Protocol):
+    """The connections, each with its rate limiter and its ban and mute stamps, and each user's
+    index of their live connections (docs/data-model.md, "connections")."""
+
+    def put_connection(
+        self,
+        connection_id: str,
+        user_id: str,
+        name: str,
+        rooms: Sequence[str] | None,
+        now_ms: int,
+        *,
+        batch: bool = False,
+    ) -> None: ...
+
+    def get_connection(self, connection_id: str) -> ConnectionRecord | None: ...
+
+    def touch_connection(
+        self, connection_id: str, now_ms: int, *, member_of: str | None = None, unless_muted: bool = False
+    ) -> ConnectionRecord:
+        """Refresh lastSeen and spend one token of the connection's limiter, in one write that
+        writes nothing when it refuses. Raises, in this order of precedence, `ConnectionGone`,
+        `NotMember` (with `member_of`), `Restricted` (a live mute, with `unless_muted`),
+        `RateLimited`."""
+        ...
+
+    def delete_connection_item(self, connection_id: str) -> None: ...
+
+    def stamp_connection(
+        self, connection_id: str, kind: Restriction, room: str, until_ms: int | None
+    ) -> None: ...
+
+
+class Memberships(ShardDirectory, ShardReader, ConnectionRemover, Protocol):
+    """Subscriptions (a connection in a room's shard), the room's counters and presence, the
+    users' durable memberships and read markers, DMs, bans and mutes."""
+
+    def room_counters(self, room: str, *, consistent: bool = False) -> tuple[int, int]: ...
+
+    def room_epoch(self, room: str) -> str: ...
+
+    def join(
+        self,
+        connection: ConnectionRecord,
+        room: str,
+        now_ms: int,
+        *,
+        kind: str = ROOM_KIND,
+        peer: str | None = None,
+        mute_until: int | None = None,
+    ) -> JoinResult:
+        """All or nothing: subscription, counters, presence and membership. Raises `Restricted`
+        (a live ban stamped on the connection), `ConnectionGone` or `StoreBusy`."""
+        ...
+
+    def leave(
+        self, connection: ConnectionRecord, room: str, *, update_connection: bool = True
+    ) -> LeaveResult | None: ...
+
+    def online_users(self, room: str, limit: int) -> list[str]: ...
+
+    def add_membership(
+        self, user_id: str, room: str, now_ms: int, *, kind: str = ROOM_KIND, peer: str | None = None
+    ) -> bool: ...
+
+    def membership(self, user_id: str, room: str) -> Membership | None: ...
+
+    def memberships(self, user_id: str) -> list[Membership]: ...
+
+    def put_restriction(
+        self, kind: Restriction, room: str, user_id: str, until_ms: int, reason: str, by: str, now_ms: int
+    ) -> None: ...
+
+    def delete_restriction(self, kind: Restriction, room: str, user_id: str) -> bool: ...
+
+    def active_restrictions(self, room: str, user_id: str, now_ms: int) -> dict[Restriction, int]: ...
+
+    def delete_membership(self, user_id: str, room: str) -> bool: ...
+
+    def set_read(self, user_id: str, room: str, seq: int) -> tuple[Membership | None, bool]: ...
+
+    def room_kind(self, room: str) -> tuple[str, tuple[str, ...]]: ...
+
+    def open_dm(self, room: str, users: tuple[str, str], now_ms: int) -> None: ...
+
+    def room_states(self, rooms: Sequence[str]) -> dict[str, RoomState]: ...
+
+
+class Messages(Protocol):
+    """Each room's messages under a gap-free seq, stored once per (user, room, clientMsgId)."""
+
+    def store_message(
+        self, room: str, user_id: str, name: str, text: str, client_msg_id: str, now_ms: int
+    ) -> StoredMessage:
+        """The next seq, or the first store's message (`duplicate`) on a resend. `StoreBusy`
+        if the seq kept conflicting."""
+        ...
+
+    def latest_seq(self, room: str) -> int: ...
+
+    def mark_fanned_out(self, user_id: str, room: str, client_msg_id: str) -> None: ...
+
+    def messages_after(self, room: str, since: int, limit: int) -> tuple[list[dict[str, Any]], bool]: ...
+
+    def messages_before(
+        self, room: str, before: int | None, limit: int
+    ) -> tuple[list[dict[str, Any]], bool]: ...
+
+
+# -- a message's changes (edit, delete, react) -------------------------------------------------
+
+
+class MessageNotFound(Exception):
+    """No message with that seq in the room."""
+
+
+Decide = Callable[[dict[str, Any]], MessageState | None]
+
+
+@dataclass(frozen=True)
+class ChangeResult:
+    message: dict[str, Any]  # the message's current state after the call (no ttl)
+    rev: int  # the message's rev (0: never changed)
+    changed: bool  # False: the decision was "no change" (an idempotent repeat)
+    fanned_out: bool  # the `update` of `rev` is known to be on the queue
+
+
+@dataclass(frozen=True)
+class Updates:
+    """Recovery: the current state of messages (seq <= since) changed after a rev."""
+
+    messages: list[dict[str, Any]]  # in the order of their first change after the rev
+    first_revs: list[int]  # the rev of each one's first change after the rev (paging cursor)
+    complete_through: int | None  # None: every change was read; else the log was cut after this rev
+
+
+class ChangeLog(Protocol):
+    """A room's message changes under its own gap-free rev (docs/protocol.md, "Message lifecycle")."""
+
+    def latest_rev(self, room: str) -> int: ...
+
+    def apply(self, room: str, seq: int, decide: Decide) -> ChangeResult: ...
+
+    def mark_fanned_out(self, room: str, rev: int) -> None: ...
+
+    def updates_after(self, room: str, rev: int, since: int, max_messages: int) -> Updates: ...
+
+
+class ChatStorage(Connections, Memberships, Messages, JanitorCursor, Protocol):
+    """Everything the chat keeps, as the services take it: the DynamoDB `ChatStore`, or the
+    in-memory `functions.chat.adapters.memory.InMemoryChatStore`."""
+
+    @property
+    def changes(self) -> ChangeLog: ...

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from functions.chat import protocol
-from functions.chat.adapters.dynamodb.changes import ChangeStore
-from functions.chat.adapters.dynamodb.store import ChatStore
 from functions.chat.adapters.review import NoReview, Reviewer, ReviewRequest, Verdict
 from functions.chat.auth import Identity
 from functions.chat.clock import Clock, now_ms
@@ -25,6 +23,7 @@ from functions.chat.domain.lifecycle_service import ChangeOutcome, LifecycleServ
 from functions.chat.domain.ports import (
     DM_KIND,
     ROOM_KIND,
+    ChatStorage,
     ConnectionGone,
     ConnectionRecord,
     JobSink,
@@ -77,7 +76,7 @@ class _FrameState:
 class ChatService:
     def __init__(
         self,
-        store: ChatStore,
+        store: ChatStorage,
         queue: JobSink,
         settings: Settings,
         post: Poster,
@@ -98,7 +97,7 @@ class ChatService:
         # Frames addressed to a user rather than a room (functions/chat/domain/user_delivery.py).
         self.users = UserDelivery(store, queue, clock)
         self.lifecycle = LifecycleService(
-            ChangeStore(store.client, settings),
+            store.changes,
             lambda room, frame, correlation_id: self._queue_jobs(
                 self._room_jobs(room, frame, correlation_id)
             ),

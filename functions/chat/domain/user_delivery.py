@@ -16,8 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
-from functions.chat.adapters.dynamodb.store import ChatStore
-from functions.chat.domain.ports import JobSink
+from functions.chat.domain.ports import JobSink, UserIndex
 from functions.chat.jobs import FanoutJob
 
 # Connection ids per job: a user has a handful, but an SQS message is kept well under 256 KB.
@@ -27,7 +26,7 @@ CONNECTIONS_PER_JOB: Final = 100
 class UserDelivery:
     """Deliver frames to users: ``deliver(user_id, frame)``; the fan-out Lambda does the posting."""
 
-    def __init__(self, store: ChatStore, queue: JobSink, clock: Callable[[], int]) -> None:
+    def __init__(self, store: UserIndex, queue: JobSink, clock: Callable[[], int]) -> None:
         self._store = store
         self._queue = queue
         self._clock = clock

@@ -19,8 +19,7 @@ and, unlike a GSI, never behind the writes it follows.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import ClientError
@@ -35,7 +34,7 @@ from functions.chat.adapters.dynamodb.keys import (
     serialize,
 )
 from functions.chat.adapters.dynamodb.tables import backoff
-from functions.chat.domain.ports import StoreBusy
+from functions.chat.domain.ports import ChangeResult, Decide, MessageNotFound, StoreBusy, Updates
 from functions.chat.lifecycle import MessageState
 from functions.chat.settings import Settings
 
@@ -50,36 +49,12 @@ BATCH_GET_LIMIT: Final = 100  # BatchGetItem's limit
 _REV_DIGITS: Final = 16  # 2**53 has 16 digits: the log's string sort keys sort as numbers
 
 
-class MessageNotFound(Exception):
-    """No message with that seq in the room."""
-
-
-Decide = Callable[[dict[str, Any]], MessageState | None]
-
-
 def changes_pk(room: str) -> str:
     return f"ROOM#{room}#CHANGES"
 
 
 def rev_sk(rev: int) -> str:
     return f"{rev:0{_REV_DIGITS}d}"
-
-
-@dataclass(frozen=True)
-class ChangeResult:
-    message: dict[str, Any]  # the message's current state after the call (no ttl)
-    rev: int  # the message's rev (0: never changed)
-    changed: bool  # False: the decision was "no change" (an idempotent repeat)
-    fanned_out: bool  # the `update` of `rev` is known to be on the queue
-
-
-@dataclass(frozen=True)
-class Updates:
-    """Recovery: the current state of messages (seq <= since) changed after a rev."""
-
-    messages: list[dict[str, Any]]  # in the order of their first change after the rev
-    first_revs: list[int]  # the rev of each one's first change after the rev (paging cursor)
-    complete_through: int | None  # None: every change was read; else the log was cut after this rev
 
 
 class ChangeStore:
@@ -143,7 +118,7 @@ class ChangeStore:
                     if not lost:
                         raw = self._get_message(room, seq)
                 continue
-            updated = {**message, **_state_attributes(state), "rev": rev}
+            updated = {**message, **state_attributes(state), "rev": rev}
             if state.edited_at is None:
                 updated.pop("editedAt", None)
             return ChangeResult(updated, rev, True, False)
@@ -246,7 +221,7 @@ class ChangeStore:
     def _rewrite(
         self, room: str, seq: int, message_rev: int, rev: int, state: MessageState
     ) -> dict[str, Any]:
-        attributes = {**_state_attributes(state), "rev": rev}
+        attributes = {**state_attributes(state), "rev": rev}
         names = {f"#{key}": key for key in attributes}
         values = {key: value for key, value in attributes.items() if value is not None}
         assignments = ", ".join(f"#{key} = :{key}" for key in values)
@@ -281,7 +256,7 @@ class ChangeStore:
         }
 
 
-def _state_attributes(state: MessageState) -> dict[str, Any]:
+def state_attributes(state: MessageState) -> dict[str, Any]:
     return {
         "text": state.text,
         "editedAt": state.edited_at,

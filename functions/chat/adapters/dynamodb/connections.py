@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError
 from functions.chat.adapters.dynamodb.keys import (
     CONSISTENT,
     attr_values,
+    connection_item,
     deserialize,
     is_error,
     serialize,
@@ -56,19 +57,8 @@ class ConnectionTable(Tables):
         *,
         batch: bool = False,
     ) -> None:
-        ttl = now_ms // 1000 + self._settings.max_connection_seconds + 3600  # TTL is only the backstop
-        item: dict[str, Any] = {
-            "connectionId": connection_id,
-            "userId": user_id,
-            "name": name,
-            "allowedRooms": "*" if rooms is None else list(rooms),
-            "joined": {},
-            "connectedAt": now_ms,
-            "lastSeen": now_ms,
-            "ttl": ttl,
-        }
-        if batch:
-            item["batch"] = True
+        item = connection_item(connection_id, user_id, name, rooms, now_ms, self._settings, batch=batch)
+        ttl = item["ttl"]
         self._db.put_item(TableName=self._connections, Item=serialize(item))
         # Then the user's index entry, so `user_connections` finds it with one Query. In this
         # order a failure leaves at most a connection item, which the janitor's Scan finds;

@@ -8,12 +8,14 @@ from __future__ import annotations
 import hashlib
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Final
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
+
+from functions.chat.settings import Settings
 
 META: Final = "META"
 
@@ -142,3 +144,56 @@ def message_item(item: Mapping[str, Any]) -> dict[str, Any]:
 def plain_message(message: dict[str, Any]) -> dict[str, Any]:
     message.pop("ttl", None)
     return message
+
+
+# -- the items a connect and a send write (the in-memory store keeps the same shapes) --------------
+
+
+def connection_item(
+    connection_id: str,
+    user_id: str,
+    name: str,
+    rooms: Sequence[str] | None,
+    now_ms: int,
+    settings: Settings,
+    *,
+    batch: bool = False,
+) -> dict[str, Any]:
+    """A new connection's item; its `ttl` (s) is only the backstop behind $disconnect and the janitor."""
+    item: dict[str, Any] = {
+        "connectionId": connection_id,
+        "userId": user_id,
+        "name": name,
+        "allowedRooms": "*" if rooms is None else list(rooms),
+        "joined": {},
+        "connectedAt": now_ms,
+        "lastSeen": now_ms,
+        "ttl": now_ms // 1000 + settings.max_connection_seconds + 3600,
+    }
+    if batch:
+        item["batch"] = True
+    return item
+
+
+def new_message(
+    room: str, seq: int, user_id: str, name: str, text: str, client_msg_id: str, now_ms: int
+) -> dict[str, Any]:
+    """A new message as clients see it (a new id per attempt); `stored_message` adds the ttl."""
+    return {
+        "room": room,
+        "seq": seq,
+        "id": uuid.uuid4().hex,
+        "user": user_id,
+        "name": name,
+        "text": text,
+        "ts": now_ms,
+        "clientMsgId": client_msg_id,
+    }
+
+
+def stored_message(message: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
+    """The message as the table keeps it: with a ttl when history has a retention."""
+    stored = dict(message)
+    if settings.message_retention_days:
+        stored["ttl"] = int(message["ts"]) // 1000 + settings.message_retention_days * 86400
+    return stored

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from typing import Any, Final
 
 from botocore.exceptions import ClientError
@@ -19,8 +18,10 @@ from functions.chat.adapters.dynamodb.keys import (
     idempotency_pk,
     is_error,
     message_item,
+    new_message,
     room_pk,
     serialize,
+    stored_message,
 )
 from functions.chat.adapters.dynamodb.tables import Tables, backoff
 from functions.chat.domain.ports import StoreBusy, StoredMessage
@@ -81,19 +82,8 @@ class MessageTable(Tables):
             if current is None:
                 current = self.latest_seq(room)
             seq = current + 1
-            message = {
-                "room": room,
-                "seq": seq,
-                "id": uuid.uuid4().hex,
-                "user": user_id,
-                "name": name,
-                "text": text,
-                "ts": now_ms,
-                "clientMsgId": client_msg_id,
-            }
-            stored = dict(message)
-            if self._settings.message_retention_days:
-                stored["ttl"] = now_ms // 1000 + self._settings.message_retention_days * 86400
+            message = new_message(room, seq, user_id, name, text, client_msg_id, now_ms)
+            stored = stored_message(message, self._settings)
             try:
                 self._db.transact_write_items(
                     TransactItems=[

@@ -8,6 +8,9 @@ Hot paths use GetItem, Query, UpdateItem and TransactWriteItems only; the one Sc
 
 from __future__ import annotations
 
+from functools import cached_property
+
+from functions.chat.adapters.dynamodb.changes import ChangeStore
 from functions.chat.adapters.dynamodb.janitor_cursor import JanitorCursorTable
 from functions.chat.adapters.dynamodb.memberships import MembershipTables
 from functions.chat.adapters.dynamodb.messages import MessageTable
@@ -15,3 +18,8 @@ from functions.chat.adapters.dynamodb.messages import MessageTable
 
 class ChatStore(MembershipTables, MessageTable, JanitorCursorTable):
     """The chat's tables. One instance per process, sharing one boto3 client."""
+
+    @cached_property
+    def changes(self) -> ChangeStore:
+        """The messages' change log, on the same client."""
+        return ChangeStore(self._db, self._settings)
