@@ -8,9 +8,12 @@ deployment's stage), exactly the set the stack's alarms read.
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.chat.settings import ENV, LOCAL_STAGE, METRICS_NAMESPACE, metric_dimensions
 
@@ -29,3 +32,30 @@ def observability(service: str) -> tuple[Logger, Tracer, Metrics]:
 def is_warmup(event: Any) -> bool:
     """The warm-up schedule's ping ({"warmup": true}): answered without touching anything."""
     return isinstance(event, dict) and event.get("warmup") is True
+
+
+R = TypeVar("R")
+Handler = Callable[[dict[str, Any], LambdaContext], R]
+
+
+def lambda_entry(
+    logger: Logger, tracer: Tracer, metrics: Metrics, *, correlation_id_path: str | None = None
+) -> Callable[[Handler[R]], Callable[..., Any]]:
+    """Every function's entry, wrapped once: logs with the Lambda context (and the correlation
+    id at `correlation_id_path`), a trace, metrics flushed at the end, and the warm-up ping
+    answered before the handler runs. Typed as powertools' decorators are (any context), so a
+    test may pass its own Lambda context."""
+
+    def wrap(handler: Handler[R]) -> Callable[..., Any]:
+        @wraps(handler)
+        def answered(event: dict[str, Any], context: LambdaContext) -> R | dict[str, Any]:
+            if is_warmup(event):
+                return {"warmup": True}
+            return handler(event, context)
+
+        traced = tracer.capture_lambda_handler(metrics.log_metrics(answered))
+        if correlation_id_path is None:
+            return logger.inject_lambda_context(traced)
+        return logger.inject_lambda_context(traced, correlation_id_path=correlation_id_path)
+
+    return wrap

@@ -29,7 +29,7 @@ from functions.chat.domain.deadline import Deadline
 from functions.chat.domain.fanout import DeliveryReport, Fanout
 from functions.chat.jobs import FanoutJob, InvalidJob
 from functions.chat.lease import VisibilityLease
-from functions.chat.observability import is_warmup, observability
+from functions.chat.observability import lambda_entry, observability
 from functions.chat.settings import get_settings
 
 logger, tracer, metrics = observability("fanout")
@@ -43,12 +43,8 @@ def record_pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=MAX_SQS_BATCH, thread_name_prefix="fanout-record")
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@lambda_entry(logger, tracer, metrics)
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse | dict[str, Any]:
-    if is_warmup(event):
-        return {"warmup": True}
     started = time.perf_counter()
     settings = get_settings()
     fanout = deps.fanout(deps.management_endpoint())

@@ -14,17 +14,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from functions.chat import deps, protocol
 from functions.chat.adapters.review import Result, Verdict
 from functions.chat.auth import Identity
-from functions.chat.observability import is_warmup, observability
+from functions.chat.observability import lambda_entry, observability
 
 logger, tracer, metrics = observability("ingress")
 
 
-@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@lambda_entry(logger, tracer, metrics, correlation_id_path="requestContext.requestId")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    if is_warmup(event):
-        return {"warmup": True}
     request_context = event["requestContext"]
     route = request_context["routeKey"]
     connection_id = request_context["connectionId"]

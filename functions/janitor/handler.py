@@ -13,18 +13,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.chat import deps
 from functions.chat.domain.deadline import Deadline
-from functions.chat.observability import is_warmup, observability
+from functions.chat.observability import lambda_entry, observability
 from functions.chat.settings import get_settings
 
 logger, tracer, metrics = observability("janitor")
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@lambda_entry(logger, tracer, metrics)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    if is_warmup(event):
-        return {"warmup": True}
     settings = get_settings()
     correlation_id = str(event.get("id") or context.aws_request_id)
     logger.set_correlation_id(correlation_id)

@@ -18,18 +18,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from functions.chat import deps
 from functions.chat.clock import now_ms
 from functions.chat.domain.redrive import Redriver, Verdict
-from functions.chat.observability import is_warmup, observability
+from functions.chat.observability import lambda_entry, observability
 from functions.chat.settings import get_settings
 
 logger, tracer, metrics = observability("redriver")
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@lambda_entry(logger, tracer, metrics)
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse | dict[str, Any]:
-    if is_warmup(event):
-        return {"warmup": True}
     redriver = Redriver(queue=deps.job_queue(), settings=get_settings(), clock=now_ms)
 
     def redrive(record: SQSRecord) -> None:
