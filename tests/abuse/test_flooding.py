@@ -38,7 +38,7 @@ RATE, BURST = 5, 10
 FLOOD_RATE = float(os.environ.get("DYNAMOWAVE_FLOOD_RATE", "20"))
 # The bystanders' windows: quiet and flooded by turns, so that the machine's own load (other
 # tests, other processes) falls on both alike. DYNAMOWAVE_FLOOD_ROUNDS for a longer run.
-ROUNDS = int(os.environ.get("DYNAMOWAVE_FLOOD_ROUNDS", "5"))
+ROUNDS = int(os.environ.get("DYNAMOWAVE_FLOOD_ROUNDS", "10"))
 VICTIM_MESSAGES = 6  # per window
 
 
@@ -218,21 +218,12 @@ def flood_next_to_bystanders(dev: DevApi, rounds: int) -> tuple[float, float]:
     return quiet_p99, flooded_p99
 
 
-def test_a_flooder_stores_within_its_limit_and_gets_no_internal(dev: DevApi) -> None:
-    flood_next_to_bystanders(dev, ROUNDS)
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(
-    os.environ.get("DYNAMOWAVE_FLOOD_BOUND") != "1",
-    reason="the 2x p99 bound is not met reliably on a loaded machine; DYNAMOWAVE_FLOOD_BOUND=1 runs it",
-)
 def test_a_flooder_does_not_move_a_bystanders_p99_past_twice_quiet(dev: DevApi) -> None:
-    """The issue's bound, over 10 rounds (`DYNAMOWAVE_FLOOD_BOUND=1 pytest
-    tests/abuse/test_flooding.py -s`). Not in `make test`: on the shared 2-core box under other
-    suites' load it held in some runs and not in others (docs/operations.md, "Measured:
-    flooding")."""
-    quiet_p99, flooded_p99 = flood_next_to_bystanders(dev, 10)
+    """The issue's bound, over 10 rounds (60 bystander messages each way, quiet and flooded;
+    `pytest tests/abuse/test_flooding.py -s` prints the figures). Before the flooder's AWS calls
+    yielded to other connections' (dynamowave/local/fair_share.py) it failed on an idle machine
+    (2.05x) and on a loaded one (2.4x-3.4x); docs/operations.md, "Measured: flooding"."""
+    quiet_p99, flooded_p99 = flood_next_to_bystanders(dev, ROUNDS)
     assert flooded_p99 <= 2 * quiet_p99, (quiet_p99, flooded_p99)
 
 
