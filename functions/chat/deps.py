@@ -18,9 +18,10 @@ from botocore.config import Config
 from functions.chat.adapters.dynamodb.store import ChatStore
 from functions.chat.adapters.management_client import ManagementClient, SignedPoster
 from functions.chat.adapters.queue import JobQueue
-from functions.chat.adapters.review import LambdaReviewer, NoReview, Result, Reviewer
+from functions.chat.adapters.review import LambdaReviewer
 from functions.chat.domain.fanout import Fanout
 from functions.chat.domain.janitor import Janitor
+from functions.chat.domain.ports import NoReview, Result, Reviewer
 from functions.chat.domain.removal import ConnectionRemoval
 from functions.chat.domain.service import ChatService
 from functions.chat.settings import Settings, clear_settings, environment_key, get_settings

@@ -12,8 +12,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.chat import deps, protocol
-from functions.chat.adapters.review import Result, Verdict
 from functions.chat.auth import Identity
+from functions.chat.domain.ports import Result, Verdict
 from functions.chat.observability import lambda_entry, observability
 
 logger, tracer, metrics = observability("ingress")

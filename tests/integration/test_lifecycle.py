@@ -518,7 +518,7 @@ class ScriptedReviewer:
         self.requests: list[Any] = []
 
     def review(self, request: Any) -> Any:
-        from functions.chat.adapters.review import Result, Verdict
+        from functions.chat.domain.ports import Result, Verdict
 
         self.requests.append(request)
         if "bad" in request.text:

@@ -12,7 +12,8 @@ import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 
 from functions.chat import deps
-from functions.chat.adapters.review import LambdaReviewer, Result, ReviewRequest, Verdict, parse_answer
+from functions.chat.adapters.review import LambdaReviewer, parse_answer
+from functions.chat.domain.ports import Result, ReviewRequest, Verdict
 from functions.chat.domain.service import ChatService
 from functions.review.handler import handler as wordlist_handler
 from functions.review.handler import review as wordlist

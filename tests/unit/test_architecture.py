@@ -34,9 +34,6 @@ WIRING = {"deps"}
 DOMAIN_FOLDER = "domain"
 ADAPTERS_FOLDER = "adapters"
 PORTS = f"{DOMAIN_FOLDER}.ports"
-# Adapters the domain still names directly, until they are behind a port (docs/architecture.md,
-# "Seams not done yet"): the review Lambda's types. Nothing may join it.
-DOMAIN_MAY_STILL_IMPORT = {"adapters.review"}
 # Defined in domain/ports.py; an adapter raises them, the domain catches them from there.
 ADAPTER_ERRORS_AT_THE_PORT = {
     "ConnectionGone",
@@ -144,7 +141,7 @@ def test_each_chat_layer_imports_only_the_layers_below_it(path: Path) -> None:
         assert not beyond, f"an adapter imports the contract and the ports, not {sorted(beyond)}"
     elif layer == DOMAIN_FOLDER:
         assert "wiring" not in layers(used), "the domain is built by deps, it does not import it"
-        adapters = {m for m in used if layer_of(m) == ADAPTERS_FOLDER} - DOMAIN_MAY_STILL_IMPORT
+        adapters = {m for m in used if layer_of(m) == ADAPTERS_FOLDER}
         assert not adapters, f"the domain sees adapters through domain/ports.py only, not {sorted(adapters)}"
         named = {n for n in imported if n.startswith(f"{CHAT}.{ADAPTERS_FOLDER}.")}
         assert not {n for n in named if n.rsplit(".", 1)[-1] in ADAPTER_ERRORS_AT_THE_PORT}, (
@@ -160,7 +157,9 @@ def test_handlers_translate_events_and_leave_the_sdk_to_the_adapters(path: Path)
     imported = imports_of(path)
     assert not uses_sdk(imported), "a handler gets its clients from functions.chat.deps"
     adapters = {m for m in chat_modules(imported) if layer_of(m) == ADAPTERS_FOLDER}
-    assert adapters <= {"adapters.secrets", "adapters.review"}, "a handler reaches adapters through deps"
+    assert adapters <= {"adapters.secrets"}, (
+        "a handler reaches adapters through deps (but the authorizer's secret)"
+    )
 
 
 @pytest.mark.parametrize("path", sources("stacks"), ids=module_name)

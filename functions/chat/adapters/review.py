@@ -20,79 +20,17 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
 
+from functions.chat.domain.ports import Result, ReviewRequest, Verdict
 from functions.chat.protocol import text_problem
 
 logger = logging.getLogger(__name__)
 
 MAX_REASON_LENGTH: Final = 500
 DEFAULT_DENY_REASON: Final = "refused by the message review"
-
-
-class Result(StrEnum):
-    ALLOW = "allow"
-    DENY = "deny"
-    REPLACE = "replace"
-
-
-@dataclass(frozen=True)
-class ReviewRequest:
-    kind: str  # "message" or "edit"
-    room: str
-    user: str
-    name: str
-    text: str
-    client_msg_id: str | None = None
-    seq: int | None = None
-
-    def event(self) -> dict[str, Any]:
-        event: dict[str, Any] = {
-            "kind": self.kind,
-            "room": self.room,
-            "user": self.user,
-            "name": self.name,
-            "text": self.text,
-        }
-        if self.client_msg_id is not None:
-            event["clientMsgId"] = self.client_msg_id
-        if self.seq is not None:
-            event["seq"] = self.seq
-        return event
-
-
-@dataclass(frozen=True)
-class Verdict:
-    result: Result
-    text: str  # the text to store: the original, or the replacement
-    reason: str = ""
-    # Why the fallback decided instead of the reviewer ("timeout", "error", "invalid"); "" if not.
-    fallback: str = ""
-    elapsed_ms: float = 0.0
-
-    @property
-    def allowed(self) -> bool:
-        return self.result is not Result.DENY
-
-    @property
-    def outcome(self) -> str:
-        """For logs and metrics: allow, deny, replace, or fallback-allow / fallback-deny."""
-        return f"fallback-{self.result}" if self.fallback else str(self.result)
-
-
-class Reviewer(Protocol):
-    def review(self, request: ReviewRequest) -> Verdict: ...
-
-
-class NoReview:
-    """No review function configured: every text is stored as sent."""
-
-    def review(self, request: ReviewRequest) -> Verdict:
-        return Verdict(Result.ALLOW, request.text)
 
 
 def parse_answer(answer: object, request: ReviewRequest, *, max_text_length: int) -> Verdict:

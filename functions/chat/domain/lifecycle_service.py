@@ -17,9 +17,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from functions.chat import protocol
-from functions.chat.adapters.review import ReviewRequest, Verdict
 from functions.chat.auth import Identity
-from functions.chat.domain.ports import ChangeLog, ChangeResult, MessageNotFound, StoreBusy, Updates
+from functions.chat.domain.ports import (
+    ChangeLog,
+    ChangeResult,
+    MessageNotFound,
+    ReviewRequest,
+    StoreBusy,
+    Updates,
+    Verdict,
+)
 from functions.chat.lifecycle import (
     ChangeRefused,
     check_edit,

@@ -434,3 +434,67 @@ class ChatStorage(Connections, Memberships, Messages, JanitorCursor, Protocol):
 
     @property
     def changes(self) -> ChangeLog: ...
+
+
+# -- message review (docs/protocol.md, "Message review"): functions/chat/adapters/review.py -----
+
+
+class Result(StrEnum):
+    ALLOW = "allow"
+    DENY = "deny"
+    REPLACE = "replace"
+
+
+@dataclass(frozen=True)
+class ReviewRequest:
+    kind: str  # "message" or "edit"
+    room: str
+    user: str
+    name: str
+    text: str
+    client_msg_id: str | None = None
+    seq: int | None = None
+
+    def event(self) -> dict[str, Any]:
+        event: dict[str, Any] = {
+            "kind": self.kind,
+            "room": self.room,
+            "user": self.user,
+            "name": self.name,
+            "text": self.text,
+        }
+        if self.client_msg_id is not None:
+            event["clientMsgId"] = self.client_msg_id
+        if self.seq is not None:
+            event["seq"] = self.seq
+        return event
+
+
+@dataclass(frozen=True)
+class Verdict:
+    result: Result
+    text: str  # the text to store: the original, or the replacement
+    reason: str = ""
+    # Why the fallback decided instead of the reviewer ("timeout", "error", "invalid"); "" if not.
+    fallback: str = ""
+    elapsed_ms: float = 0.0
+
+    @property
+    def allowed(self) -> bool:
+        return self.result is not Result.DENY
+
+    @property
+    def outcome(self) -> str:
+        """For logs and metrics: allow, deny, replace, or fallback-allow / fallback-deny."""
+        return f"fallback-{self.result}" if self.fallback else str(self.result)
+
+
+class Reviewer(Protocol):
+    def review(self, request: ReviewRequest) -> Verdict: ...
+
+
+class NoReview:
+    """No review function configured: every text is stored as sent."""
+
+    def review(self, request: ReviewRequest) -> Verdict:
+        return Verdict(Result.ALLOW, request.text)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from functions.chat import protocol
-from functions.chat.adapters.review import NoReview, Reviewer, ReviewRequest, Verdict
 from functions.chat.auth import Identity
 from functions.chat.clock import Clock, now_ms
 from functions.chat.domain import conversations
@@ -27,12 +26,16 @@ from functions.chat.domain.ports import (
     ConnectionGone,
     ConnectionRecord,
     JobSink,
+    NoReview,
     NotMember,
     Poster,
     RateLimited,
     Restricted,
     Restriction,
+    Reviewer,
+    ReviewRequest,
     StoreBusy,
+    Verdict,
 )
 from functions.chat.domain.removal import ConnectionRemoval
 from functions.chat.domain.room_jobs import room_jobs
