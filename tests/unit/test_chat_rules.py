@@ -139,6 +139,34 @@ def test_a_ban_kicks_refuses_joins_and_lifts(chat: Chat) -> None:
     assert chat.ask(again, eve, action="join", room="club")["type"] == "joined"
 
 
+@pytest.mark.parametrize("first", ["mute", "unmute"])
+def test_a_mute_and_an_unmute_racing_leave_the_stamps_of_the_stored_item(
+    chat: Chat, first: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The op whose item write lands first stamps last (the other runs between its item write
+    and its stamps): its stale stamps must not stay."""
+    mod = chat.connect("mia", MOD)[0]
+    bob_conn, bob = chat.joined("bob")
+    if first == "unmute":
+        chat.ask(mod, MOD, action="mute", room="club", user="bob")
+    second = "unmute" if first == "mute" else "mute"
+    stamp = chat.store.stamp_connection
+    raced: list[bool] = []
+
+    def stamp_after_the_other_op(connection_id: str, kind: Any, room: str, until_ms: int | None) -> None:
+        if not raced:
+            raced.append(True)
+            assert chat.ask(mod, MOD, action=second, room="club", user="bob")["op"] == second
+        stamp(connection_id, kind, room, until_ms)
+
+    monkeypatch.setattr(chat.store, "stamp_connection", stamp_after_the_other_op)
+    assert chat.ask(mod, MOD, action=first, room="club", user="bob")["op"] == first
+    muted = bool(chat.store.active_restrictions("club", "bob", chat.clock.now))
+    assert muted is (second == "mute")
+    reply = chat.send(bob_conn, bob, "hi", "m1")
+    assert reply.get("code") == ("muted" if muted else None), reply
+
+
 def test_moderation_needs_a_moderator_of_the_room(chat: Chat) -> None:
     ann_conn, ann = chat.joined("ann")
     chat.joined("eve")

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from functions.chat import protocol
 from functions.chat.auth import Identity
@@ -74,6 +74,11 @@ class _FrameState:
 
     spent: bool = False
     received_ms: int | None = None
+
+
+# Rounds of re-stamping a ban or mute after a racing change of it (`_stamp_as_stored`): each
+# round follows another moderation change of the same user that landed meanwhile.
+STAMP_SETTLE_ROUNDS: Final = 4
 
 
 class ChatService:
@@ -528,16 +533,30 @@ class ChatService:
         now = self._clock()
         until = 0 if seconds is None else now + seconds * 1000
         self._store.put_restriction(kind, room, user_id, until, reason, by, now)
-        for connection_id in self.users.connections(user_id):
-            self._store.stamp_connection(connection_id, kind, room, until)
+        self._stamp_as_stored(kind, room, user_id, until)
 
     def _lift(self, kind: Restriction, room: str, user_id: str) -> bool:
         """Delete the item first, then the stamps: a join that read the item before the delete
         re-reads it after stamping and removes its own stamp (`_subscribe`)."""
         existed = self._store.delete_restriction(kind, room, user_id)
-        for connection_id in self.users.connections(user_id):
-            self._store.stamp_connection(connection_id, kind, room, None)
+        self._stamp_as_stored(kind, room, user_id, None)
         return existed
+
+    def _stamp_as_stored(self, kind: Restriction, room: str, user_id: str, until: int | None) -> None:
+        """Stamp `until` (None: remove the stamp) on each live connection of the user, then
+        re-read the stored item and stamp again until the two agree. A ban and an unban of one
+        user racing each other each write the item, then the stamps, so the stamps of the one
+        whose item write lost could land last: a muted user who can send, or an unbanned one
+        who cannot. Whoever stamps last re-reads after every item write that came before, so
+        the stamps left are the stored item's."""
+        connections = self.users.connections(user_id)
+        for _ in range(STAMP_SETTLE_ROUNDS):
+            for connection_id in connections:
+                self._store.stamp_connection(connection_id, kind, room, until)
+            stored = self._restrictions(room, user_id).get(kind)
+            if stored == until:
+                return
+            until = stored
 
     def rooms_of(self, user_id: str) -> dict[str, Any]:
         """The `rooms` reply for a user: one Query of memberships, batched reads of the rooms."""
