@@ -10,8 +10,9 @@ bystander's, it made every call of the bystander's wait for CPU (docs/operations
 
 So the runtime gives the embedded AWS to the connections that are not flooding first:
 
-* the gateway marks a connection `backlogged` while its frames wait for an integration slot
-  (it sends faster than the runtime serves it; `mark_backlogged`), and for a second after;
+* the gateway marks a connection `backlogged` when a frame arrives while another of its frames
+  is still being handled (it sends faster than the runtime serves it; `mark_backlogged`), and
+  for a second after;
 * each AWS request carries the tenant it is made for (`TENANT_HEADER`: the connection whose
   frame an ingress invocation is handling, with ``;backlogged`` if it is, else the function's
   name), set on the invocation's thread (`acting_for`) and added by a botocore ``before-send``
@@ -37,8 +38,8 @@ TENANT_HEADER = "X-Dynamowave-Tenant"
 TENANT_ENVIRON = "HTTP_" + TENANT_HEADER.upper().replace("-", "_")
 BACKLOGGED_SUFFIX = ";backlogged"
 CONNECTION_PREFIX = "connection:"
-# A connection stays backlogged this long after its frames last waited for a slot: a flooder's
-# queue empties for a moment between frames without its flood being over.
+# A connection stays backlogged this long after it last overlapped its own frames: a flooder's
+# frames are handled one at a time for a moment without its flood being over.
 BACKLOG_MEMORY_SECONDS = 1.0
 # A backlogged request waits while another connection made a call this recently: a send is a
 # chain of calls with a few milliseconds of the function's own work between them.
@@ -47,12 +48,12 @@ YIELD_GAP_SECONDS = 0.05
 MAX_YIELD_SECONDS = 0.25
 
 _acting = threading.local()
-# Connection id -> when its frames last waited for an integration slot (monotonic seconds).
+# Connection id -> when it last sent a frame while another was being handled (monotonic s).
 _backlogged: dict[str, float] = {}
 
 
 def mark_backlogged(connection_id: str, clock: Callable[[], float] = time.monotonic) -> None:
-    """The gateway: `connection_id`'s frames are waiting for an integration slot."""
+    """The gateway: a frame of `connection_id` arrived while another was being handled."""
     if len(_backlogged) > 10_000:
         _backlogged.clear()
     _backlogged[connection_id] = clock()
