@@ -26,7 +26,7 @@ import pytest
 from tests.abuse.live import Client, DevApi
 from tests.chaos.invariants import Acked, check_all
 from tests.chaos.test_chaos_runtime import faulted_runtime, first_arrivals, send_once, wait_quiet
-from tests.clients.local_runtime import runtime_available
+from tests.clients.local_runtime import runtime_available, start_local_runtime
 
 pytestmark = pytest.mark.skipif(
     runtime_available() is not None, reason=f"runtime missing: {runtime_available()}"
@@ -125,3 +125,35 @@ def test_worker_processes_deliver_everything_through_faults_and_kills(dev: DevAp
     assert injected["throttle"] and injected["error"] and injected["fanout_crash"], injected
     for member in live:
         member.close()
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGKILL"])
+def test_the_workers_end_with_the_runtime(tmp_path: Path, stop: str) -> None:
+    """A clean stop ends them; so does the runtime's death (their pipe closes): none is left."""
+    runtime = start_local_runtime(tmp_path, "--fanout-workers", "2", "--janitor-interval", "0", "--quiet")
+    try:
+        dev = DevApi(runtime)
+        deadline = time.monotonic() + 60
+        while len(workers(dev)["pids"]) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        pids = workers(dev)["pids"]
+        assert len(pids) == 2
+        if stop == "SIGTERM":
+            assert runtime.stop() == 0
+        else:
+            runtime.process.kill()
+            runtime.process.wait()
+        deadline = time.monotonic() + 15
+        while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in pids if _running(pid)], "a worker outlived the runtime"
+    finally:
+        runtime.stop()
