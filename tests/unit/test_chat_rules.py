@@ -15,12 +15,11 @@ from typing import Any
 
 import pytest
 
-from functions.chat.adapters.memory import InMemoryChatStore, InMemoryJobSink
+from functions.chat.adapters.memory import InMemoryChatStore, InMemoryJobSink, InMemoryManagementApi
 from functions.chat.auth import Identity, ModeratorScope
 from functions.chat.domain.deadline import Deadline
 from functions.chat.domain.fanout import Fanout
 from functions.chat.domain.janitor import Janitor
-from functions.chat.domain.ports import ConnectionInfo, Gone, Throttled
 from functions.chat.domain.service import ChatService
 from functions.chat.jobs import FanoutJob
 from functions.chat.settings import Settings
@@ -43,12 +42,14 @@ class Chat:
     store: InMemoryChatStore = field(init=False)
     queue: InMemoryJobSink = field(default_factory=InMemoryJobSink)
     clock: Clock = field(default_factory=Clock)
+    api: InMemoryManagementApi = field(init=False)  # the connections' clients, for the fan-out and janitor
     posts: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     service: ChatService = field(init=False)
     _ids: Iterator[int] = field(default_factory=count)
 
     def __post_init__(self) -> None:
         self.store = InMemoryChatStore(self.settings)
+        self.api = InMemoryManagementApi(self.clock)
         self.service = ChatService(
             self.store,
             self.queue,
@@ -60,6 +61,7 @@ class Chat:
     def connect(self, user: str, identity: Identity | None = None) -> tuple[str, Identity]:
         connection_id = f"{user}-{next(self._ids)}"
         who = identity or Identity(user, user.title(), None)
+        self.api.open(connection_id)
         self.service.connect(connection_id, who)
         return connection_id, who
 
@@ -296,32 +298,6 @@ def test_a_dm_invites_the_other_user_and_read_markers_move_forward_only(chat: Ch
 # -- delivery: the fan-out and the janitor --------------------------------------------------------
 
 
-@dataclass
-class ScriptedApi:
-    """The Management API: connections listed in `gone` answer 410, `throttled` 429."""
-
-    gone: set[str] = field(default_factory=set)
-    throttled: set[str] = field(default_factory=set)
-    posted: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    deleted: list[str] = field(default_factory=list)
-    last_active: str = ""
-
-    def post(self, connection_id: str, data: bytes) -> None:
-        if connection_id in self.gone:
-            raise Gone(connection_id, "410")
-        if connection_id in self.throttled:
-            raise Throttled(connection_id, "429")
-        self.posted.append((connection_id, json.loads(data)))
-
-    def get(self, connection_id: str) -> ConnectionInfo:
-        if connection_id in self.gone:
-            raise Gone(connection_id, "410")
-        return ConnectionInfo("", self.last_active, "127.0.0.1")
-
-    def delete(self, connection_id: str) -> None:
-        self.deleted.append(connection_id)
-
-
 def deadline(ms: int = 60_000) -> Deadline:
     return Deadline(lambda: ms, 0)
 
@@ -332,19 +308,20 @@ def test_the_fan_out_posts_to_each_member_and_prunes_the_gone(chat: Chat) -> Non
     chat.jobs()
     chat.send(ann_conn, ann, "hi", "m1")
     [job] = chat.jobs()
-    api = ScriptedApi(gone={bob_conn})
+    chat.api.close(bob_conn)  # bob's client went away
     with ThreadPoolExecutor(max_workers=2) as pool:
         fanout = Fanout(
             store=chat.store,
             queue=chat.queue,
-            api=api,
+            api=chat.api,
             prune=chat.service.removal.remove,
             settings=chat.settings,
             executor=pool,
         )
         report = fanout.deliver(job, deadline())
     assert (report.delivered, report.gone) == (1, 1)
-    assert [(c, f["text"]) for c, f in api.posted] == [(ann_conn, "hi")]
+    assert [json.loads(frame)["text"] for frame in chat.api.frames[ann_conn]] == ["hi"]
+    assert chat.api.frames[bob_conn] == []
     assert chat.store.get_connection(bob_conn) is None  # pruned with its memberships
     assert [f["user"] for f in frames_of(chat.jobs(), "presence")] == ["bob"]  # bob's leave
 
@@ -355,11 +332,12 @@ def test_the_fan_out_requeues_the_still_failing_and_dead_letters_past_the_limit(
     chat.jobs()
     chat.send(ann_conn, ann, "hi", "m1")
     [job] = chat.jobs()
+    chat.api.throttle(ann_conn, times=2)
     with ThreadPoolExecutor(max_workers=1) as pool:
         fanout = Fanout(
             store=chat.store,
             queue=chat.queue,
-            api=ScriptedApi(throttled={ann_conn}),
+            api=chat.api,
             prune=chat.service.removal.remove,
             settings=chat.settings,
             executor=pool,
@@ -380,11 +358,11 @@ def test_the_janitor_deletes_the_idle_prunes_the_gone_and_keeps_the_active() -> 
     active, active_identity = chat.joined("active")
     chat.ask(active, active_identity, action="ping")
     chat.jobs()
-    api = ScriptedApi(gone={gone})
+    chat.api.close(gone)  # its client went away without a $disconnect
     with ThreadPoolExecutor(max_workers=2) as pool:
         janitor = Janitor(
             store=chat.store,
-            api=api,
+            api=chat.api,
             prune=chat.service.removal.remove,
             settings=chat.settings,
             executor=pool,
@@ -392,7 +370,7 @@ def test_the_janitor_deletes_the_idle_prunes_the_gone_and_keeps_the_active() -> 
         )
         report = janitor.run(deadline())
     assert (report.pruned, report.deleted, report.kept, report.finished) == (1, 1, 0, True)
-    assert api.deleted == [idle]
+    assert chat.api.deleted == [idle]
     assert chat.store.get_connection(idle) is None and chat.store.get_connection(gone) is None
     assert chat.store.get_connection(active) is not None
     assert sorted(f["user"] for f in frames_of(chat.jobs(), "presence")) == ["gone", "idle"]

@@ -8,8 +8,9 @@ import copy
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from math import ceil
-from typing import Any
+from typing import Any, Final
 
 from functions.chat.adapters.dynamodb.changes import LOG_PAGE_ENTRIES, state_attributes
 from functions.chat.adapters.dynamodb.keys import (
@@ -20,14 +21,17 @@ from functions.chat.adapters.dynamodb.keys import (
     stored_message,
 )
 from functions.chat.adapters.queue import BATCH_SIZE
+from functions.chat.clock import Clock, now_ms
 from functions.chat.domain.ports import (
     DM_KIND,
     MAX_DELAY_SECONDS,
     ROOM_KIND,
     ChangeResult,
     ConnectionGone,
+    ConnectionInfo,
     ConnectionRecord,
     Decide,
+    Gone,
     JoinResult,
     LeaveResult,
     Member,
@@ -35,10 +39,12 @@ from functions.chat.domain.ports import (
     MessageNotFound,
     NotMember,
     RateLimited,
+    Refused,
     Restricted,
     Restriction,
     RoomState,
     StoredMessage,
+    Throttled,
     Updates,
     restriction_stamp,
 )
@@ -66,6 +72,71 @@ class InMemoryJobSink:
     def park(self, bodies: Sequence[str]) -> int:
         self.parked.extend(bodies)
         return ceil(len(bodies) / BATCH_SIZE)
+
+
+# -- the Management API ---------------------------------------------------------------------------
+
+# PostToConnection's payload limit (API Gateway answers 413 PayloadTooLargeException past it).
+MAX_POST_BYTES: Final = 128 * 1024
+
+
+class InMemoryManagementApi:
+    """`ManagementApi` over connections held here: what each received, which were deleted. Held
+    to the local runtime's Management API (the emulator of API Gateway's) by
+    tests/contract/test_management_api.py. `open` and `close` stand for clients connecting and
+    going away; `throttle` scripts 429s, which API Gateway answers near the account's limit."""
+
+    def __init__(self, clock: Clock = now_ms) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._open: dict[str, tuple[int, int, str]] = {}  # id -> connected at, last active, source ip
+        self._throttles: dict[str, int] = {}
+        self.frames: dict[str, list[bytes]] = {}
+        self.deleted: list[str] = []
+
+    def open(self, connection_id: str, source_ip: str = "127.0.0.1") -> None:
+        now = self._clock()
+        with self._lock:
+            self._open[connection_id] = (now, now, source_ip)
+            self.frames.setdefault(connection_id, [])
+
+    def close(self, connection_id: str) -> None:
+        with self._lock:
+            self._open.pop(connection_id, None)
+
+    def throttle(self, connection_id: str, times: int = 1) -> None:
+        with self._lock:
+            self._throttles[connection_id] = self._throttles.get(connection_id, 0) + times
+
+    def post(self, connection_id: str, data: bytes) -> None:
+        with self._lock:
+            if self._throttles.get(connection_id, 0) > 0:
+                self._throttles[connection_id] -= 1
+                raise Throttled(connection_id, "LimitExceededException")
+            if len(data) > MAX_POST_BYTES:
+                raise Refused(connection_id, "PayloadTooLargeException (413)")
+            if connection_id not in self._open:
+                raise Gone(connection_id, "GoneException")
+            self.frames[connection_id].append(bytes(data))
+
+    def get(self, connection_id: str) -> ConnectionInfo:
+        with self._lock:
+            found = self._open.get(connection_id)
+        if found is None:
+            raise Gone(connection_id, "GoneException")
+        connected_at, last_active, source_ip = found
+        return ConnectionInfo(_iso(connected_at), _iso(last_active), source_ip)
+
+    def delete(self, connection_id: str) -> None:
+        with self._lock:
+            if self._open.pop(connection_id, None) is None:
+                raise Gone(connection_id, "GoneException")
+            self.deleted.append(connection_id)
+
+
+def _iso(epoch_ms: int) -> str:
+    """A timestamp as `ManagementClient.get` gives it (a botocore datetime as text)."""
+    return str(datetime.fromtimestamp(epoch_ms / 1000, UTC))
 
 
 # -- the store's ports: one in-memory `ChatStorage` ---------------------------------------------
