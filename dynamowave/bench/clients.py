@@ -17,11 +17,13 @@ from typing import Any, Final
 from urllib.parse import urlencode
 
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
 
-from dynamowave.client_core import RoomLog
+from dynamowave.client_core import RoomLog, reconnect_delay
 from functions.chat.protocol import unbatch
 
 CONNECT_CONCURRENCY: Final = 16
+HANDSHAKE_ATTEMPTS: Final = 4
 JOIN_CONCURRENCY: Final = 8
 
 
@@ -75,6 +77,7 @@ class Room:
         self._sent: dict[str, tuple[Member, str]] = {}  # clientMsgId -> (sender, frame) of a stream
         self.errors: list[dict[str, Any]] = []
         self.resends = 0
+        self.handshake_retries = 0
 
     async def connect(self, count: int) -> list[Member]:
         """Connect `count` more members (they join with `join`); returns them."""
@@ -84,8 +87,7 @@ class Room:
         async def one(index: int) -> Member:
             async with gate:
                 query = {"token": self._token(index), **({"batch": "1"} if self._batch else {})}
-                url = f"{self._ws_url}/?{urlencode(query)}"
-                ws = await connect(url, open_timeout=60, max_size=None, compression=None, ping_interval=None)
+                ws = await self._handshake(f"{self._ws_url}/?{urlencode(query)}")
             member = Member(index, ws)
             member.reader = asyncio.create_task(self._read(member))
             return member
@@ -93,6 +95,22 @@ class Room:
         added = list(await asyncio.gather(*(one(i) for i in range(first, first + count))))
         self.members += added
         return added
+
+    async def _handshake(self, url: str) -> ClientConnection:
+        """Connect as the clients do: a handshake refused with a 5xx (an authorizer or `$connect`
+        that failed, e.g. timed out on a loaded machine) is tried again after the clients'
+        reconnect backoff, a few times; a 4xx is final. Retries are counted in the report."""
+        for attempt in range(1, HANDSHAKE_ATTEMPTS + 1):
+            try:
+                return await connect(
+                    url, open_timeout=60, max_size=None, compression=None, ping_interval=None
+                )
+            except InvalidStatus as refused:
+                if refused.response.status_code < 500 or attempt == HANDSHAKE_ATTEMPTS:
+                    raise
+                self.handshake_retries += 1
+                await asyncio.sleep(reconnect_delay(attempt))
+        raise AssertionError("unreachable")
 
     async def join(self, members: list[Member] | None = None) -> None:
         gate = asyncio.Semaphore(JOIN_CONCURRENCY)

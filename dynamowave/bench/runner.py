@@ -315,6 +315,8 @@ async def run_system(system: str, config: BenchConfig, secret: str, fanout_worke
         result.extra["resends"] = room.resends  # sends refused with `internal` and sent again
         # Achieved: messages that reached every member, over first send -> last arrival.
         result.extra["messages_per_s"] = round(messages / (last - first), 2) if last > first else 0.0
+    # Handshakes refused with a 5xx and tried again (dynamowave/bench/clients.py).
+    result.extra["handshake_retries"] = room.handshake_retries
     if pipeline:
         result.extra["fanout_workers"] = fanout_workers
         frame_bytes = 200 + config.text_size  # a message frame: envelope plus text
