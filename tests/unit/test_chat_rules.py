@@ -80,6 +80,18 @@ class Chat:
         self.queue.queued.clear()
         return taken
 
+    def fanout(self, pool: ThreadPoolExecutor, **options: Any) -> Fanout:
+        """The fan-out over this chat's store, queue and clients, pruning as the service does."""
+        return Fanout(
+            store=self.store,
+            queue=self.queue,
+            api=self.api,
+            prune=self.service.removal.remove,
+            settings=self.settings,
+            executor=pool,
+            **options,
+        )
+
     def send(
         self, connection_id: str, identity: Identity, text: str, msg: str, room: str = "club"
     ) -> dict[str, Any]:
@@ -310,15 +322,7 @@ def test_the_fan_out_posts_to_each_member_and_prunes_the_gone(chat: Chat) -> Non
     [job] = chat.jobs()
     chat.api.close(bob_conn)  # bob's client went away
     with ThreadPoolExecutor(max_workers=2) as pool:
-        fanout = Fanout(
-            store=chat.store,
-            queue=chat.queue,
-            api=chat.api,
-            prune=chat.service.removal.remove,
-            settings=chat.settings,
-            executor=pool,
-        )
-        report = fanout.deliver(job, deadline())
+        report = chat.fanout(pool).deliver(job, deadline())
     assert (report.delivered, report.gone) == (1, 1)
     assert [json.loads(frame)["text"] for frame in chat.api.frames[ann_conn]] == ["hi"]
     assert chat.api.frames[bob_conn] == []
@@ -334,15 +338,7 @@ def test_the_fan_out_requeues_the_still_failing_and_dead_letters_past_the_limit(
     [job] = chat.jobs()
     chat.api.throttle(ann_conn, times=2)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        fanout = Fanout(
-            store=chat.store,
-            queue=chat.queue,
-            api=chat.api,
-            prune=chat.service.removal.remove,
-            settings=chat.settings,
-            executor=pool,
-            sleep=lambda seconds: None,
-        )
+        fanout = chat.fanout(pool, sleep=lambda seconds: None)
         first = fanout.deliver(job, deadline())
         [retry] = chat.jobs()
         assert first.requeued == 1 and retry.connections == (ann_conn,) and retry.attempt == 1
