@@ -31,9 +31,18 @@
    For every request the server lists moto's package directories (to match a service name) and
    inspects the handler class's methods: a quarter of the time of a GetItem. Neither changes
    while the server runs, so both are computed once.
+7. Receives that read the retention period once. For every message a ReceiveMessage looks at,
+   moto builds all of the queue's attributes (counting its messages) to read
+   ``MessageRetentionPeriod``: a receive of 10 from a queue of 50 took ~50 ms. The period is
+   read from the queue itself, with the same comparison against moto's clock.
+8. Conditions lexed once per expression. moto lexes a ConditionExpression with one regular
+   expression search per pattern per token, on every request: a third of a conditional
+   UpdateItem. The chat sends a few distinct expressions millions of times, so the token list
+   of each (immutable nodes, independent of the names and values) is kept in a bounded cache
+   and every parse gets a fresh copy of it; the parse itself, and its errors, are moto's.
 
 Applied once per process, before any request, and only to the pinned moto (`require`, in
-dynamowave/compat/__init__.py). No upstream issue is known for 1 to 6; moto's own work on copy
+dynamowave/compat/__init__.py). No upstream issue is known for 1 to 8; moto's own work on copy
 costs (getmoto/moto#9670, item deep copies in Query) does not cover them.
 """
 
@@ -53,7 +62,7 @@ CONDITION_FAILED = "The conditional request failed"
 
 
 def serialize_dynamodb() -> None:
-    """Apply patches 1 to 5 (idempotent); patch 6 is the server's (`cache_server_dispatch`)."""
+    """Apply patches 1 to 5, 7 and 8 (idempotent); patch 6 is the server's (`cache_server_dispatch`)."""
     global _applied  # noqa: PLW0603 - a process-wide, idempotent patch
     if _applied:
         return
@@ -72,7 +81,50 @@ def serialize_dynamodb() -> None:
     _scope_queries_to_their_partition()
     _serialize_item_answers_directly()
     _project_top_level_scalars_directly()
+    _read_retention_from_the_queue()
+    _lex_each_condition_once()
     _applied = True
+
+
+def _read_retention_from_the_queue() -> None:
+    from moto.sqs import models
+    from moto.sqs.models import SQSBackend
+
+    original = SQSBackend.is_message_valid_based_on_retention_period
+
+    @functools.wraps(original)
+    def is_message_valid_based_on_retention_period(self: Any, queue_name: str, message: Any) -> bool:
+        retention_period = int(self.get_queue(queue_name).message_retention_period)
+        retain_until = retention_period + message.sent_timestamp / 1000
+        # Looked up on the module at each call, as moto's own code does (tests move its clock).
+        return bool(retain_until > models.unix_time())  # type: ignore[attr-defined]
+
+    SQSBackend.is_message_valid_based_on_retention_period = (  # type: ignore[method-assign]
+        is_message_valid_based_on_retention_period
+    )
+
+
+# Distinct condition expressions kept lexed; the chat uses a few dozen.
+CONDITION_LEX_CACHE_SIZE = 1024
+
+
+def _lex_each_condition_once() -> None:
+    from collections import deque
+
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+
+    original = ConditionExpressionParser._lex_condition_expression
+
+    @functools.lru_cache(maxsize=CONDITION_LEX_CACHE_SIZE)
+    def lexed(expression: str) -> tuple[Any, ...]:
+        # Lexing reads only the expression text; a failure raises and is not cached.
+        return tuple(original(ConditionExpressionParser(expression, None, None)))
+
+    @functools.wraps(original)  # __wrapped__: moto's own lexer, which tests compare against
+    def _lex_condition_expression(self: Any) -> Any:
+        return deque(lexed(self.condition_expression))
+
+    ConditionExpressionParser._lex_condition_expression = _lex_condition_expression  # type: ignore[method-assign]
 
 
 # Wire types whose value a projection's round trip through plain Python returns unchanged.

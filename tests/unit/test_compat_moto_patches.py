@@ -206,3 +206,56 @@ def test_a_projection_keeps_what_motos_own_keeps(paths: list[list[str]]) -> None
     motos_own = inspect.unwrap(Item.project)
     assert motos_own is not Item.project  # the patch is in place
     assert Item.project(item, paths).to_json() == motos_own(item, paths).to_json()
+
+
+CONDITIONS = [
+    "attribute_not_exists(pk)",
+    "#s = :current AND attribute_exists(pk)",
+    "(begins_with(sk, :p) OR size(#n) > :z) AND NOT contains(#t, :v)",
+    "#a BETWEEN :lo AND :hi OR #b IN (:x, :y)",
+]
+
+
+@pytest.mark.parametrize("expression", CONDITIONS)
+def test_a_condition_lexed_once_parses_as_motos_own(expression: str) -> None:
+    serialize_dynamodb()
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+
+    motos_own = inspect.unwrap(ConditionExpressionParser._lex_condition_expression)
+    assert motos_own is not ConditionExpressionParser._lex_condition_expression  # the patch is in place
+    expected = list(motos_own(ConditionExpressionParser(expression, None, None)))
+    names = {f"#{name}": name for name in "stnab"}
+    values = {f":{name}": {"S": name} for name in ("current", "p", "z", "v", "lo", "hi", "x", "y")}
+    trees = []
+    for _ in range(2):  # the second parse reads the cache: it must not see the first parse's changes
+        parser = ConditionExpressionParser(expression, names, values)
+        assert list(parser._lex_condition_expression()) == expected
+        trees.append(repr(parser.parse()))
+    assert trees[0] == trees[1]
+
+
+def test_a_condition_that_does_not_lex_is_refused_every_time(table: Any) -> None:
+    for _ in range(2):  # a failed lex is not cached as a success
+        with pytest.raises((ClientError, ValueError)):
+            table.put_item(
+                TableName="t",
+                Item={"pk": {"S": "bad"}, "sk": {"S": "x"}},
+                ConditionExpression="attribute_not_exists(pk) ; DROP",
+            )
+    assert "Item" not in table.get_item(TableName="t", Key={"pk": {"S": "bad"}, "sk": {"S": "x"}})
+
+
+def test_receives_keep_the_queues_retention_period(monkeypatch: pytest.MonkeyPatch) -> None:
+    serialize_dynamodb()
+    from moto.sqs import models
+
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="q", Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody="kept")
+        sqs.send_message(QueueUrl=url, MessageBody="expires")
+        first = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)["Messages"]
+        assert [m["Body"] for m in first] == ["kept"]
+        now = models.unix_time()  # type: ignore[attr-defined]
+        monkeypatch.setattr(models, "unix_time", lambda: now + 61)
+        assert sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []) == []
