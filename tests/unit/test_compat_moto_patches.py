@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -256,6 +257,6 @@ def test_receives_keep_the_queues_retention_period(monkeypatch: pytest.MonkeyPat
         sqs.send_message(QueueUrl=url, MessageBody="expires")
         first = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)["Messages"]
         assert [m["Body"] for m in first] == ["kept"]
-        now = models.unix_time()  # type: ignore[attr-defined]
-        monkeypatch.setattr(models, "unix_time", lambda: now + 61)
+        later = time.time() + 61
+        monkeypatch.setattr(models, "unix_time", lambda: later)
         assert sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []) == []

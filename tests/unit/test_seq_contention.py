@@ -123,3 +123,120 @@ def test_senders_in_one_process_take_turns_instead_of_racing() -> None:
         thread.join()
     assert sorted(seqs) == list(range(1, 81))
     assert room.attempts == 80  # one transaction per message: no race was lost
+
+
+class CountingRoom(SharedRoom):
+    """SharedRoom that counts its reads of the newest seq and holds the first commit at a gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queries = 0
+        self.gate = threading.Event()
+        self.first_commit_started = threading.Event()
+
+    def query(self, **request: Any) -> dict[str, Any]:
+        self.queries += 1
+        return super().query(**request)
+
+    def transact_write_items(self, TransactItems: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
+        if not self.first_commit_started.is_set():
+            self.first_commit_started.set()
+            assert self.gate.wait(10)
+        return super().transact_write_items(TransactItems)
+
+
+class WatchedLock:
+    """The turn's lock, telling when somebody starts to wait for it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.waiting = threading.Event()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if blocking:
+            self.waiting.set()
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+def _send_behind_a_first_sender(room: CountingRoom, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Sender 1 holds the room's turn in its commit while sender 2 waits for it; `room.seq` may
+    move meanwhile (another process). Returns the two seqs, in sender order."""
+    store = ChatStore(cast(Any, room), Settings())
+    turn = messages_module._SEQ_TURNS[hash("busy") % len(messages_module._SEQ_TURNS)]
+    lock = WatchedLock()
+    monkeypatch.setattr(turn, "lock", lock)
+    monkeypatch.setattr(turn, "handed_on", None)
+    seqs = [0, 0]
+
+    def send(index: int) -> None:
+        seqs[index] = int(store.store_message("busy", f"u{index}", "U", "hi", f"c{index}", 1).item["seq"])
+
+    first = threading.Thread(target=send, args=(0,))
+    first.start()
+    assert room.first_commit_started.wait(10)
+    lock.waiting.clear()
+    second = threading.Thread(target=send, args=(1,))
+    second.start()
+    assert lock.waiting.wait(10)  # the second sender is waiting for the turn
+    room.gate.set()
+    first.join(10)
+    second.join(10)
+    return seqs
+
+
+def test_a_sender_that_waited_for_its_turn_starts_after_its_predecessor_without_a_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    room = CountingRoom()
+    assert _send_behind_a_first_sender(room, monkeypatch) == [1, 2]
+    assert room.queries == 1  # only the first sender read the newest seq
+    assert room.attempts == 2  # and neither lost a race
+
+
+def test_a_hand_off_overtaken_elsewhere_loses_one_race_and_leaves_no_gap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    room = CountingRoom()
+    original = room.transact_write_items
+
+    def then_another_process_stores(TransactItems: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
+        answer = original(TransactItems)
+        if room.seq == 1:
+            room.seq = 2  # seq 2 is taken by a sender in another process
+        return answer
+
+    monkeypatch.setattr(room, "transact_write_items", then_another_process_stores)
+    assert _send_behind_a_first_sender(room, monkeypatch) == [1, 3]
+    assert room.attempts == 3  # the hand-off's 2 was refused, then 3 after reading the newest
+
+
+def test_a_sender_that_did_not_wait_reads_the_newest_seq(monkeypatch: pytest.MonkeyPatch) -> None:
+    room = CountingRoom()
+    room.gate.set()
+    store = ChatStore(cast(Any, room), Settings())
+    monkeypatch.setattr(
+        messages_module._SEQ_TURNS[hash("busy") % len(messages_module._SEQ_TURNS)], "handed_on", None
+    )
+    assert store.store_message("busy", "a", "A", "hi", "c1", 1).item["seq"] == 1
+    room.seq = 7  # other processes stored meanwhile
+    assert store.store_message("busy", "b", "B", "hi", "c2", 1).item["seq"] == 8
+    assert room.queries == 2 and room.attempts == 2  # each read, neither lost a race
+
+
+def test_the_counter_is_raised_after_the_turn_is_let_go(monkeypatch: pytest.MonkeyPatch) -> None:
+    """META's counter write is not on the room's critical path: the next sender may start."""
+    room = CountingRoom()
+    room.gate.set()
+    turn = messages_module._SEQ_TURNS[hash("busy") % len(messages_module._SEQ_TURNS)]
+    held_while_raising: list[bool] = []
+
+    def update_item(**request: Any) -> dict[str, Any]:
+        held_while_raising.append(turn.lock.locked())
+        return {}
+
+    monkeypatch.setattr(room, "update_item", update_item)
+    ChatStore(cast(Any, room), Settings()).store_message("busy", "a", "A", "hi", "c1", 1)
+    assert held_while_raising == [False]

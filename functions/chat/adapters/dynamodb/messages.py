@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from botocore.exceptions import ClientError
@@ -42,7 +43,18 @@ SEQ_BUDGET_SECONDS: Final = INGRESS_FUNCTION.timeout_seconds / 2
 # runtime, where every invocation is a thread of one process, spent seconds per send that way).
 # On AWS an execution environment runs one invocation at a time, so this never waits there;
 # senders in other processes still race, as above. Striped: rooms share a turn by hash.
-_SEQ_TURNS: Final = tuple(threading.Lock() for _ in range(64))
+@dataclass
+class _SeqTurn:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    # (room, seq) its last holder stored, set as it lets go. A sender that had to wait for the
+    # turn starts from there instead of reading the newest message: its predecessor has just
+    # taken that seq. If a sender elsewhere took the next one, the transaction is cancelled and
+    # returns its message, as in any lost race. A sender that did not wait reads, since the
+    # room may have moved in other processes meanwhile (always so on AWS).
+    handed_on: tuple[str, int] | None = None
+
+
+_SEQ_TURNS: Final = tuple(_SeqTurn() for _ in range(64))
 
 
 class MessageTable(Tables):
@@ -58,24 +70,43 @@ class MessageTable(Tables):
         seqs have no gaps (seq n + 1 is only written by one who saw n) and a resend finds the
         claim and gets the first store's ack. A racing sender's commit cancels it, returning the
         message that took the seq, and it is retried on the next one. Then META's `seq` is moved
-        up to it (never down), before the caller acks: readers of the counter see every acked
-        message, and META takes one plain write per message, no transaction (docs/data-model.md,
-        "Per-key budget").
+        up to it (never down), after the sender's turn but before the caller acks: readers of the
+        counter see every acked message, and META takes one plain write per message, no
+        transaction (docs/data-model.md, "Per-key budget").
         """
         deadline = time.monotonic() + SEQ_BUDGET_SECONDS
         turn = _SEQ_TURNS[hash(room) % len(_SEQ_TURNS)]
-        if not turn.acquire(timeout=SEQ_BUDGET_SECONDS):
+        waited = not turn.lock.acquire(blocking=False)
+        if waited and not turn.lock.acquire(timeout=SEQ_BUDGET_SECONDS):
             raise StoreBusy(f"seq assignment in {room}: no turn within {SEQ_BUDGET_SECONDS:g} s")
         try:
-            return self._store_message(room, user_id, name, text, client_msg_id, now_ms, deadline)
+            handed_on, turn.handed_on = turn.handed_on, None
+            after = handed_on[1] if waited and handed_on is not None and handed_on[0] == room else None
+            stored = self._store_message(room, user_id, name, text, client_msg_id, now_ms, deadline, after)
+            if not stored.duplicate:
+                turn.handed_on = (room, int(stored.item["seq"]))
         finally:
-            turn.release()
+            turn.lock.release()
+        # Outside the turn: the next sender reads the newest message, which is already written,
+        # so the counter (monotonic, conditional) need not hold up the room. A resend raises it
+        # too: the first store may have stopped before moving it.
+        self._raise_counter(room, int(stored.item["seq"]))
+        return stored
 
     def _store_message(
-        self, room: str, user_id: str, name: str, text: str, client_msg_id: str, now_ms: int, deadline: float
+        self,
+        room: str,
+        user_id: str,
+        name: str,
+        text: str,
+        client_msg_id: str,
+        now_ms: int,
+        deadline: float,
+        after: int | None,
     ) -> StoredMessage:
+        """`after`: a seq known taken a moment ago (the turn's hand-off), or None to read it."""
         idem_key = {"pk": idempotency_pk(user_id, room, client_msg_id), "sk": "IDEM"}
-        current: int | None = None
+        current = after
         attempt = -1
         while attempt < 3 or time.monotonic() < deadline:
             attempt += 1
@@ -114,7 +145,6 @@ class MessageTable(Tables):
                         },
                     ]
                 )
-                self._raise_counter(room, seq)
                 return StoredMessage(message, duplicate=False, fanned_out=False)
             except ClientError as error:
                 if not is_error(error, "TransactionCanceledException"):
@@ -123,8 +153,6 @@ class MessageTable(Tables):
                 if len(codes) == 2 and codes[1] == "ConditionalCheckFailed":
                     existing = self._get_message_by_claim(idem_key, room)
                     if existing is not None:
-                        # A resend: the first store may have stopped before moving the counter.
-                        self._raise_counter(room, int(existing.item["seq"]))
                         return existing
                 taken = _seq_of_lost_race(error)
                 if taken is None or attempt >= 3:
