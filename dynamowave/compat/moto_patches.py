@@ -88,9 +88,8 @@ def serialize_dynamodb() -> None:
 
 def _read_retention_from_the_queue() -> None:
     from moto.sqs import models
-    from moto.sqs.models import SQSBackend
 
-    original = SQSBackend.is_message_valid_based_on_retention_period
+    original = models.SQSBackend.is_message_valid_based_on_retention_period
 
     @functools.wraps(original)
     def is_message_valid_based_on_retention_period(self: Any, queue_name: str, message: Any) -> bool:
@@ -99,7 +98,7 @@ def _read_retention_from_the_queue() -> None:
         # Looked up on the module at each call, as moto's own code does (tests move its clock).
         return bool(retain_until > models.unix_time())  # type: ignore[attr-defined]
 
-    SQSBackend.is_message_valid_based_on_retention_period = (  # type: ignore[method-assign]
+    models.SQSBackend.is_message_valid_based_on_retention_period = (  # type: ignore[method-assign]
         is_message_valid_based_on_retention_period
     )
 

@@ -165,7 +165,7 @@ def _send_behind_a_first_sender(room: CountingRoom, monkeypatch: pytest.MonkeyPa
     """Sender 1 holds the room's turn in its commit while sender 2 waits for it; `room.seq` may
     move meanwhile (another process). Returns the two seqs, in sender order."""
     store = ChatStore(cast(Any, room), Settings())
-    turn = messages_module._SEQ_TURNS[hash("busy") % len(messages_module._SEQ_TURNS)]
+    turn = messages_module.seq_turn_of("busy")
     lock = WatchedLock()
     monkeypatch.setattr(turn, "lock", lock)
     monkeypatch.setattr(turn, "handed_on", None)
@@ -217,9 +217,7 @@ def test_a_sender_that_did_not_wait_reads_the_newest_seq(monkeypatch: pytest.Mon
     room = CountingRoom()
     room.gate.set()
     store = ChatStore(cast(Any, room), Settings())
-    monkeypatch.setattr(
-        messages_module._SEQ_TURNS[hash("busy") % len(messages_module._SEQ_TURNS)], "handed_on", None
-    )
+    monkeypatch.setattr(messages_module.seq_turn_of("busy"), "handed_on", None)
     assert store.store_message("busy", "a", "A", "hi", "c1", 1).item["seq"] == 1
     room.seq = 7  # other processes stored meanwhile
     assert store.store_message("busy", "b", "B", "hi", "c2", 1).item["seq"] == 8
@@ -230,7 +228,7 @@ def test_the_counter_is_raised_after_the_turn_is_let_go(monkeypatch: pytest.Monk
     """META's counter write is not on the room's critical path: the next sender may start."""
     room = CountingRoom()
     room.gate.set()
-    turn = messages_module._SEQ_TURNS[hash("busy") % len(messages_module._SEQ_TURNS)]
+    turn = messages_module.seq_turn_of("busy")
     held_while_raising: list[bool] = []
 
     def update_item(**request: Any) -> dict[str, Any]:

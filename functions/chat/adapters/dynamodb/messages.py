@@ -53,8 +53,20 @@ class _SeqTurn:
     # room may have moved in other processes meanwhile (always so on AWS).
     handed_on: tuple[str, int] | None = None
 
+    def take_hand_off(self, room: str, waited: bool) -> int | None:
+        """The seq to start after (clearing it): the last holder's, for a sender of its room that
+        waited for the turn; None to read the newest."""
+        handed_on, self.handed_on = self.handed_on, None
+        if waited and handed_on is not None and handed_on[0] == room:
+            return handed_on[1]
+        return None
+
 
 _SEQ_TURNS: Final = tuple(_SeqTurn() for _ in range(64))
+
+
+def seq_turn_of(room: str) -> _SeqTurn:
+    return _SEQ_TURNS[hash(room) % len(_SEQ_TURNS)]
 
 
 class MessageTable(Tables):
@@ -75,13 +87,12 @@ class MessageTable(Tables):
         transaction (docs/data-model.md, "Per-key budget").
         """
         deadline = time.monotonic() + SEQ_BUDGET_SECONDS
-        turn = _SEQ_TURNS[hash(room) % len(_SEQ_TURNS)]
+        turn = seq_turn_of(room)
         waited = not turn.lock.acquire(blocking=False)
         if waited and not turn.lock.acquire(timeout=SEQ_BUDGET_SECONDS):
             raise StoreBusy(f"seq assignment in {room}: no turn within {SEQ_BUDGET_SECONDS:g} s")
         try:
-            handed_on, turn.handed_on = turn.handed_on, None
-            after = handed_on[1] if waited and handed_on is not None and handed_on[0] == room else None
+            after = turn.take_hand_off(room, waited)
             stored = self._store_message(room, user_id, name, text, client_msg_id, now_ms, deadline, after)
             if not stored.duplicate:
                 turn.handed_on = (room, int(stored.item["seq"]))
